@@ -2,3 +2,15 @@
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent
+
+
+def classes_path(name: str) -> Path:
+    """A class-name file: `name` as a path, or configs/classes/<name>.txt."""
+    candidate = Path(name)
+    if candidate.is_file():
+        return candidate
+    path = CONFIG_DIR / "classes" / f"{name}.txt"
+    if not path.is_file():
+        available = sorted(p.stem for p in (CONFIG_DIR / "classes").glob("*.txt"))
+        raise FileNotFoundError(f"unknown class list {name!r}; available: {', '.join(available)}")
+    return path
