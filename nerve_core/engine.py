@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass, is_dataclass, replace
 
 import numpy as np
@@ -22,6 +23,7 @@ from nerve_core.devices import resolve_device, resolve_dtype
 from nerve_core.imageprep import Prepared, clip_input_size, resize_rgb, to_rgb
 from nerve_core.models.clip_loader import load_clip
 from nerve_core.refine import get_refiner
+from nerve_core.timing import StageTimer
 from nerve_core.upsample import upsample_chunks
 from nerve_core.vocab import Vocabulary
 
@@ -52,6 +54,7 @@ class Engine:
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.refiner = get_refiner(cfg.refine.name)
+        self.timer = StageTimer(self.device)  # stages: prepare, clip, sd, refine, upsample
         model, tokenizer = load_clip(cfg.clip, self.device, self.dtype)
         self.head = DenseClipHead(model, tokenizer, cfg.clip)
         self.sd = None
@@ -65,13 +68,16 @@ class Engine:
     # ---- CPU side: safe to call from decode threads -------------------------------------------
     def prepare(self, image: Image.Image) -> Prepared:
         """Resize for the models; keep the original pixels only if the upsampler needs them."""
+        start = time.perf_counter()
         rgb = to_rgb(image)
         size = (rgb.height, rgb.width)
         clip_hw = clip_input_size(size, self.cfg.clip.image_size, self.cfg.clip.resize)
         sd = resize_rgb(rgb, (self.cfg.sd.image_size,) * 2) if self.sd is not None else None
         guided = self.cfg.upsample.name != "bilinear" or self.cfg.upsample.pamr
         guide = np.asarray(rgb, dtype=np.uint8) if guided else None
-        return Prepared(clip=resize_rgb(rgb, clip_hw), sd=sd, size=size, guide=guide)
+        prepared = Prepared(clip=resize_rgb(rgb, clip_hw), sd=sd, size=size, guide=guide)
+        prepared.seconds = time.perf_counter() - start
+        return prepared
 
     # ---- model side ---------------------------------------------------------------------------
     def segment(self, images, vocab, image_labels=None) -> list[np.ndarray]:
@@ -91,15 +97,20 @@ class Engine:
         if image_labels is not None and len(image_labels) != len(prepared):
             raise ValueError(f"{len(image_labels)} label lists for {len(prepared)} images")
         class_sets = [self.classes_for(vocab, None if image_labels is None else image_labels[i]) for i in range(len(prepared))]
-        logits = self._clip_logits(prepared, vocab)
-        layers = self.sd(self._pixels([p.sd for p in prepared])) if self.sd is not None else []
+        stage = self.timer.stage
+        with stage("clip"):
+            logits = self._clip_logits(prepared, vocab)
+        with stage("sd"):
+            layers = self.sd(self._pixels([p.sd for p in prepared])) if self.sd is not None else []
         _, owner = vocab.queries()
         results = []
         for i, p in enumerate(prepared):
-            probs = self.head.class_probs(logits[i][None], owner, class_sets[i])[0].float()
-            image_layers = [replace(layer, q=layer.q[i], k=layer.k[i]) for layer in layers]
-            scores = self.refiner.fn(probs, image_layers, self.cfg.refine)
-            results.append(self._finish(scores, p, class_sets[i], confidence))
+            with stage("refine"):
+                probs = self.head.class_probs(logits[i][None], owner, class_sets[i])[0].float()
+                image_layers = [replace(layer, q=layer.q[i], k=layer.k[i]) for layer in layers]
+                scores = self.refiner.fn(probs, image_layers, self.cfg.refine)
+            with stage("upsample"):
+                results.append(self._finish(scores, p, class_sets[i], confidence))
         return results
 
     def classes_for(self, vocab: Vocabulary, labels) -> list[int] | None:

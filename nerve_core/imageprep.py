@@ -43,6 +43,7 @@ class Prepared:
     sd: np.ndarray | None  # (S, S, 3) uint8, Stable Diffusion input (None if the engine has no SD)
     size: tuple[int, int]  # original (H, W): the label map is produced at this size
     guide: np.ndarray | None = None  # (H, W, 3) uint8 original pixels, only for image-guided upsampling
+    seconds: float = 0.0  # time spent preparing (decode-thread work, reported by benchmarks)
 
 
 def clip_input_size(size: tuple[int, int], image_size: int, resize: str) -> tuple[int, int]:
