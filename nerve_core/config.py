@@ -117,7 +117,7 @@ class BackgroundConfig:
 
 @dataclass
 class EngineConfig:
-    name: str = "nerve"  # registry key of the engine builder
+    name: str = "nerve"  # preset name (configs/engines/), recorded with every run
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | float32 | float16 | bfloat16
     mode: str = "open"  # open (all classes) | wsss (image-level labels + background)
