@@ -185,9 +185,9 @@ class _Pool:
             return True
         except RayTaskError as exc:
             if isinstance(exc, EngineBuildError) or isinstance(getattr(exc, "cause", None), EngineBuildError):
-                self._fail_all(attempt, queue, result, _first_line(exc))
+                self._fail_all(attempt, queue, result, _task_error(exc))
                 return False
-            self._retry_or_fail(attempt, queue, result, _first_line(exc))
+            self._retry_or_fail(attempt, queue, result, _task_error(exc))
             return True
         stats.append(shard_stats)
         result.done.append(attempt.shard)
@@ -234,6 +234,12 @@ class _Pool:
                 self.emit("progress", shard=attempt.shard, attempt=attempt.attempt, images=ok + err,
                           actor=self.actors[attempt.slot])
         bar.update(images, errors, len(result.done), result.retries)
+
+
+def _task_error(exc) -> str:
+    """The exception raised inside the actor, not Ray's wrapper text."""
+    cause = getattr(exc, "cause", None)
+    return f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -72,10 +72,11 @@ class Labeler:
     @property
     def engine(self):
         if self._engine is None:
-            from nerve_core.engine import build_engine
             from nerve_core.vocab import Vocabulary
 
             try:
+                from nerve_core.engine import build_engine
+
                 self._engine = build_engine(self.job["engine"])
             except Exception as exc:
                 raise EngineBuildError(f"cannot build the engine: {type(exc).__name__}: {exc}") from exc

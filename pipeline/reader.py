@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
+from fsspec.implementations.local import LocalFileSystem
 from PIL import Image
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
@@ -52,7 +53,9 @@ def raw_samples(url: str) -> Iterator[dict]:
     yielding every sample before the damage.
     """
     fs, path = filesystem(url)
-    with fs.open(path, "rb") as stream:
+    # Local files open directly: fsspec's local opener seeks, which pipes and FIFOs cannot do.
+    opener = open if isinstance(fs, LocalFileSystem) else fs.open
+    with opener(path, "rb") as stream:
         yield from group_by_keys(tar_file_expander([{"url": url, "stream": stream}]))
 
 

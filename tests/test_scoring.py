@@ -4,17 +4,7 @@ import pytest
 
 from pipeline.scoring import confusion_matrix, per_class_iou, summarize_confusion
 from pipeline.summary import merge_stats
-
-
-def _set_iou(preds, gts, num_classes, ignore=255):
-    """IoU per class from pixel sets: |P ∩ G| / |P ∪ G| over non-ignored GT pixels, whole dataset."""
-    inter, union = np.zeros(num_classes), np.zeros(num_classes)
-    for p, g in zip(preds, gts):
-        valid = g != ignore
-        for c in range(num_classes):
-            inter[c] += np.sum((p == c) & (g == c) & valid)
-            union[c] += np.sum(((p == c) | (g == c)) & valid)
-    return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+from tests.shards import set_iou
 
 
 def _random_pair(rng, shape, num_classes, unlabeled=True):
@@ -34,7 +24,7 @@ def test_dataset_level_iou_matches_set_formulation():
     # Class 4 never appears anywhere: its union is empty and it leaves the mean.
     pairs = [(np.where(p == 4, 3, p).astype(np.uint8), np.where(g == 4, 3, g).astype(np.uint8)) for p, g in pairs]
     cm = sum(confusion_matrix(p, g, k) for p, g in pairs)
-    expected = _set_iou([p for p, _ in pairs], [g for _, g in pairs], k)
+    expected = set_iou([p for p, _ in pairs], [g for _, g in pairs], k)
     np.testing.assert_allclose(per_class_iou(cm), expected, rtol=0, atol=1e-12, equal_nan=True)
     summary = summarize_confusion(cm, list("abcde"))
     assert summary["per_class_iou"]["e"] is None
@@ -64,7 +54,7 @@ def test_merge_sums_confusions_before_ratios():
               "confusion": confusion_matrix(p, g, 3).tolist()} for p, g in pairs]
     stats.append({"samples": 2, "ok": 0, "errors": 2, "errors_by_reason": {"decode_image": 2}, "confusion": None})
     merged = merge_stats(stats, ["bg", "x", "y"], {"digest": "abc"})
-    expected = _set_iou([p for p, _ in pairs], [g for _, g in pairs], 3)
+    expected = set_iou([p for p, _ in pairs], [g for _, g in pairs], 3)
     assert merged["miou"] == pytest.approx(100 * np.nanmean(expected), abs=1e-3)
     assert (merged["num_images"], merged["num_ok"], merged["num_errors"]) == (5, 3, 2)
     assert merged["errors_by_reason"] == {"decode_image": 2} and merged["fingerprint"] == "abc"
