@@ -49,15 +49,14 @@ def joint_bilateral_upsample(scores: torch.Tensor, guide, cfg, max_elements: int
 
     ys = _low_res_positions(height, h, scores.device)
     xs = _low_res_positions(width, w, scores.device)
-    # Candidate window: floor(p↓) - r + 1 .. floor(p↓) + r per axis (2r integers), plus the edge
-    # cases where p↓ is itself an integer: floor(p↓) - r .. floor(p↓) + r + 1 covers every q with
-    # |q - p↓| <= r; out-of-range and too-far candidates get weight zero (-inf in log domain).
-    offsets = range(-cfg.radius, cfg.radius + 2)
+    # Every q with |q - p↓| <= r lies within r of round(p↓) (|p↓ - round(p↓)| <= 1/2, q integer), so
+    # 2r+1 candidates per axis suffice; out-of-range and too-far ones get weight 0 (-inf in log).
+    offsets = range(-cfg.radius, cfg.radius + 1)
     spatial = -0.5 / cfg.sigma_spatial**2
     range_term = -0.5 / cfg.sigma_range**2
 
     def axis_candidates(pos: torch.Tensor, size: int):
-        base = pos.floor().long()
+        base = (pos + 0.5).floor().long()
         for o in offsets:
             q = base + o
             valid = (q >= 0) & (q < size) & ((q - pos).abs() <= cfg.radius + 1e-6)
@@ -65,28 +64,21 @@ def joint_bilateral_upsample(scores: torch.Tensor, guide, cfg, max_elements: int
             yield q.clamp(0, size - 1), log_w
 
     x_candidates = list(axis_candidates(xs, w))
+    window = len(offsets) ** 2
     out = torch.empty(k, height, width, device=scores.device)
-    rows_per_block = max(1, min(height, max_elements // max(1, (k + 4) * width)))
+    rows_per_block = max(1, min(height, max_elements // max(1, (k + window + 4) * width)))
     for start in range(0, height, rows_per_block):
         rows = slice(start, min(height, start + rows_per_block))
         y_candidates = list(axis_candidates(ys[rows], h))
         pixel = image[:, rows]  # (3, r, W)
-
-        def log_weights(qy, wy, qx, wx):
-            colour = low_guide[:, qy][:, :, qx]  # (3, r, W)
+        log_weights = torch.empty(window, *pixel.shape[1:], device=scores.device)
+        for n, ((qy, wy), (qx, wx)) in enumerate((y, x) for y in y_candidates for x in x_candidates):
+            colour = low_guide.index_select(1, qy).index_select(2, qx)  # (3, r, W)
             distance = (pixel - colour).pow_(2).sum(dim=0)
-            return wy[:, None] + wx[None, :] + range_term * distance
-
-        peak = torch.full(pixel.shape[1:], -math.inf, device=scores.device)
-        for qy, wy in y_candidates:
-            for qx, wx in x_candidates:
-                peak = torch.maximum(peak, log_weights(qy, wy, qx, wx))
+            torch.add(wy[:, None] + wx[None, :], distance, alpha=range_term, out=log_weights[n])
+        weights = log_weights.sub_(log_weights.amax(dim=0, keepdim=True)).exp_()
         numerator = torch.zeros(k, *pixel.shape[1:], device=scores.device)
-        denominator = torch.zeros(pixel.shape[1:], device=scores.device)
-        for qy, wy in y_candidates:
-            for qx, wx in x_candidates:
-                weight = torch.exp(log_weights(qy, wy, qx, wx) - peak)
-                numerator += weight * scores[:, qy][:, :, qx]
-                denominator += weight
-        out[:, rows] = numerator / denominator
+        for n, (qy, qx) in enumerate((y, x) for y, _ in y_candidates for x, _ in x_candidates):
+            numerator.addcmul_(weights[n], scores.index_select(1, qy).index_select(2, qx))
+        out[:, rows] = numerator.div_(weights.sum(dim=0))
     return out
