@@ -79,7 +79,7 @@ class RefineConfig:
     iseg_iterations: int = 10  # iSeg's public code: 10 refinement iterations
     # Step size λ of iSeg's one gradient-descent step on the attention entropy, A + λ(1 + ln A)
     # (A row-max normalised). iSeg's code uses 0.1 with log10, i.e. λ = 0.1 / ln 10.
-    iseg_entropy_temperature: float = 0.0434
+    iseg_entropy_step: float = 0.0434
     # DSLO (METHOD.md section 4). Values its text lost are marked in the engine presets.
     nms_threshold: float = 0.5
     sinkhorn_epsilon: float = 0.1

@@ -40,7 +40,7 @@ def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
 def refine_iseg(G_clip: torch.Tensor, layers, cfg) -> torch.Tensor:
     """(K, h, w) iSeg scores in [0, 1] on the finest attention grid."""
     attention, grid = layer_averaged_attention(layers)
-    transition = entropy_reduced_attention(attention, cfg.iseg_entropy_temperature)
+    transition = entropy_reduced_attention(attention, cfg.iseg_entropy_step)
     del attention
     maps = normalise_maps(scores_on_grid(G_clip.to(transition.device), grid))
     for _ in range(cfg.iseg_iterations):
