@@ -36,13 +36,14 @@ def unet_inputs(models, batch=2, size=16, seed=0):
 def layer_inputs_by_hooks(unet, names, inputs):
     """Each layer's input hidden states, recorded with plain forward pre-hooks (default processors)."""
     seen = {}
-    hooks = [
-        unet.get_submodule(name).register_forward_pre_hook(
-            lambda module, args, kwargs, name=name: seen.__setitem__(name, args[0] if args else kwargs["hidden_states"]),
-            with_kwargs=True,
-        )
-        for name in names
-    ]
+
+    def recorder(name):
+        def hook(module, args, kwargs):
+            seen[name] = args[0] if args else kwargs["hidden_states"]
+
+        return hook
+
+    hooks = [unet.get_submodule(n).register_forward_pre_hook(recorder(n), with_kwargs=True) for n in names]
     try:
         with torch.inference_mode():
             output = unet(inputs[0], inputs[1], encoder_hidden_states=inputs[2]).sample

@@ -20,7 +20,10 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
 @dataclass
 class LayerQK:
-    """Query and key of one self-attention layer; the N tokens are the row-major (h, w) grid."""
+    """Query and key of one self-attention layer; the N tokens are the row-major (h, w) grid.
+
+    q and k are the tensors the attention consumed (per-head views, not necessarily contiguous).
+    """
 
     name: str
     q: torch.Tensor  # (B, heads, N, head_dim)

@@ -18,7 +18,12 @@ __all__ = ["LayerQK", "SDQueryKeyExtractor"]
 
 
 class SDQueryKeyExtractor:
-    """Callable: pixels (B, 3, S, S) in [0, 1] -> one LayerQK per configured layer, batch kept."""
+    """Callable: pixels (B, 3, S, S) in [0, 1] -> one LayerQK per configured layer, batch kept.
+
+    With cfg.channels_last the VAE and UNet are switched to channels_last in place (faster
+    convolutions on GPU); their weights are unchanged. The UNet's processors are swapped only
+    for the duration of each call.
+    """
 
     def __init__(self, models: SDModels, cfg: SDConfig, device, dtype):
         self.models = models
