@@ -131,18 +131,23 @@ def test_closed_form_matches_dense_transition_of_the_test():
 
 
 def test_random_features_approach_exact_exp_cosine_as_rank_grows():
+    """The positive random features are unbiased: the walk's error shrinks like 1/sqrt(rank).
+
+    (The walk with features equals the closed form with the same features: see the tests above,
+    so the cheap closed forms can stand in for long walks here.)"""
     grid = (8, 8)
     G, q, k = random_inputs(grid, heads=2, dim=16, seed=5)
-    exact = nerve_propagate(G, q, k, grid, steps=40, affinity="exp_cosine", temperature=0.5, **WALK)
+    walk = dict(WALK, beta=0.9)
+    exact = nerve_closed_form(G, q, k, grid, affinity="exp_cosine", temperature=0.5, **walk)
     errors = []
-    for rank in (16, 256, 4096):
-        draws = [
-            nerve_propagate(G, q, k, grid, steps=40, affinity="exp_cosine", temperature=0.5, features=rank, seed=s, **WALK)
-            for s in range(3)
-        ]
+    for rank in (16, 512, 8192):
+        draws = [nerve_closed_form(G, q, k, grid, affinity="exp_cosine", temperature=0.5, features=rank, seed=s, **walk)
+                 for s in range(3)]
         errors.append(max((P - exact).abs().max().item() for P in draws))
-    assert errors[0] > errors[1] > errors[2]
-    assert errors[2] < 0.02
+    assert errors[0] > 2 * errors[1] > 4 * errors[2]
+    assert errors[2] < 3e-3
+    P = nerve_propagate(G, q, k, grid, steps=60, affinity="exp_cosine", temperature=0.5, features=512, **walk)
+    torch.testing.assert_close(P.double(), exact, atol=4 * errors[1], rtol=0)
 
 
 def test_half_precision_inputs_give_float32_on_their_device():
