@@ -46,11 +46,12 @@ class HeadTransitions:
     local: torch.Tensor  # (H, N, 9) row-stochastic local stencils
     global_share: torch.Tensor  # (H, N): β on usable global rows, 0 where the row falls back to local
     index: torch.Tensor  # (N, 9) neighbour index of the stencil
+    G: torch.Tensor  # (N, K) the G whose one-step walks glob.times_G holds
 
-    def one_step(self, G: torch.Tensor) -> torch.Tensor:
+    def one_step(self) -> torch.Tensor:
         """(H, N, K) S^(h) G for every head (eq. 12)."""
         share = self.global_share[..., None]
-        return share * self.glob.times_G + (1 - share) * apply_stencil(self.local, G, self.index)
+        return share * self.glob.times_G + (1 - share) * apply_stencil(self.local, self.G, self.index)
 
 
 def _head_transitions(G, qh, kh, grid, beta, eps_self, spec: AffinitySpec) -> HeadTransitions:
@@ -71,7 +72,7 @@ def _head_transitions(G, qh, kh, grid, beta, eps_self, spec: AffinitySpec) -> He
             RuntimeWarning,
             stacklevel=3,
         )
-    return HeadTransitions(glob, local, beta * glob.usable.to(qh.dtype), index)
+    return HeadTransitions(glob, local, beta * glob.usable.to(qh.dtype), index, G)
 
 
 def _prepare(G, q, k):
@@ -86,7 +87,7 @@ def head_weights(G, q, k, grid, *, beta, c, eps_self, affinity="cosine", **affin
     check_inputs(G, q, k, grid)
     check_walk(0.0, beta, eps_self)
     G, qh, kh = _prepare(G, q, k)
-    return entropy_weights(_head_transitions(G, qh, kh, grid, beta, eps_self, spec).one_step(G), c)
+    return entropy_weights(_head_transitions(G, qh, kh, grid, beta, eps_self, spec).one_step(), c)
 
 
 def nerve_propagate(G, q, k, grid, *, alpha, beta, c, eps_self, steps, affinity="cosine", **affinity_options):
@@ -100,7 +101,7 @@ def nerve_propagate(G, q, k, grid, *, alpha, beta, c, eps_self, steps, affinity=
     check_walk(alpha, beta, eps_self, steps)
     G, qh, kh = _prepare(G, q, k)
     heads = _head_transitions(G, qh, kh, grid, beta, eps_self, spec)
-    w = entropy_weights(heads.one_step(G), c)
+    w = entropy_weights(heads.one_step(), c)
     global_op = heads.glob.combined(alpha * w[:, None] * heads.global_share)
     local_table = alpha * torch.einsum("h,hn,hnt->nt", w, 1 - heads.global_share, heads.local)
     base = (1 - alpha) * G
