@@ -36,7 +36,8 @@ def test_tiny_clip_loads_the_written_weights_frozen_in_the_requested_dtype(tiny)
     assert all(not p.requires_grad for p in model.parameters())
     assert {p.dtype for p in model.parameters()} == {torch.float64}
     assert tokenizer(["a photo of a cat"]).shape == (1, 77)
-    assert preprocess_mean_std(model) == (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    openai = (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    assert preprocess_mean_std(model) == openai
 
 
 def test_tiny_clip_weights_are_a_function_of_the_seed(tmp_path):

@@ -4,7 +4,7 @@ CLIP is trained to describe the whole image through the CLS token; its patch tok
 usable for segmentation once the last block stops mixing in global context. Three heads differ
 only in that last block (METHOD.md section 3):
 
-  naclip   - neighbourhood attention (nerve_core.clip.naclip): k kᵀ/√d + Ω, no residual, no MLP.
+  naclip   - neighbourhood attention (nerve_core.clip.naclip): k kᵀ/√d + Ω; no residual/MLP.
   maskclip - the value path of MaskCLIP (Zhou et al., ECCV 2022) as its public code computes it:
              out_proj(v(ln_1 x)) replaces the attention output, the block's residual and MLP stay.
              (Dropping those too is ClearCLIP's later change, not MaskCLIP's.)
@@ -160,13 +160,15 @@ def _run_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _checked_visual(model, head: str):
     """The model's ViT tower, refusing towers whose internals the heads do not know."""
     visual = getattr(model, "visual", model)
-    needed = ("conv1", "class_embedding", "positional_embedding", "ln_pre", "transformer", "ln_post")
+    needed = ("conv1", "class_embedding", "positional_embedding", "ln_pre", "transformer",
+              "ln_post")
     missing = [name for name in needed if not hasattr(visual, name)]
     if missing:
-        raise ValueError(f"dense CLIP needs an open_clip VisionTransformer; {type(visual).__name__} "
-                         f"lacks {missing}")
+        kind = type(visual).__name__
+        raise ValueError(f"dense CLIP needs an open_clip VisionTransformer; {kind} lacks {missing}")
     if getattr(visual, "attn_pool", None) is not None:
         raise ValueError("dense CLIP does not support attentional pooling towers (CoCa)")
-    if head != "vanilla" and not isinstance(visual.transformer.resblocks[-1].attn, nn.MultiheadAttention):
+    last_attention = visual.transformer.resblocks[-1].attn
+    if head != "vanilla" and not isinstance(last_attention, nn.MultiheadAttention):
         raise ValueError(f"the {head} head needs nn.MultiheadAttention in the last block")
     return visual

@@ -16,7 +16,7 @@ KEY, VALUE = 1, 2
 
 
 def gaussian_window(grid: tuple[int, int], sigma: float, *, device=None, dtype=torch.float32):
-    """Ω, (1 + h·w)²: exp(−‖pos_p − pos_q‖² / (2σ²)) between patches p, q; CLS row/column 0.
+    """Ω, (1+hw)²: exp(−‖pos_p − pos_q‖² / (2σ²)) for patches p, q; CLS row/column zero.
 
     Patches are numbered row-major, as the ViT flattens them; positions are (row, column) in
     patch units, so the window is isotropic on any h×w grid.
@@ -34,7 +34,7 @@ def gaussian_window(grid: tuple[int, int], sigma: float, *, device=None, dtype=t
 def neighbourhood_block(block: nn.Module, x: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
     """NACLIP's replacement of `block` (an open_clip ResidualAttentionBlock) on tokens (B, L, D).
 
-    out = out_proj(softmax(k kᵀ/√d + Ω) v) with k, v from ln_1(x), per head; no residual, no MLP.
+    out = out_proj(softmax(k kᵀ/√d + Ω) v), k and v of ln_1(x) per head; no residual, no MLP.
     The query projection is not used at all.
     """
     attn: nn.MultiheadAttention = block.attn

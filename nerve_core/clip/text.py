@@ -29,7 +29,8 @@ class TextEmbedder:
 
     def __init__(self, model, tokenizer, templates: str = "imagenet80", batch_size: int = 256):
         if templates not in TEMPLATE_SETS:
-            raise ValueError(f"unknown templates {templates!r}; choose from {sorted(TEMPLATE_SETS)}")
+            choices = sorted(TEMPLATE_SETS)
+            raise ValueError(f"unknown templates {templates!r}; choose from {choices}")
         self.model = model
         self.tokenizer = tokenizer
         self.templates = templates
