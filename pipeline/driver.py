@@ -105,10 +105,13 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     seconds = time.perf_counter() - start
     images = sum(s["samples"] for s in stats)
     engine_seconds = sum(s["seconds"]["engine"] for s in stats)
+    shard_seconds = sum(s["seconds"]["total"] for s in stats)  # per actor, engine builds excluded
     run = {
         "shards_labeled": len(stats), "shards_skipped": result.skipped, "shards_failed": len(result.failed),
         "retries": result.retries, "images": images, "seconds": round(seconds, 3),
-        "images_per_second": images / seconds if images else None,
+        "images_per_second": images / seconds if images else None,  # Ray and model start included
+        # Reading, decoding, engine, encoding and writing, once actors are up (summed over actors).
+        "labeling_images_per_second": images / shard_seconds if shard_seconds else None,
         # The engine alone on the same images: its batches' wall time summed over actors.
         "engine_images_per_second": sum(s["ok"] for s in stats) / engine_seconds if engine_seconds else None,
     }

@@ -85,10 +85,12 @@ class Labeler:
 
     # ---- one shard ---------------------------------------------------------------------------
     def label_shard(self, url: str, attempt: int = 0) -> dict:
-        engine = self.engine
+        build_start = time.perf_counter()
+        engine = self.engine  # built on the first shard; timed apart from the labeling
         shard = shard_id(url)
         start = time.perf_counter()
         state = _ShardState(shard, self.job, len(self._vocab))
+        state.seconds["engine_build"] = start - build_start
         batch: list[tuple[Sample, object]] = []
         read_error = None
         try:

@@ -10,6 +10,7 @@ import threading
 import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -186,3 +187,50 @@ def test_one_actor_per_gpu_each_pinned_to_its_own(ray_session, tiny_models):
         plan_actors(3, 0.0, "cuda", resources)
     with pytest.raises(ValueError, match="no GPU"):
         plan_actors(0, 0.0, "cuda", {"CPU": 2})
+
+
+def test_bad_samples_and_truncated_shard_are_accounted_for(ray_session, tiny_models, shards_dir, tmp_path, capsys):
+    from pipeline.synthetic import encode_image
+    from PIL import Image
+    from tests.shards import write_raw_tar
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good = encode_image(Image.new("RGB", (40, 30), (90, 90, 90)), "png")
+    write_raw_tar(inputs / "odd-000000.tar", [("broken.jpg", b"not a jpeg"), ("fine.png", good)])
+    data = (shards_dir / "shard-000000.tar").read_bytes()
+    (inputs / "odd-000001.tar").write_bytes(data[: int(len(data) * 0.7)])
+    out = tmp_path / "out"
+    assert nerve(["label", *_args(tiny_models, inputs, out, "ray.max_retries=0")]) == 1
+    assert "failed shard odd-000001" in capsys.readouterr().err
+    failed = json.loads((out / "failed_shards.json").read_text())["failed"]
+    assert [f["shard"] for f in failed] == ["odd-000001"] and "ShardReadError" in failed[0]["reason"]
+    rows = _rows(out, "odd-000000")
+    assert [(r["key"], r["status"]) for r in rows] == [("broken", "error"), ("fine", "ok")]
+    assert rows[0]["error"].startswith("decode_image")
+    partial = _rows(out, "odd-000001")  # the samples before the damage, though the shard is not done
+    assert 0 < len(partial) < 4 and all(r["status"] == "ok" for r in partial)
+    report = verify_output(str(out))
+    assert not report.ok and report.shards_not_done == ["odd-000001"] and report.unreadable_inputs
+    assert report.error_rows == {"decode_image": 1}
+
+
+def test_verify_lists_what_is_wrong(reference, shards_dir, tmp_path, capsys):
+    out = tmp_path / "tampered"
+    shutil.copytree(reference, out)
+    (out / "shards" / "shard-000002.stats.json").unlink()
+    table = pq.read_table(out / "shards" / "shard-000000.parquet")
+    rows = table.to_pylist()
+    pq.write_table(pa.Table.from_pylist([rows[0], rows[0], *rows[2:]], schema=table.schema),
+                   out / "shards" / "shard-000000.parquet")
+    coco_path = out / "shards" / "shard-000001.coco.json"
+    coco = json.loads(coco_path.read_text())
+    coco[0]["image_id"] = 10_000
+    coco_path.write_text(json.dumps(coco))
+    assert nerve(["verify", f"output.dir={out}", f"input.shards={shards_dir}"]) == 1
+    text = capsys.readouterr().out
+    for expected in ("PROBLEMS", "shards not done (1): shard-000002", "missing keys (1): shard-000000/demo000001",
+                     "duplicated keys (1): shard-000000/demo000000",
+                     # shard 0's results still hold the dropped row's image; shard 1 names an unknown one
+                     "coco problems (2): shard-000000: COCO.loadRes refuses", "shard-000001: COCO.loadRes refuses"):
+        assert expected in text, text
