@@ -185,11 +185,13 @@ def export_png(run: RunShards, target: Path, threshold: float = 0.0, progress: b
 
 
 def class_names(run: RunShards) -> list[str] | None:
-    """Display names of the run's vocabulary from OUT/config.yaml (`dataset.classes`), if any."""
+    """Display names of the run's vocabulary, if OUT/config.yaml ({"config": job config,
+    "fingerprint": ...}) names a class file that can be found here (`dataset.classes`)."""
     try:
         with run.fs.open(join(run.root, "config.yaml"), "rb") as f:
-            config = yaml.safe_load(f.read()) or {}
-        return Vocabulary.from_file(classes_path(str(config["dataset"]["classes"]))).names
+            record = yaml.safe_load(f.read()) or {}
+        classes = record["config"]["dataset"]["classes"]
+        return Vocabulary.from_file(classes_path(str(classes))).names
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
         return None
 

@@ -89,7 +89,7 @@ def run_dir(tmp_path) -> tuple[Path, dict]:
         write_shard(shard_dir, shard, shard_rows)
     unfinished = make_row("shard-000002", "late", 300, np.zeros((4, 4), np.uint8))
     write_shard(shard_dir, "shard-000002", [unfinished], done=False)
-    (out / "config.yaml").write_text("dataset:\n  classes: voc21\n")
+    (out / "config.yaml").write_text("config:\n  dataset:\n    classes: voc21\nfingerprint: {}\n")
     return out, masks
 
 
