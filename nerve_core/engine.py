@@ -1,0 +1,198 @@
+"""The engine: images + vocabulary -> per-pixel class ids at each image's original size.
+
+Built from parts chosen by the config: a dense CLIP head (G), an optional Stable Diffusion
+attention source (q, k of the configured layers), a refiner, an upsampler and the dataset's
+background rule. A batch costs one CLIP forward and one SD forward; refinement and the output
+stage run per image because each image may have its own class subset (WSSS mode).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, is_dataclass, replace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nerve_core.background import decide
+from nerve_core.clip.dense_head import DenseClipHead
+from nerve_core.config import EngineConfig
+from nerve_core.devices import resolve_device, resolve_dtype
+from nerve_core.imageprep import Prepared, clip_input_size, resize_rgb, to_rgb
+from nerve_core.models.clip_loader import load_clip
+from nerve_core.refine import get_refiner
+from nerve_core.timing import StageTimer
+from nerve_core.upsample import upsample_chunks
+from nerve_core.vocab import Vocabulary
+
+MODES = ("open", "wsss")
+
+
+@dataclass
+class Segmentation:
+    labels: np.ndarray  # (H, W) uint8 class ids, 255 = unlabeled
+    confidence: np.ndarray | None = None  # (H, W) uint8: round(255 * score of the chosen label)
+
+
+def as_engine_config(cfg) -> EngineConfig:
+    """Accept an EngineConfig, an omegaconf DictConfig of one, or a plain (partial) dict."""
+    if isinstance(cfg, EngineConfig):
+        return cfg
+    from omegaconf import OmegaConf  # only configs that are not dataclasses need it
+
+    merged = OmegaConf.merge(OmegaConf.structured(EngineConfig), cfg)
+    return OmegaConf.to_object(merged)
+
+
+class Engine:
+    def __init__(self, cfg: EngineConfig):
+        if cfg.mode not in MODES:
+            raise ValueError(f"unknown engine.mode {cfg.mode!r}; expected one of {MODES}")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.refiner = get_refiner(cfg.refine.name)
+        self.timer = StageTimer(self.device)  # stages: prepare, clip, sd, refine, upsample
+        model, tokenizer = load_clip(cfg.clip, self.device, self.dtype)
+        self.head = DenseClipHead(model, tokenizer, cfg.clip)
+        self.sd = None
+        if self.refiner.needs_attention:
+            from nerve_core.models.sd_loader import load_stable_diffusion
+            from nerve_core.sd.features import SDQueryKeyExtractor
+
+            models = load_stable_diffusion(cfg.sd, self.device, self.dtype)
+            self.sd = SDQueryKeyExtractor(models, cfg.sd, self.device, self.dtype)
+
+    # ---- CPU side: safe to call from decode threads -------------------------------------------
+    def prepare(self, image: Image.Image) -> Prepared:
+        """Resize for the models; keep the original pixels only if the upsampler needs them."""
+        start = time.perf_counter()
+        rgb = to_rgb(image)
+        size = (rgb.height, rgb.width)
+        clip_hw = clip_input_size(size, self.cfg.clip.image_size, self.cfg.clip.resize)
+        sd = resize_rgb(rgb, (self.cfg.sd.image_size,) * 2) if self.sd is not None else None
+        guided = self.cfg.upsample.name != "bilinear" or self.cfg.upsample.pamr
+        guide = np.asarray(rgb, dtype=np.uint8) if guided else None
+        prepared = Prepared(clip=resize_rgb(rgb, clip_hw), sd=sd, size=size, guide=guide)
+        prepared.seconds = time.perf_counter() - start
+        return prepared
+
+    # ---- model side ---------------------------------------------------------------------------
+    def segment(self, images, vocab, image_labels=None) -> list[np.ndarray]:
+        """Per image an (H, W) uint8 class-id map at the image's original size."""
+        out = []
+        size = self.cfg.batch_size
+        for start in range(0, len(images), size):
+            batch = [self.prepare(im) for im in images[start : start + size]]
+            labels = None if image_labels is None else image_labels[start : start + size]
+            out.extend(s.labels for s in self.run(batch, vocab, labels))
+        return out
+
+    @torch.inference_mode()
+    def run(self, prepared: list[Prepared], vocab, image_labels=None, confidence: bool = False) -> list[Segmentation]:
+        """Segment a batch of prepared images (one CLIP and one SD forward)."""
+        vocab = Vocabulary.coerce(vocab)
+        if image_labels is not None and len(image_labels) != len(prepared):
+            raise ValueError(f"{len(image_labels)} label lists for {len(prepared)} images")
+        class_sets = [self.classes_for(vocab, None if image_labels is None else image_labels[i]) for i in range(len(prepared))]
+        stage = self.timer.stage
+        with stage("clip"):
+            logits = self._clip_logits(prepared, vocab)
+        with stage("sd"):
+            layers = self.sd(self._pixels([p.sd for p in prepared])) if self.sd is not None else []
+        _, owner = vocab.queries()
+        results = []
+        for i, p in enumerate(prepared):
+            with stage("refine"):
+                probs = self.head.class_probs(logits[i][None], owner, class_sets[i])[0].float()
+                image_layers = [replace(layer, q=layer.q[i], k=layer.k[i]) for layer in layers]
+                scores = self.refiner.fn(probs, image_layers, self.cfg.refine)
+            with stage("upsample"):
+                results.append(self._finish(scores, p, class_sets[i], confidence))
+        return results
+
+    def classes_for(self, vocab: Vocabulary, labels) -> list[int] | None:
+        """The class subset of one image: all (open mode) or background + its labels (WSSS)."""
+        if self.cfg.mode == "open":
+            return list(range(len(vocab)))
+        validate_labels(labels, len(vocab), self.cfg.background.class_id)
+        bg = [self.cfg.background.class_id] if self.cfg.background.class_id >= 0 else []
+        return bg + sorted(set(int(c) for c in labels) - set(bg))
+
+    def _pixels(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        if self.device.type == "cuda":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        return batch.to(self.dtype) / 255.0
+
+    def _clip_logits(self, prepared: list[Prepared], vocab: Vocabulary) -> list[torch.Tensor]:
+        """Per image (Q, h, w) query logits: whole batch at once, or sliding windows (short_side)."""
+        if self.cfg.clip.resize == "square":
+            return list(self.head.query_logits(self._pixels([p.clip for p in prepared]), vocab))
+        return [self._sliding_logits(self._pixels([p.clip]), vocab) for p in prepared]
+
+    def _sliding_logits(self, pixels: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
+        """NACLIP's slide inference: window logits resized to the window, averaged where they overlap."""
+        _, _, h, w = pixels.shape
+        win, stride = self.cfg.clip.window, self.cfg.clip.stride
+        tops = _window_starts(h, win, stride)
+        lefts = _window_starts(w, win, stride)
+        crops = [(t, l) for t in tops for l in lefts]
+        windows = torch.cat([pixels[:, :, t : t + win, l : l + win] for t, l in crops])
+        logits = self.head.query_logits(windows, vocab).float()
+        logits = torch.nn.functional.interpolate(logits, size=(min(win, h), min(win, w)), mode="bilinear", align_corners=False)
+        total = torch.zeros(logits.shape[1], h, w, device=logits.device)
+        count = torch.zeros(1, h, w, device=logits.device)
+        for (t, l), window in zip(crops, logits):
+            total[:, t : t + win, l : l + win] += window
+            count[:, t : t + win, l : l + win] += 1
+        return total / count
+
+    def _finish(self, scores: torch.Tensor, p: Prepared, classes: list[int], confidence: bool) -> Segmentation:
+        """Upsample to the original size in row chunks, apply the background rule, to uint8."""
+        labels = np.empty(p.size, dtype=np.uint8)
+        conf = np.empty(p.size, dtype=np.uint8) if confidence else None
+        for rows, chunk in upsample_chunks(scores, p, self.cfg.upsample):
+            chunk = chunk.clamp_min(0)
+            chunk = chunk / chunk.sum(0, keepdim=True).clamp_min(1e-12)
+            ids, score = decide(chunk, classes, self.cfg.background)
+            labels[rows] = ids.to(torch.uint8).cpu().numpy()
+            if conf is not None:
+                conf[rows] = (score.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        return Segmentation(labels, conf)
+
+    def fingerprint(self) -> dict:
+        """What determines the output: the resolved engine config and the code version."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            code = version("nerve")
+        except PackageNotFoundError:
+            code = "source"
+        config = asdict(self.cfg) if is_dataclass(self.cfg) else dict(self.cfg)
+        blob = json.dumps({"engine": config, "code": code}, sort_keys=True)
+        return {"engine": config, "code": code, "digest": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+
+
+def _window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Window offsets covering [0, length): regular steps, the last one flush with the end."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window, stride))
+    return starts + [length - window]
+
+
+def validate_labels(labels, num_classes: int, background_id: int) -> None:
+    """Image-level labels must be known class ids; say which one is not."""
+    if labels is None:
+        raise ValueError("engine.mode=wsss needs image-level labels for every image")
+    for c in labels:
+        if not (0 <= int(c) < num_classes):
+            raise ValueError(f"image label {c} is not a class id of this vocabulary (0..{num_classes - 1})")
+
+
+def build_engine(cfg) -> Engine:
+    """Build the engine a config describes (EngineConfig, DictConfig or dict)."""
+    return Engine(as_engine_config(cfg))

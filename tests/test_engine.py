@@ -1,0 +1,83 @@
+"""The engine end to end on tiny random-weight models: any mode, size and aspect, both modes."""
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from nerve_core.engine import build_engine
+from nerve_core.vocab import Vocabulary
+
+VOCAB = Vocabulary.from_lines(["sky, wall, grass", "cat, kitten", "dog", "car, automobile"])
+
+
+def image(mode: str, size: tuple[int, int], seed: int) -> Image.Image:
+    rgb = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(rgb).convert(mode)
+
+
+IMAGES = [
+    image("RGB", (37, 23), 0),
+    image("L", (50, 81), 1),
+    image("RGBA", (64, 64), 2),
+    image("CMYK", (17, 90), 3),
+    image("P", (101, 33), 4),
+]
+
+
+@pytest.fixture(scope="module")
+def open_engine(tiny_engine_config):
+    return build_engine(tiny_engine_config)
+
+
+def test_open_vocabulary_maps_have_original_size_and_valid_ids(open_engine):
+    maps = open_engine.segment(IMAGES, VOCAB)
+    assert len(maps) == len(IMAGES)
+    for im, labels in zip(IMAGES, maps):
+        assert labels.dtype == np.uint8
+        assert labels.shape == (im.height, im.width)
+        assert set(np.unique(labels)) <= set(range(len(VOCAB)))
+
+
+def test_batching_does_not_change_results(open_engine):
+    together = open_engine.segment(IMAGES[:3], VOCAB)
+    alone = [open_engine.segment([im], VOCAB)[0] for im in IMAGES[:3]]
+    for a, b in zip(together, alone):
+        assert (a == b).mean() > 0.99  # float reduction order may flip a rare tie
+
+
+def test_wsss_mode_restricts_to_image_labels(tiny_engine_config):
+    cfg = OmegaConf.merge(tiny_engine_config, {"mode": "wsss", "background": {"rule": "voc_squared"}})
+    engine = build_engine(cfg)
+    labels = [[1], [2, 3], [], [3], [1, 2]]
+    maps = engine.segment(IMAGES, VOCAB, image_labels=labels)
+    for im, allowed, out in zip(IMAGES, labels, maps):
+        assert out.shape == (im.height, im.width)
+        assert set(np.unique(out)) <= {0, *allowed}
+    assert set(np.unique(maps[2])) == {0}  # no labels: all background
+
+
+def test_wsss_rejects_unknown_label(tiny_engine_config):
+    cfg = OmegaConf.merge(tiny_engine_config, {"mode": "wsss"})
+    engine = build_engine(cfg)
+    with pytest.raises(ValueError, match="image label 9"):
+        engine.segment(IMAGES[:1], VOCAB, image_labels=[[9]])
+
+
+def test_confidence_is_returned_on_request(open_engine):
+    prepared = [open_engine.prepare(im) for im in IMAGES[:2]]
+    out = open_engine.run(prepared, VOCAB, confidence=True)
+    for p, seg in zip(prepared, out):
+        assert seg.confidence.shape == p.size and seg.confidence.dtype == np.uint8
+
+
+def test_clip_only_engine_needs_no_stable_diffusion(tiny_engine_config):
+    cfg = OmegaConf.merge(tiny_engine_config, {"refine": {"name": "none"}, "sd": {"model": "/nonexistent"}})
+    engine = build_engine(cfg)
+    assert engine.sd is None
+    out = engine.segment(IMAGES[:2], VOCAB)
+    assert out[0].shape == (23, 37)
+
+
+def test_fingerprint_changes_with_config(open_engine, tiny_engine_config):
+    cfg = OmegaConf.merge(tiny_engine_config, {"refine": {"alpha": 0.5}})
+    assert build_engine(cfg).fingerprint()["digest"] != open_engine.fingerprint()["digest"]
