@@ -1,4 +1,4 @@
-"""`nerve label`: label WebDataset shards with the engine on Ray; exit 1 when a shard failed."""
+"""`nerve label`: label WebDataset shards with the engine on Ray; exit 1 unless every shard is done."""
 from __future__ import annotations
 
 import sys
@@ -19,10 +19,16 @@ def main(argv: list[str]) -> int:
         result = run_label_job(cfg)
     except (ConfigError, OutputConflict, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
+    except OSError as exc:  # e.g. an output directory that cannot be written at all
+        return fail(f"cannot write the outputs: {type(exc).__name__}: {exc}")
     s = result.summary
     miou = "n/a" if s.get("miou") is None else f"{s['miou']:.2f}"
     print(f"labeled {s['num_images']} images in {s['num_shards']} shards ({result.skipped} skipped this run), "
           f"{s['num_errors']} errors, mIoU {miou} -> {cfg.output.dir}")
+    if not result.ok:
+        print(f"NOT DONE: {len(result.not_done)} of {result.shards} shards are not done; rerun the same command "
+              f"to retry them (failed_shards.json lists why)", file=sys.stderr)
     for failure in result.failed:
-        print(f"failed shard {failure['shard']}: {failure['reason']}", file=sys.stderr)
+        print(f"failed shard {failure['shard']} after {failure['attempts']} attempts: {failure['reason']}",
+              file=sys.stderr)
     return 0 if result.ok else 1

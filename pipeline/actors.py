@@ -55,8 +55,11 @@ def start_labeler(plan: ActorPlan, job: dict, progress=None):
 
 
 def start_progress_counter():
+    """The progress counter lives on the driver's node, so that losing a worker node keeps it."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from pipeline.labeler import ProgressCounter
 
-    return ray.remote(ProgressCounter).options(num_cpus=0).remote()
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return ray.remote(ProgressCounter).options(num_cpus=0, scheduling_strategy=here).remote()

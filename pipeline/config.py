@@ -25,6 +25,9 @@ class InputConfig:
     # A shard path or URL, a brace pattern (shard-{000000..000009}.tar), a directory, or a list of
     # any of these. Typed Any because omegaconf has no str-or-list type.
     shards: Any = None
+    # Images (and seg.png) whose header announces more pixels than this become `too_large` error
+    # rows before any pixel is decoded (decompression bombs). PIL's own default; 0 = no limit.
+    max_image_pixels: int = 89_478_485
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """The label job's driver: list shards, skip done ones, run the rest on a pool of Labeler actors.
 
-A shard whose actor dies (or that raises, or that exceeds ray.shard_timeout_s) goes back to the end
-of the queue until it has used ray.max_retries extra attempts; then it is recorded in
-failed_shards.json. Dead actors are replaced. The loop never blocks on one actor: it waits on all
-running attempts with a timeout, so a death anywhere is seen at the next tick.
+A shard whose actor dies (or that raises, or that exceeds ray.shard_timeout_s, or whose tar breaks
+part-way) goes back to the end of the queue until it has used ray.max_retries extra attempts; then
+it is recorded in failed_shards.json. Dead actors are replaced while the cluster still has room
+for them (a lost node shrinks the pool instead of leaving an actor that can never start). The
+loop never blocks on one actor: it waits on all running attempts with a timeout, so a death
+anywhere is seen at the next tick. The result is judged from the directory at the end: the job
+is ok only when every input shard has a complete stats file.
 """
 from __future__ import annotations
 
@@ -38,10 +41,11 @@ class JobResult:
     failed: list[dict] = field(default_factory=list)
     retries: int = 0
     summary: dict = field(default_factory=dict)
+    not_done: list[str] = field(default_factory=list)  # input shards without a complete stats file
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.not_done
 
 
 @dataclass
@@ -102,6 +106,8 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
             pool = _Pool(ray, cfg, resolved, fingerprint, on_event or (lambda *a, **k: None))
             stats = pool.run(todo, result, manifest_counts(todo))
     record_failures(fs, root, result.failed)
+    done_now = done_shards(fs, root)
+    result.not_done = [shard_id(u) for u in urls if shard_id(u) not in done_now]
     seconds = time.perf_counter() - start
     images = sum(s["samples"] for s in stats)
     engine_seconds = sum(s["seconds"]["engine"] for s in stats)
@@ -131,8 +137,10 @@ class _Pool:
             "output_dir": cfg.output.dir, "confidence": cfg.output.confidence,
             "compression": cfg.output.parquet_compression, "decode_threads": cfg.ray.decode_threads,
             "prefetch": cfg.ray.prefetch, "fingerprint": fingerprint["digest"],
+            "max_image_pixels": cfg.input.max_image_pixels,
         }
         self.actors: list = [None] * self.plan.num_actors
+        self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
         self.progress = start_progress_counter()
 
     def actor(self, slot: int):
@@ -157,6 +165,8 @@ class _Pool:
                     attempt = running.pop(ref)
                     if self._finish(ref, attempt, queue, result, stats):
                         idle.append(attempt.slot)
+                if queue and not running and not idle:
+                    self._fail_all(queue.popleft(), queue, result, "no room left in the Ray cluster for a labeler")
                 self._timeouts(running, queue, result, idle)
                 self._report(bar, running, stats, result)
         finally:
@@ -185,26 +195,47 @@ class _Pool:
             self.ray.kill(self.actors[attempt.slot])  # dead or unreachable: never reuse it
             self.actors[attempt.slot] = None  # a fresh actor takes the slot on next dispatch
             self._retry_or_fail(attempt, queue, result, f"actor died: {_first_line(exc)}")
-            return True
+            return self._room_for_replacement(attempt.slot)
         except RayTaskError as exc:
             if isinstance(exc, EngineBuildError) or isinstance(getattr(exc, "cause", None), EngineBuildError):
                 self._fail_all(attempt, queue, result, _task_error(exc))
                 return False
             self._retry_or_fail(attempt, queue, result, _task_error(exc))
             return True
+        if shard_stats.get("partial"):  # rows before the damage are written; try the tar again
+            if self._retry_or_fail(attempt, queue, result, f"partial shard: {shard_stats['read_error']}",
+                                   samples=shard_stats["samples"]):
+                stats.append(shard_stats)
+            return True
         stats.append(shard_stats)
         result.done.append(attempt.shard)
         self.emit("done", shard=attempt.shard, attempt=attempt.attempt, stats=shard_stats)
         return True
 
-    def _retry_or_fail(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str) -> None:
+    def _retry_or_fail(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str, **extra) -> bool:
+        """Requeue the shard while retries remain; else record it as failed and return True."""
         if attempt.attempt < self.cfg.ray.max_retries:
             result.retries += 1
             queue.append(_Attempt(attempt.url, attempt.shard, attempt.attempt + 1))
             self.emit("retry", shard=attempt.shard, attempt=attempt.attempt, reason=reason)
-        else:
-            result.failed.append({"shard": attempt.shard, "url": attempt.url, "attempts": attempt.attempt + 1, "reason": reason})
-            self.emit("failed", shard=attempt.shard, reason=reason)
+            return False
+        result.failed.append({"shard": attempt.shard, "url": attempt.url, "attempts": attempt.attempt + 1,
+                              "reason": reason, **extra})
+        self.emit("failed", shard=attempt.shard, reason=reason)
+        return True
+
+    def _room_for_replacement(self, slot: int) -> bool:
+        """After an actor death: keep the slot only if the cluster (a node may be gone) still
+        has the resources for every live slot; else retire it so that nothing waits on an actor
+        that can never be placed."""
+        live = self.plan.num_actors - len(self.retired)
+        have = self.ray.cluster_resources()
+        need, key = (self.plan.num_gpus, "GPU") if self.plan.num_gpus else (self.plan.num_cpus, "CPU")
+        if have.get(key, 0) + 1e-9 >= live * need:
+            return True
+        self.retired.add(slot)
+        self.emit("shrink", slot=slot, actors=live - 1)
+        return False
 
     def _fail_all(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str) -> None:
         """The engine cannot be built: every shard would fail the same way, so stop now."""
@@ -227,7 +258,12 @@ class _Pool:
                 self._retry_or_fail(attempt, queue, result, f"timed out after {limit} s")
 
     def _report(self, bar: JobProgress, running: dict, stats: list, result: JobResult) -> None:
-        counts = self.ray.get(self.progress.snapshot.remote())
+        from ray.exceptions import RayActorError
+
+        try:
+            counts = self.ray.get(self.progress.snapshot.remote())
+        except RayActorError:  # its node is gone: progress restarts from the finished shards
+            self.progress, counts = start_progress_counter(), {}
         images = sum(s["samples"] for s in stats)
         errors = sum(s["errors"] for s in stats)
         for attempt in running.values():

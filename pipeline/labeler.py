@@ -4,7 +4,9 @@ The engine is built on the first shard rather than at actor start, so that the d
 GPU-pinning test) can create actors and ask what they were given without loading models. Inside a
 call, tar reading, decoding and `engine.prepare` run ahead in background threads while the engine
 works on batches; the shard's outputs are written by the actor itself and only its stats travel
-back to the driver.
+back to the driver. A batch the engine fails on is split and retried (`run_bisecting`); a tar that
+breaks after some samples gives outputs and stats marked `partial`, which the driver retries and
+never counts as done.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from collections import Counter
 
 import numpy as np
 
+from pipeline.batch_split import run_bisecting
 from pipeline.prefetch import SourceError, prefetch_map
-from pipeline.reader import Sample, decode_sample, error_reason, raw_samples
+from pipeline.reader import DEFAULT_MAX_PIXELS, Sample, allow_pixels, check_gt_values, decode_sample, error_reason, raw_samples
 from pipeline.scoring import confusion_matrix
 from pipeline.shardlist import shard_id
 from pipeline.storage import filesystem
@@ -28,7 +31,7 @@ class EngineBuildError(RuntimeError):
 
 
 class ShardReadError(RuntimeError):
-    """The shard stopped being readable part-way; the rows read so far were written."""
+    """The shard could not be read at all (missing, not a tar, empty file): nothing was written."""
 
 
 class ProgressCounter:
@@ -50,8 +53,10 @@ class Labeler:
     def __init__(self, job: dict, progress=None):
         """`job`: plain dict with engine (config dict, device already decided), classes
         (synonym lists), ignore_index, labels_from_gt, output_dir, confidence, compression,
-        decode_threads, prefetch, fingerprint."""
+        decode_threads, prefetch, fingerprint, max_image_pixels."""
         self.job = job
+        self.max_pixels = job.get("max_image_pixels", DEFAULT_MAX_PIXELS)
+        allow_pixels(self.max_pixels)
         self.progress = progress
         self._engine = None
         self._vocab = None
@@ -102,18 +107,21 @@ class Labeler:
         except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
             read_error = str(exc)
         self._flush(batch, state, attempt)
+        if read_error is not None and state.samples == 0:
+            raise ShardReadError(f"shard {shard} unreadable: {read_error}")
         fs, root = filesystem(self.job["output_dir"])
         state.seconds["total"] = time.perf_counter() - start
         stats = state.stats(url, attempt, self.info(), engine.fingerprint()["digest"])
-        if read_error is not None:
-            write_shard_outputs(fs, root, state.result, None, self.job["compression"])
-            raise ShardReadError(f"shard {shard} unreadable after {state.samples} samples: {read_error}")
+        if read_error is not None:  # the rows before the damage are kept; the driver decides
+            stats.update(partial=True, read_error=f"unreadable after {state.samples} samples: {read_error}")
         write_shard_outputs(fs, root, state.result, stats, self.job["compression"])
         return stats
 
     def _decode(self, raw: dict) -> tuple[Sample, object]:
         """Decode thread: sample + prepared engine input (None when the sample is an error)."""
-        sample = decode_sample(raw)
+        sample = decode_sample(raw, self.max_pixels)
+        if sample.ok and sample.gt is not None:
+            sample.error = check_gt_values(sample.gt, len(self._vocab), self.job["ignore_index"])
         if sample.ok and self.engine.cfg.mode == "wsss":
             sample.error = self._check_image_labels(sample)
         if not sample.ok:
@@ -134,7 +142,9 @@ class Labeler:
             sample.meta["labels"] = labels
         if labels is None:
             return "no_image_labels: engine.mode=wsss needs json labels (or dataset.labels_from_gt=true)"
-        bad = [c for c in labels if not (isinstance(c, int) and 0 <= c < len(self._vocab))]
+        if not isinstance(labels, list):
+            return f"bad_image_labels: json labels must be a list of class ids, got {labels!r}"
+        bad = [c for c in labels if not (isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(self._vocab))]
         return f"bad_image_labels: {bad} are not class ids" if bad else None
 
     def _flush(self, batch, state: "_ShardState", attempt: int) -> None:
@@ -152,26 +162,16 @@ class Labeler:
             self.progress.add.remote(state.shard, attempt, state.ok - before[0], state.errors - before[1])
 
     def _run(self, good) -> dict:
-        """id(sample) -> Segmentation or error string; a failing batch is retried image by image."""
+        """id(sample) -> Segmentation or error string; a failing batch is split and retried."""
         engine, confidence = self.engine, self.job["confidence"]
         wsss = engine.cfg.mode == "wsss"
 
-        def labels_of(items):
-            return [s.meta["labels"] for s, _ in items] if wsss else None
+        def run(items):
+            labels = [s.meta["labels"] for s, _ in items] if wsss else None
+            return engine.run([p for _, p in items], self._vocab, labels, confidence=confidence)
 
-        try:
-            segs = engine.run([p for _, p in good], self._vocab, labels_of(good), confidence=confidence)
-            return {id(s): seg for (s, _), seg in zip(good, segs)}
-        except Exception as exc:
-            if len(good) == 1:
-                return {id(good[0][0]): f"engine: {type(exc).__name__}: {exc}"}
-        outputs = {}
-        for item in good:
-            try:
-                outputs[id(item[0])] = engine.run([item[1]], self._vocab, labels_of([item]), confidence=confidence)[0]
-            except Exception as exc:
-                outputs[id(item[0])] = f"engine: {type(exc).__name__}: {exc}"
-        return outputs
+        outputs = run_bisecting(run, good)
+        return {id(s): f"engine: {out}" if isinstance(out, str) else out for (s, _), out in zip(good, outputs)}
 
 
 class _ShardState:
@@ -200,10 +200,10 @@ class _ShardState:
         if not sample.ok:
             self.errors += 1
             self.reasons[error_reason(sample.error)] += 1
-            self.result.add_error(sample.key, sample.image_id, sample.error)
+            self.result.add_error(sample.key, sample.image_id, sample.error, occurrence=sample.occurrence)
             return
         self.ok += 1
-        self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence)
+        self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence)
         if sample.gt is not None:
             self.gt_images += 1
             self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.job["ignore_index"])
@@ -218,6 +218,7 @@ class _ShardState:
             "ok": self.ok,
             "errors": self.errors,
             "errors_by_reason": dict(self.reasons),
+            "partial": False,  # True: the tar broke part-way (see read_error); not a done shard
             "gt_images": self.gt_images,
             "confusion": self.confusion.tolist() if self.gt_images else None,
             "seconds": dict(self.seconds),

@@ -47,8 +47,8 @@ def prepare_output(fs, root: str, config: dict, fingerprint: dict, mode: str) ->
     atomic_write(fs, join(root, CONFIG_FILE), text.encode("utf-8"))
 
 
-def done_shards(fs, root: str) -> set[str]:
-    """Shard ids whose stats file (the done-marker) exists."""
+def stats_shards(fs, root: str) -> set[str]:
+    """Shard ids with a stats file (done, or partial: the tar broke part-way)."""
     folder = join(root, "shards")
     if not fs.exists(folder):
         return set()
@@ -57,7 +57,13 @@ def done_shards(fs, root: str) -> set[str]:
 
 
 def all_stats(fs, root: str) -> list[dict]:
-    return [read_json(fs, join(root, "shards", f"{s}{STATS_SUFFIX}")) for s in sorted(done_shards(fs, root))]
+    """Stats of every shard with a stats file, partial ones included (their rows exist)."""
+    return [read_json(fs, join(root, "shards", f"{s}{STATS_SUFFIX}")) for s in sorted(stats_shards(fs, root))]
+
+
+def done_shards(fs, root: str) -> set[str]:
+    """Shard ids whose stats file (the done-marker) exists and is not marked partial."""
+    return {s["shard"] for s in all_stats(fs, root) if not s.get("partial")}
 
 
 def record_failures(fs, root: str, failures: list[dict]) -> None:

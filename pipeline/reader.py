@@ -1,23 +1,28 @@
 """Read one WebDataset shard into decoded samples; undecodable samples become error records.
 
-webdataset's tar iteration and key grouping do the reading (one pass, in order, no resampling);
-decoding is ours because the contract is strict: images get their EXIF orientation applied and
-become RGB, `seg.png` is read as raw class indices (never through a palette or RGB conversion),
-`json` is metadata. A bad sample never stops the shard; a broken tar stops it after the samples
-that could be read, and the caller records that.
+webdataset's tar iteration does the reading (one pass, in order, no resampling); grouping files
+into samples is ours so that a key seen twice (contiguous or not) makes two samples told apart by
+their occurrence index, instead of an exception that would end the shard. Decoding is ours because
+the contract is strict: images get their EXIF orientation applied and become RGB, `seg.png` is
+read as raw class indices (never through a palette or RGB conversion), `json` is metadata. Image
+sizes are checked against the pixel limit from the header, before any pixel is decoded. A bad
+sample never stops the shard; a broken tar stops it after the samples that could be read, and the
+caller records that. Nothing read from a tar ever names a file: keys are data only.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 from PIL import Image
-from webdataset.tariterators import group_by_keys, tar_file_expander
+from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
 from nerve_core.imageprep import to_rgb
 from pipeline.storage import filesystem
@@ -25,12 +30,19 @@ from pipeline.storage import filesystem
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 # Modes whose pixel values are the class indices themselves.
 _INDEX_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L")
+# PIL's own decompression-bomb threshold (it warns above it and refuses above twice it).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+class ImageTooLarge(ValueError):
+    """The header announces more pixels than the job allows; nothing was decoded."""
 
 
 @dataclass
 class Sample:
     key: str
     image_id: int
+    occurrence: int = 0  # how many earlier samples of the shard had this key
     image: Image.Image | None = None  # RGB, EXIF orientation applied
     gt: np.ndarray | None = None  # (H, W) uint8 class ids, 255 = ignore
     meta: dict = field(default_factory=dict)
@@ -41,13 +53,38 @@ class Sample:
         return self.error is None
 
 
-def fallback_image_id(key: str) -> int:
-    """A stable non-negative int64 id for samples whose json carries none."""
-    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big") >> 1
+def fallback_image_id(key: str, occurrence: int = 0) -> int:
+    """A stable non-negative int64 id for samples whose json carries none (a repeated key's later
+    occurrences get ids of their own, so their COCO results stay apart)."""
+    name = key if occurrence == 0 else f"{key}\x00{occurrence}"
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big") >> 1
+
+
+def group_members(files: Iterator[dict]) -> Iterator[dict]:
+    """Tar members {"fname", "data"} -> samples {"__key__", "__occurrence__", ext: bytes, ...}.
+
+    A sample ends where the key changes or where an extension repeats (the same key written twice
+    in a row); each sample's occurrence counts the earlier samples of the shard with its key.
+    """
+    seen: Counter = Counter()
+    current = None
+    for member in files:
+        key, ext = base_plus_ext(member["fname"])
+        if key is None:
+            continue
+        ext = ext.lower()
+        if current is None or key != current["__key__"] or ext in current:
+            if current is not None:
+                yield current
+            current = {"__key__": key, "__occurrence__": seen[key]}
+            seen[key] += 1
+        current[ext] = member["data"]
+    if current is not None:
+        yield current
 
 
 def raw_samples(url: str) -> Iterator[dict]:
-    """The shard's samples as {"__key__": str, ext: bytes, ...}, in tar order.
+    """The shard's samples as {"__key__": str, "__occurrence__": int, ext: bytes, ...}, in tar order.
 
     Raises whatever the tar layer raises when the shard itself is unreadable or truncated, after
     yielding every sample before the damage.
@@ -56,19 +93,45 @@ def raw_samples(url: str) -> Iterator[dict]:
     # Local files open directly: fsspec's local opener seeks, which pipes and FIFOs cannot do.
     opener = open if isinstance(fs, LocalFileSystem) else fs.open
     with opener(path, "rb") as stream:
-        yield from group_by_keys(tar_file_expander([{"url": url, "stream": stream}]))
+        yield from group_members(tar_file_iterator(stream))
 
 
-def decode_image(data: bytes) -> Image.Image:
+def allow_pixels(limit: int) -> None:
+    """Raise PIL's process-wide bomb guard to `limit` where it is lower (never lowers it; 0 = no
+    limit), so that the per-sample check below is the one that decides."""
+    if limit <= 0:
+        Image.MAX_IMAGE_PIXELS = None
+    elif Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Image.open (header only) that refuses empty data and images over `max_pixels`."""
+    if not data:
+        raise ValueError("empty file (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our check decides
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLarge(str(exc)) from exc
+    width, height = img.size
+    if max_pixels > 0 and width * height > max_pixels:
+        img.close()
+        raise ImageTooLarge(f"{width}x{height} = {width * height} pixels > limit {max_pixels}")
+    return img
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """EXIF-oriented RGB, with the engine's own rules for unusual modes."""
-    with Image.open(io.BytesIO(data)) as img:
+    with open_checked(data, max_pixels) as img:
         img.load()
         return to_rgb(img)
 
 
-def decode_label_png(data: bytes) -> np.ndarray:
+def decode_label_png(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Raw class indices of a single-channel PNG (palette indices stay indices)."""
-    with Image.open(io.BytesIO(data)) as img:
+    with open_checked(data, max_pixels) as img:
         if img.mode not in _INDEX_MODES:
             raise ValueError(f"seg.png must be single-channel class ids, got mode {img.mode}")
         arr = np.asarray(img)
@@ -88,10 +151,17 @@ def _image_member(raw: dict) -> tuple[str, bytes] | None:
     return None
 
 
-def decode_sample(raw: dict) -> Sample:
+def check_gt_values(gt: np.ndarray, num_classes: int, ignore_index: int) -> str | None:
+    """An error ("seg_values: ...") when GT holds ids that are neither classes nor the ignore value."""
+    values = np.unique(gt)
+    bad = [int(v) for v in values if v >= num_classes and v != ignore_index]
+    return f"seg_values: seg.png holds {bad}, not class ids 0..{num_classes - 1} nor ignore {ignore_index}" if bad else None
+
+
+def decode_sample(raw: dict, max_pixels: int = DEFAULT_MAX_PIXELS) -> Sample:
     """One raw sample -> Sample; any failure gives an error Sample (reason before the colon)."""
-    key = raw["__key__"]
-    meta, image_id = {}, fallback_image_id(key)
+    key, occurrence = raw["__key__"], raw.get("__occurrence__", 0)
+    meta, image_id = {}, fallback_image_id(key, occurrence)
     if "json" in raw:
         try:
             meta = json.loads(raw["json"])
@@ -99,25 +169,32 @@ def decode_sample(raw: dict) -> Sample:
                 raise ValueError("json metadata must be an object")
             if meta.get("image_id") is not None:
                 image_id = int(meta["image_id"])
+                if not 0 <= image_id < 2**63:
+                    raise ValueError(f"image_id {image_id} is not a non-negative int64")
         except (ValueError, TypeError) as exc:
-            return Sample(key, image_id, error=f"bad_json: {exc}")
+            return Sample(key, image_id, occurrence, error=f"bad_json: {exc}")
     member = _image_member(raw)
     if member is None:
-        return Sample(key, image_id, meta=meta, error=f"missing_image: members {sorted(k for k in raw if not k.startswith('__'))}")
+        return Sample(key, image_id, occurrence, meta=meta,
+                      error=f"missing_image: members {sorted(k for k in raw if not k.startswith('__'))}")
+    if not member[1]:
+        return Sample(key, image_id, occurrence, meta=meta, error=f"empty_image: {key}.{member[0]} is 0 bytes")
     try:
-        image = decode_image(member[1])
+        image = decode_image(member[1], max_pixels)
+    except ImageTooLarge as exc:
+        return Sample(key, image_id, occurrence, meta=meta, error=f"too_large: {exc}")
     except Exception as exc:  # PIL raises many types for corrupt files
-        return Sample(key, image_id, meta=meta, error=f"decode_image: {type(exc).__name__}: {exc}")
+        return Sample(key, image_id, occurrence, meta=meta, error=f"decode_image: {type(exc).__name__}: {exc}")
     gt = None
     if "seg.png" in raw:
         try:
-            gt = decode_label_png(raw["seg.png"])
+            gt = decode_label_png(raw["seg.png"], max_pixels)
         except Exception as exc:
-            return Sample(key, image_id, meta=meta, error=f"decode_seg: {type(exc).__name__}: {exc}")
+            return Sample(key, image_id, occurrence, meta=meta, error=f"decode_seg: {type(exc).__name__}: {exc}")
         if gt.shape != (image.height, image.width):
-            return Sample(key, image_id, meta=meta,
+            return Sample(key, image_id, occurrence, meta=meta,
                           error=f"seg_size: seg.png is {gt.shape[1]}x{gt.shape[0]}, image {image.width}x{image.height}")
-    return Sample(key, image_id, image=image, gt=gt, meta=meta)
+    return Sample(key, image_id, occurrence, image=image, gt=gt, meta=meta)
 
 
 def error_reason(error: str) -> str:

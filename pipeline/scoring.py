@@ -12,11 +12,23 @@ import numpy as np
 UNLABELED = 255
 
 
-def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
-    """(K, K+1) int64 counts of (GT class, predicted class or unlabeled) over scored pixels."""
+def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int = 255,
+                     block: int = 1 << 20) -> np.ndarray:
+    """(K, K+1) int64 counts of (GT class, predicted class or unlabeled) over scored pixels.
+
+    Counted `block` pixels at a time: the int64 index arrays then stay a few MB on images of any size.
+    """
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    pred, gt = pred.reshape(-1), gt.reshape(-1)
+    counts = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
+    for start in range(0, gt.size, block):
+        counts += _block_confusion(pred[start : start + block], gt[start : start + block], num_classes, ignore_index)
+    return counts
+
+
+def _block_confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
     scored = gt != ignore_index
     g = gt[scored].astype(np.int64)
     p = pred[scored].astype(np.int64)

@@ -27,6 +27,8 @@ def merge_stats(stats: list[dict], class_names: list[str], fingerprint: dict) ->
         "num_ok": sum(s["ok"] for s in stats),
         "num_errors": sum(s["errors"] for s in stats),
         "errors_by_reason": reasons,
+        # Shards whose tar broke part-way: their rows are counted, but they are not done.
+        "partial_shards": sorted(s["shard"] for s in stats if s.get("partial")),
         "gt_images": sum(s.get("gt_images", 0) for s in stats),
         **figures,
         "confusion": confusion.tolist() if scored else None,

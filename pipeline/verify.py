@@ -3,6 +3,8 @@
 Reads the inputs independently of the labeler (keys and image sizes straight from the tars) and
 checks the outputs with the libraries their users load them with: Parquet rows, PNG masks of the
 image's size, COCO results through `COCO.loadRes`, RLEs equal to the masks they came from.
+An input sample is identified by (shard, key, occurrence): a key repeated inside a shard or across
+shards is reported, and each of its samples must still have exactly one row.
 """
 from __future__ import annotations
 
@@ -33,7 +35,9 @@ class VerifyReport:
     ok_rows: int = 0
     error_rows: Counter = field(default_factory=Counter)  # by reason
     missing_keys: list = field(default_factory=list)
-    duplicated_keys: list = field(default_factory=list)
+    duplicated_keys: list = field(default_factory=list)  # input samples with more than one row
+    duplicate_input_keys: list = field(default_factory=list)  # keys the inputs repeat (reported, not wrong)
+    partial_shards: list = field(default_factory=list)
     unexpected_keys: list = field(default_factory=list)
     shards_not_done: list = field(default_factory=list)
     unreadable_inputs: list = field(default_factory=list)
@@ -44,7 +48,8 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not (self.missing_keys or self.duplicated_keys or self.unexpected_keys or self.shards_not_done
-                    or self.unreadable_inputs or self.mask_problems or self.coco_problems or self.failed_shards)
+                    or self.partial_shards or self.unreadable_inputs or self.mask_problems or self.coco_problems
+                    or self.failed_shards)
 
     def format(self, limit: int = 10) -> str:
         lines = [
@@ -53,8 +58,8 @@ class VerifyReport:
         ]
         if self.error_rows:
             lines.append("error rows by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(self.error_rows.items())))
-        for name in ("shards_not_done", "failed_shards", "unreadable_inputs", "missing_keys", "duplicated_keys",
-                     "unexpected_keys", "mask_problems", "coco_problems"):
+        for name in ("shards_not_done", "partial_shards", "failed_shards", "unreadable_inputs", "missing_keys",
+                     "duplicated_keys", "unexpected_keys", "mask_problems", "coco_problems", "duplicate_input_keys"):
             items = getattr(self, name)
             if items:
                 shown = ", ".join(str(i) for i in items[:limit]) + (" ..." if len(items) > limit else "")
@@ -93,30 +98,45 @@ def _oriented_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def _input_sizes(url: str, report: VerifyReport) -> dict[str, tuple[int, int] | None]:
-    """key -> oriented image size (None: no readable image) for every sample of the shard."""
+def _input_sizes(url: str, report: VerifyReport) -> dict[tuple[str, int], tuple[int, int] | None]:
+    """(key, occurrence) -> oriented image size (None: no readable image) for every sample of the shard."""
     sizes: dict = {}
     try:
         for raw in raw_samples(url):
             image = next((raw[e] for e in IMAGE_EXTS if e in raw), None)
-            key = raw["__key__"]
-            if key in sizes:
-                report.duplicated_keys.append(f"{shard_id(url)}/{key} (in the input)")
-            sizes[key] = None if image is None else _oriented_size(image)
+            sizes[raw["__key__"], raw["__occurrence__"]] = None if image is None else _oriented_size(image)
     except Exception as exc:
         report.unreadable_inputs.append(f"{shard_id(url)}: {type(exc).__name__}: {exc}")
     return sizes
 
 
-def _check_rows(shard: str, rows: list[dict], sizes: dict, report: VerifyReport) -> dict[int, np.ndarray]:
-    """Count rows against the inputs; return image_id -> mask for the ok rows."""
-    seen = Counter(r["key"] for r in rows)
-    report.duplicated_keys += [f"{shard}/{k}" for k, n in seen.items() if n > 1]
-    report.missing_keys += [f"{shard}/{k}" for k in sizes if k not in seen]
-    report.unexpected_keys += [f"{shard}/{k}" for k in seen if k not in sizes]
-    masks = {}
+def _name(shard: str, key: str, occurrence: int) -> str:
+    return f"{shard}/{key}" + (f" (occurrence {occurrence})" if occurrence else "")
+
+
+def _repeated_keys(inputs: dict[str, dict]) -> list[str]:
+    """Keys that occur more than once in a shard, or in more than one shard."""
+    shards_of: dict[str, list[str]] = {}
+    found = []
+    for shard, sizes in inputs.items():
+        counts = Counter(key for key, _ in sizes)
+        found += [f"{shard}/{k} ({n} times in the shard)" for k, n in counts.items() if n > 1]
+        for key in counts:
+            shards_of.setdefault(key, []).append(shard)
+    found += [f"{k} (in shards {', '.join(s)})" for k, s in shards_of.items() if len(s) > 1]
+    return found
+
+
+def _check_rows(shard: str, rows: list[dict], sizes: dict, report: VerifyReport) -> list[tuple[int, np.ndarray]]:
+    """Count rows against the inputs; return (image_id, mask) for the ok rows."""
+    seen = Counter((r["key"], r.get("occurrence") or 0) for r in rows)
+    report.duplicated_keys += [_name(shard, *k) for k, n in seen.items() if n > 1]
+    report.missing_keys += [_name(shard, *k) for k in sizes if k not in seen]
+    report.unexpected_keys += [_name(shard, *k) for k in seen if k not in sizes]
+    masks = []
     for row in rows:
-        where = f"{shard}/{row['key']}"
+        ident = (row["key"], row.get("occurrence") or 0)
+        where = _name(shard, *ident)
         if row["status"] != "ok":
             report.error_rows[error_reason(row["error"] or "unknown")] += 1
             continue
@@ -126,31 +146,40 @@ def _check_rows(shard: str, rows: list[dict], sizes: dict, report: VerifyReport)
         except Exception as exc:
             report.mask_problems.append(f"{where}: mask does not decode ({exc})")
             continue
-        expected = sizes.get(row["key"])
+        expected = sizes.get(ident)
         if mask.shape != (row["height"], row["width"]) or (expected is not None and mask.shape != expected):
             report.mask_problems.append(f"{where}: mask {mask.shape}, row {(row['height'], row['width'])}, image {expected}")
         if sorted(int(c) for c in np.unique(mask) if c != 255) != list(row["classes"]):
             report.mask_problems.append(f"{where}: classes column differs from the mask")
-        masks[row["image_id"]] = mask
+        masks.append((row["image_id"], mask))
     return masks
 
 
-def _check_coco(shard: str, results: list[dict], masks: dict[int, np.ndarray], report: VerifyReport) -> None:
-    problem = coco_loads(results, {i: m.shape for i, m in masks.items()})
+def _check_coco(shard: str, results: list[dict], masks: list[tuple[int, np.ndarray]], report: VerifyReport) -> None:
+    """Every result loads and equals one mask of its image id; one result per (mask, class present).
+
+    Ids may repeat (two samples whose json carries the same image_id): then a result must match
+    one of that id's masks, and the counts of (id, class) pairs must agree.
+    """
+    by_id: dict[int, list[np.ndarray]] = {}
+    for image_id, mask in masks:
+        by_id.setdefault(image_id, []).append(mask)
+    problem = coco_loads(results, {i: m[0].shape for i, m in by_id.items()})
     if problem:
         report.coco_problems.append(f"{shard}: COCO.loadRes refuses the results: {problem}")
         return
-    found = set()
+    found: Counter = Counter()
     for r in results:
-        mask = masks[r["image_id"]]
         rle = dict(r["segmentation"], counts=r["segmentation"]["counts"].encode("ascii"))
-        if not np.array_equal(mask_utils.decode(rle), mask == r["category_id"]):
+        decoded = mask_utils.decode(rle).astype(bool)
+        candidates = by_id[r["image_id"]]
+        if not any(m.shape == decoded.shape and np.array_equal(decoded, m == r["category_id"]) for m in candidates):
             report.coco_problems.append(f"{shard}: image {r['image_id']} class {r['category_id']}: RLE differs from the mask")
-        found.add((r["image_id"], r["category_id"]))
-    wanted = {(i, int(c)) for i, m in masks.items() for c in np.unique(m) if c != 255}
+        found[r["image_id"], r["category_id"]] += 1
+    wanted = Counter((i, int(c)) for i, m in masks for c in np.unique(m) if c != 255)
     if wanted != found:
-        report.coco_problems.append(f"{shard}: {len(wanted - found)} (image, class) pairs without a COCO result, "
-                                    f"{len(found - wanted)} results without a mask")
+        report.coco_problems.append(f"{shard}: {sum((wanted - found).values())} (image, class) pairs without a COCO "
+                                    f"result, {sum((found - wanted).values())} results without a mask")
 
 
 def verify_output(out_dir: str, shards=None) -> VerifyReport:
@@ -164,19 +193,23 @@ def verify_output(out_dir: str, shards=None) -> VerifyReport:
     urls = expand_shards(shards)
     report = VerifyReport(shards=len(urls))
     done = done_shards(fs, root)
+    inputs = {}
     for url in urls:
         shard = shard_id(url)
-        sizes = _input_sizes(url, report)
+        sizes = inputs[shard] = _input_sizes(url, report)
         report.inputs += len(sizes)
+        paths = shard_paths(root, shard)
         if shard not in done:
             report.shards_not_done.append(shard)
-        paths = shard_paths(root, shard)
+            if fs.exists(paths["stats"]):
+                report.partial_shards.append(f"{shard}: {read_json(fs, paths['stats']).get('read_error')}")
         rows = read_rows(fs, paths["parquet"]) if fs.exists(paths["parquet"]) else []
         masks = _check_rows(shard, rows, sizes, report)
         if fs.exists(paths["coco"]):
             _check_coco(shard, read_json(fs, paths["coco"]), masks, report)
         elif masks:
             report.coco_problems.append(f"{shard}: no coco.json")
+    report.duplicate_input_keys = _repeated_keys(inputs)
     failed_path = join(root, FAILED_FILE)
     if fs.exists(failed_path):
         report.failed_shards = [f"{f['shard']}: {f['reason']}" for f in read_json(fs, failed_path)["failed"]]

@@ -22,6 +22,7 @@ UNLABELED = 255
 ROW_SCHEMA = pa.schema([
     ("key", pa.string()),
     ("shard", pa.string()),
+    ("occurrence", pa.int32()),  # earlier samples of the shard with this key: (shard, key, occurrence) is unique
     ("image_id", pa.int64()),
     ("status", pa.string()),  # "ok" | "error"
     ("error", pa.string()),
@@ -74,18 +75,19 @@ class ShardResult:
     rows: list[dict] = field(default_factory=list)
     coco: list[dict] = field(default_factory=list)
 
-    def add_ok(self, key: str, image_id: int, labels: np.ndarray, confidence: np.ndarray | None) -> None:
-        self.rows.append(self._row(key, image_id, "ok", None, labels.shape, encode_png(labels),
+    def add_ok(self, key: str, image_id: int, labels: np.ndarray, confidence: np.ndarray | None,
+               occurrence: int = 0) -> None:
+        self.rows.append(self._row(key, occurrence, image_id, "ok", None, labels.shape, encode_png(labels),
                                    classes_present(labels),
                                    None if confidence is None else encode_png(confidence)))
         self.coco.extend(coco_results(image_id, labels))
 
-    def add_error(self, key: str, image_id: int, error: str, shape=None) -> None:
-        self.rows.append(self._row(key, image_id, "error", error, shape, None, [], None))
+    def add_error(self, key: str, image_id: int, error: str, shape=None, occurrence: int = 0) -> None:
+        self.rows.append(self._row(key, occurrence, image_id, "error", error, shape, None, [], None))
 
-    def _row(self, key, image_id, status, error, shape, mask_png, classes, confidence_png) -> dict:
+    def _row(self, key, occurrence, image_id, status, error, shape, mask_png, classes, confidence_png) -> dict:
         height, width = shape if shape is not None else (None, None)
-        return {"key": key, "shard": self.shard, "image_id": int(image_id), "status": status,
+        return {"key": key, "shard": self.shard, "occurrence": occurrence, "image_id": int(image_id), "status": status,
                 "error": error, "height": height, "width": width, "mask_png": mask_png,
                 "classes": classes, "confidence_png": confidence_png, "fingerprint": self.fingerprint}
 

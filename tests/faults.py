@@ -1,0 +1,136 @@
+"""Fault-test helpers: bad sample bytes, damaged tars, a shard served through a FIFO that stalls,
+and process checks. Every builder returns plain bytes so that tests write raw tars with exactly
+the members they mean (the shard writer would refuse most of them)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import threading
+import time
+import zlib
+
+import numpy as np
+from PIL import Image
+
+from pipeline.synthetic import demo_image, encode_image
+
+
+def picture(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
+    """A small demo picture (shapes on a background), cropped or tiled to (width, height)."""
+    image, _ = demo_image(seed, 0, min_size=64, max_size=64)
+    if width > 64 or height > 64:
+        return image.resize((width, height), Image.NEAREST)
+    return image.crop((0, 0, width, height))
+
+
+def png(image: Image.Image) -> bytes:
+    return _save(image, "PNG")
+
+
+def _save(image: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def corrupt_jpeg() -> bytes:
+    """A real JPEG header followed by garbage where the scan data should be."""
+    data = encode_image(picture(), "jpg")
+    rng = np.random.default_rng(1)
+    return data[:400] + rng.integers(0, 256, len(data) - 400, dtype=np.uint8).tobytes()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header announces width x height 8-bit greyscale pixels but holds one tiny IDAT:
+    a decompression bomb's shape, harmless unless someone decodes it."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def cmyk_jpeg() -> bytes:
+    return _save(picture().convert("CMYK"), "JPEG", quality=95)
+
+
+def la_png() -> bytes:
+    return _save(picture().convert("LA"), "PNG")
+
+
+def palette_png_with_transparency() -> bytes:
+    image = picture().convert("P", palette=Image.ADAPTIVE, colors=16)
+    return _save(image, "PNG", transparency=0)
+
+
+def grey16_png() -> bytes:
+    arr = (np.asarray(picture().convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+    return _save(Image.fromarray(arr), "PNG")
+
+
+def exif_rotated_jpeg(width: int = 48, height: int = 40, orientation: int = 6) -> bytes:
+    """Stored width x height; orientation 6 or 8 displays it as height x width."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return _save(picture(width, height), "JPEG", exif=exif.tobytes(), quality=95)
+
+
+def seg16_png(seg: np.ndarray) -> bytes:
+    """A 16-bit greyscale PNG of class ids."""
+    return _save(Image.fromarray(seg.astype(np.uint16)), "PNG")
+
+
+def seg(height: int, width: int, values=(0, 1, 2)) -> np.ndarray:
+    """A GT map of horizontal bands of `values` with an ignore (255) border row."""
+    out = np.zeros((height, width), dtype=np.uint8)
+    for i, v in enumerate(values):
+        out[i * height // len(values):(i + 1) * height // len(values)] = v
+    out[0] = 255
+    return out
+
+
+def meta(**fields) -> bytes:
+    return json.dumps(fields).encode("utf-8")
+
+
+def cut_in_member(tar_bytes: bytes, member_index: int) -> bytes:
+    """The tar cut in the middle of the data of its `member_index`-th member."""
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        member = tar.getmembers()[member_index]
+    return tar_bytes[: member.offset_data + member.size // 2]
+
+
+class StallingFifo:
+    """Serve a shard through a named pipe: the first reader gets `fraction` of it and then waits
+    until `release()` (so whoever reads it is certainly mid-shard); later readers get all of it."""
+
+    def __init__(self, path, data: bytes, fraction: float = 0.6):
+        self.path, self.data, self.fraction = path, data, fraction
+        self.released = threading.Event()
+        os.mkfifo(path)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with open(self.path, "wb", buffering=0) as f:
+            f.write(self.data[: int(len(self.data) * self.fraction)])
+            self.released.wait(timeout=300)
+        with open(self.path, "wb", buffering=0) as f:
+            f.write(self.data)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def wait_until_gone(pid: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} still alive after {timeout} s")
