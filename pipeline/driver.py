@@ -204,7 +204,7 @@ class _Pool:
             return True
         if shard_stats.get("partial"):  # rows before the damage are written; try the tar again
             if self._retry_or_fail(attempt, queue, result, f"partial shard: {shard_stats['read_error']}",
-                                   samples=shard_stats["samples"]):
+                                   partial=True, samples=shard_stats["samples"]):
                 stats.append(shard_stats)
             return True
         stats.append(shard_stats)

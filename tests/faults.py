@@ -84,7 +84,7 @@ def seg16_png(seg: np.ndarray) -> bytes:
 
 def seg(height: int, width: int, values=(0, 1, 2)) -> np.ndarray:
     """A GT map of horizontal bands of `values` with an ignore (255) border row."""
-    out = np.zeros((height, width), dtype=np.uint8)
+    out = np.zeros((height, width), dtype=np.uint16 if max(values) > 255 else np.uint8)
     for i, v in enumerate(values):
         out[i * height // len(values):(i + 1) * height // len(values)] = v
     out[0] = 255
