@@ -10,7 +10,6 @@ tensor of interest is its own mapping, returned to the OS when freed.
 from __future__ import annotations
 
 import ctypes
-import gc
 import os
 import threading
 import time
@@ -82,7 +81,6 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[int | N
     Run it apart from the timed calls: the CPU sampler thread competes for the GIL.
     """
     device = torch.device(device)
-    gc.collect()
     synchronize(device)
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -34,6 +34,7 @@ FORMS = ("cosine", "shifted_cosine", "relu_cosine", "exp_cosine")
 class RefineBenchConfig:
     output: str = "bench-results/refine"
     device: str = "auto"
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
     # Node counts N = side²: the issue's sweep is [1024, 2304, 4096, 9216, 16384].
     sizes: list[int] = field(default_factory=lambda: [256, 576, 1024])
     classes: list[int] = field(default_factory=lambda: [21])  # issue: [21, 81, 171]
@@ -224,6 +225,8 @@ def cross_check(rows: list[dict], tolerance: float) -> dict:
 
 def run(cfg: RefineBenchConfig) -> dict:
     device = resolve_device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     rows = [row for n in cfg.sizes for num_classes in cfg.classes for row in bench_point(n, num_classes, cfg, device)]
     return dict(
         benchmark="refine",

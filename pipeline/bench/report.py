@@ -123,7 +123,11 @@ def engine_plot(results: dict, path: Path) -> None:
 def pipeline_table(results: dict) -> str:
     rows = [[name, v["images"], v["seconds"], v["images_per_second"]] for name, v in results["measured"].items()]
     text = format_table(["path", "images", "seconds", "img/s"], rows)
-    return text + f"\n\npipeline overhead (engine img/s ÷ pipeline img/s): {_fmt(results['overhead_ratio'])}"
+    return text + (
+        f"\n\npipeline overhead (engine alone img/s ÷ nerve label img/s): {_fmt(results['overhead_ratio'])}"
+        f"\nwith the engine's model load counted too: {_fmt(results['overhead_ratio_with_model_load'])}"
+        f"\nthe label job's own engine batches: {_fmt(results['label_job'].get('engine_images_per_second'))} img/s"
+    )
 
 
 def pipeline_plot(results: dict, path: Path) -> None:
