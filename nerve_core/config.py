@@ -76,8 +76,10 @@ class RefineConfig:
     features: int = 0
     block_size: int = 1024  # rows per block for the exact sharp forms
     # iSeg refinement: entropy-reduced dense propagation.
-    iseg_iterations: int = 10
-    iseg_entropy_temperature: float = 1.0
+    iseg_iterations: int = 10  # iSeg's public code: 10 refinement iterations
+    # Step size λ of iSeg's one gradient-descent step on the attention entropy, A + λ(1 + ln A)
+    # (A row-max normalised). iSeg's code uses 0.1 with log10, i.e. λ = 0.1 / ln 10.
+    iseg_entropy_step: float = 0.0434
     # DSLO (METHOD.md section 4). Values its text lost are marked in the engine presets.
     nms_threshold: float = 0.5
     sinkhorn_epsilon: float = 0.1
@@ -85,6 +87,9 @@ class RefineConfig:
     ipf_iterations: int = 15
     velocity_tau: float = 0.3
     velocity_max_steps: int = 50
+    # Interpolate the step at which the relative change crosses velocity_tau (breaks the integer
+    # ties between classes); false: the integer first step, as the paper's text states it.
+    velocity_fractional: bool = True
 
 
 @dataclass

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from nerve_core.refine.dslo import refine_dslo_max_velocity, refine_dslo_optimal_path
+from nerve_core.refine.iseg import refine_iseg
 from nerve_core.refine.walk import refine_random_walk
 
 
@@ -28,6 +30,9 @@ def refine_none(G_clip, layers, cfg):
 REFINERS: dict[str, Refiner] = {
     "none": Refiner(refine_none, needs_attention=False),
     "random_walk": Refiner(refine_random_walk, needs_attention=True),
+    "iseg": Refiner(refine_iseg, needs_attention=True),
+    "dslo_optimal_path": Refiner(refine_dslo_optimal_path, needs_attention=True),
+    "dslo_max_velocity": Refiner(refine_dslo_max_velocity, needs_attention=True),
 }
 
 
