@@ -59,6 +59,9 @@ def _memory_methods(rows: list[dict]) -> str:
     return ", ".join(sorted({r["memory_method"] for r in rows if "memory_method" in r})) or "-"
 
 
+METHOD_LINES = {"lowrank": "-", "dense": "--", "iseg": ":"}
+
+
 def refine_plot(results: dict, path: Path) -> None:
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
     k0 = results["config"]["classes"][0]
@@ -66,12 +69,20 @@ def refine_plot(results: dict, path: Path) -> None:
     for r in results["runs"]:
         if r["status"] == "ok" and r["K"] == k0:
             curves.setdefault(r["case"], []).append(r)
+    colours = plt.get_cmap("tab10")
+    forms = sorted({r["form"] + str(r["features"]) for rows in curves.values() for r in rows})
     for name, rows in sorted(curves.items()):
-        ns = [r["N"] for r in rows]
-        ax_t.plot(ns, [r["seconds"] for r in rows], marker="o", label=name)
+        # colour: affinity form (and rank); line: method, so each form's methods pair up visually
+        style = dict(
+            marker="o",
+            label=name,
+            color=colours(forms.index(rows[0]["form"] + str(rows[0]["features"])) % 10),
+            linestyle=METHOD_LINES.get(rows[0]["method"], "-"),
+        )
+        ax_t.plot([r["N"] for r in rows], [r["seconds"] for r in rows], **style)
         mem = [(r["N"], r["peak_bytes"] / 2**20) for r in rows if r["peak_bytes"]]
         if mem:
-            ax_m.plot(*zip(*mem), marker="o", label=name)
+            ax_m.plot(*zip(*mem), **style)
     for ax, label in ((ax_t, "seconds"), (ax_m, "peak memory (MiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
