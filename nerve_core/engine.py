@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from nerve_core.background import decide
-from nerve_core.clip.dense_head import DenseClipHead
+from nerve_core.clip.dense_head import DenseClipHead, class_probs
 from nerve_core.config import EngineConfig
 from nerve_core.devices import resolve_device, resolve_dtype
 from nerve_core.imageprep import Prepared, clip_input_size, resize_rgb, to_rgb
@@ -106,7 +106,7 @@ class Engine:
         results = []
         for i, p in enumerate(prepared):
             with stage("refine"):
-                probs = self.head.class_probs(logits[i][None], owner, class_sets[i])[0].float()
+                probs = class_probs(logits[i][None], owner, class_sets[i])[0].float()
                 image_layers = [replace(layer, q=layer.q[i], k=layer.k[i]) for layer in layers]
                 scores = self.refiner.fn(probs, image_layers, self.cfg.refine)
             with stage("upsample"):
