@@ -44,6 +44,7 @@ def disjoint(values: dict) -> dict:
 class EngineBenchConfig:
     output: str = "bench-results/engine"
     models: list[str] = field(default_factory=lambda: ["tiny"])  # tiny | full
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
     dtypes: list[str] = field(default_factory=lambda: ["auto"])  # auto | float32 | float16 | bfloat16
     batch_sizes: list[int] = field(default_factory=lambda: [1, 2])  # issue: 1..32
     batches: int = 2  # timed batches per point, after one warm-up batch
@@ -142,6 +143,8 @@ def bench_point(engine, images, vocab, cfg: EngineBenchConfig, models: str, dtyp
 
 
 def run(cfg: EngineBenchConfig) -> dict:
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     vocab = Vocabulary.from_file(classes_path(cfg.classes))
     images = synthetic_images(max(cfg.batch_sizes), cfg.image_height, cfg.image_width, cfg.seed)
     rows, device = [], None
