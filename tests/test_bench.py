@@ -70,7 +70,9 @@ def test_refine_bench_reports_random_feature_error_against_exact(refine_results)
 def test_refine_bench_skips_dense_methods_over_the_memory_budget(tmp_path):
     budget = 3 * 36 * 36 * 4  # the dense working set at N = 36 fits, at N = 64 it does not
     argv = ["refine", f"output={tmp_path}", *TINY_REFINE, f"max_dense_bytes={budget}", "forms=[exp_cosine]", "ranks=[8]"]
+    threads = torch.get_num_threads()
     assert bench_main(argv) == 0
+    assert torch.get_num_threads() == threads  # the bench's threads=1 does not leak into the session
     rows = {(r["case"], r["N"]): r for r in json.loads((tmp_path / "refine.json").read_text())["runs"]}
     for name in ("dense/exp_cosine", "iseg"):
         assert rows[(name, 36)]["status"] == "ok"
@@ -122,7 +124,7 @@ def test_peak_memory_sees_a_transient_tensor():
 def test_engine_bench_reports_every_stage(tmp_path):
     argv = [
         "engine", f"output={tmp_path}", f"cache_dir={tmp_path / 'models'}", "classes=demo", "engine.device=cpu",
-        "image_height=40", "image_width=56", "batch_sizes=[1,2]", "batches=1",
+        "image_height=40", "image_width=56", "batch_sizes=[1,2]", "batches=1", "threads=1",
     ]
     assert bench_main(argv) == 0
     results = _read(tmp_path, "engine")

@@ -23,6 +23,7 @@ from configs import classes_path
 from nerve_core.config import EngineConfig
 from nerve_core.vocab import Vocabulary
 from pipeline.bench.flops import FlopStageTimer, achieved_fraction, peak_tflops
+from pipeline.bench.measure import torch_threads
 from pipeline.bench.models import model_overrides
 from pipeline.writers import coco_results, encode_png
 
@@ -143,23 +144,22 @@ def bench_point(engine, images, vocab, cfg: EngineBenchConfig, models: str, dtyp
 
 
 def run(cfg: EngineBenchConfig) -> dict:
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
     vocab = Vocabulary.from_file(classes_path(cfg.classes))
     images = synthetic_images(max(cfg.batch_sizes), cfg.image_height, cfg.image_width, cfg.seed)
     rows, device = [], None
-    for models in cfg.models:
-        for dtype in cfg.dtypes:
-            engine = build_bench_engine(cfg, models, dtype)
-            device = engine.device
-            rows += [bench_point(engine, images[:b], vocab, cfg, models, dtype) for b in cfg.batch_sizes]
-            del engine
+    with torch_threads(cfg.threads) as threads:
+        for models in cfg.models:
+            for dtype in cfg.dtypes:
+                engine = build_bench_engine(cfg, models, dtype)
+                device = engine.device
+                rows += [bench_point(engine, images[:b], vocab, cfg, models, dtype) for b in cfg.batch_sizes]
+                del engine
     seen = {s for r in rows for s in r["stage_seconds_per_image"]}
     return dict(
         benchmark="engine",
         device=str(device),
         device_name=torch.cuda.get_device_name(device) if device is not None and device.type == "cuda" else "cpu",
-        threads=torch.get_num_threads(),
+        threads=threads,
         classes=len(vocab),
         config=asdict(cfg),
         stages=[s for s in STAGES if s in seen],

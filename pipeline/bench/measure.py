@@ -13,6 +13,7 @@ import ctypes
 import os
 import threading
 import time
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -96,3 +97,15 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[int | N
     with _RssSampler() as sampler:
         fn()
     return max(0, sampler.peak - base), method
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """Run with `threads` CPU threads for torch (0: leave the setting alone); restore it afterwards."""
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -21,6 +21,7 @@ from configs import classes_path
 from nerve_core.config import EngineConfig
 from nerve_core.vocab import Vocabulary
 from pipeline.bench.engine import run_batch
+from pipeline.bench.measure import torch_threads
 from pipeline.bench.models import model_overrides
 from pipeline.config import LabelJobConfig, RayConfig
 from pipeline.reader import decode_sample, raw_samples
@@ -40,6 +41,7 @@ class PipelineBenchConfig:
     classes: str = "demo"
     cache_dir: str = "~/.cache/nerve"
     seed: int = 0
+    threads: int = 0  # CPU threads for the engine-alone run; 0 = torch's default (Ray actors get their CPUs)
     engine: EngineConfig = field(default_factory=EngineConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
@@ -96,7 +98,8 @@ def run(cfg: PipelineBenchConfig) -> dict:
     engine_cfg = OmegaConf.merge(OmegaConf.structured(cfg.engine), model_overrides(cfg.models, cfg.cache_dir, cfg.seed))
     shards = write_bench_shards(cfg, out / "shards")
     job = label_job(cfg, engine_cfg, shards, out / "label")
-    alone = engine_alone(engine_cfg, shards, vocab)
+    with torch_threads(cfg.threads) as threads:
+        alone = engine_alone(engine_cfg, shards, vocab)
     measured = {
         "nerve label, end to end": dict(images=job["images"], seconds=job["wall_seconds"]),
         "engine alone": dict(images=alone["images"], seconds=alone["seconds"]),
@@ -111,6 +114,7 @@ def run(cfg: PipelineBenchConfig) -> dict:
         measured=measured,
         label_job=job,  # the job's own figures, incl. its engine batches' images/s summed over actors
         engine_stage_seconds=alone["stage_seconds"],
+        engine_alone_threads=threads,
         overhead_ratio=measured["engine alone"]["images_per_second"] / pipeline_rate,
         overhead_ratio_with_model_load=measured["engine alone + model load"]["images_per_second"] / pipeline_rate,
     )

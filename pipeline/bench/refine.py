@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from nerve_core.config import RefineConfig
 from nerve_core.devices import resolve_device
 from pipeline.bench.dense_walk import dense_walk, dense_walk_bytes
-from pipeline.bench.measure import peak_memory, time_call
+from pipeline.bench.measure import peak_memory, time_call, torch_threads
 
 METHODS = ("lowrank", "dense", "iseg")
 FORMS = ("cosine", "shifted_cosine", "relu_cosine", "exp_cosine")
@@ -225,14 +225,13 @@ def cross_check(rows: list[dict], tolerance: float) -> dict:
 
 def run(cfg: RefineBenchConfig) -> dict:
     device = resolve_device(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    rows = [row for n in cfg.sizes for num_classes in cfg.classes for row in bench_point(n, num_classes, cfg, device)]
+    with torch_threads(cfg.threads) as threads:
+        rows = [row for n in cfg.sizes for num_classes in cfg.classes for row in bench_point(n, num_classes, cfg, device)]
     return dict(
         benchmark="refine",
         device=str(device),
         device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        threads=torch.get_num_threads(),
+        threads=threads,
         config=asdict(cfg),
         runs=rows,
         exponents=exponents(rows),
