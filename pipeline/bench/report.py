@@ -112,19 +112,23 @@ def engine_table(results: dict) -> str:
 
 
 def engine_plot(results: dict, path: Path) -> None:
+    """Stacked stage times per image; one panel per model set, since full and tiny differ 100-fold."""
     stages = results["stages"]
-    runs = results["runs"]
-    labels = [f"{r['models']}\n{r['dtype']}\nb={r['batch_size']}" for r in runs]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(runs)), 5))
-    bottom = [0.0] * len(runs)
-    for stage in stages:
-        values = [1e3 * r["stage_seconds_per_image"].get(stage, 0.0) for r in runs]
-        ax.bar(range(len(runs)), values, bottom=bottom, label=stage)
-        bottom = [b + v for b, v in zip(bottom, values)]
-    ax.set_xticks(range(len(runs)), labels, fontsize=7)
-    ax.set_ylabel("milliseconds per image")
-    ax.set_title(f"engine time per stage, {results['device_name']}")
-    ax.legend(fontsize=7)
+    sets = list(dict.fromkeys(r["models"] for r in results["runs"]))
+    width = sum(max(4, 1.1 * sum(r["models"] == m for r in results["runs"])) for m in sets)
+    fig, axes = plt.subplots(1, len(sets), figsize=(width, 5), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, models in zip(axes[0], sets):
+        runs = [r for r in results["runs"] if r["models"] == models]
+        bottom = [0.0] * len(runs)
+        for i, stage in enumerate(stages):
+            values = [1e3 * r["stage_seconds_per_image"].get(stage, 0.0) for r in runs]
+            ax.bar(range(len(runs)), values, bottom=bottom, label=stage, color=colours(i % 10))
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax.set_xticks(range(len(runs)), [f"{r['dtype']}\nb={r['batch_size']}" for r in runs], fontsize=7)
+        ax.set_ylabel("milliseconds per image")
+        ax.set_title(f"{models} models, {results['device_name']}")
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
