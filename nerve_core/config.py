@@ -14,7 +14,8 @@ class ClipConfig:
     """CLIP model and dense head that produce G (node-to-label probabilities)."""
 
     model: str = "ViT-L-14-336"  # NERVE paper: CLIP ViT-L/14 at 336
-    # open_clip pretrained tag ("openai"), "hf-hub:org/name", or a local checkpoint file.
+    # open_clip pretrained tag ("openai"), a local checkpoint file, or "random" (random weights,
+    # for timing). "hf-hub:org/name" goes in `model`.
     pretrained: str = "openai"
     # Optional local open_clip model-config JSON; when set, `model` names the architecture it defines.
     config_file: str = ""

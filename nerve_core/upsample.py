@@ -53,7 +53,7 @@ def upsample_chunks(scores: torch.Tensor, prepared, cfg) -> Iterator[tuple[slice
     if cfg.name == "bilinear" and not cfg.pamr:
         yield from bilinear_chunks(scores, prepared.size)
         return
-    guide = torch.from_numpy(prepared.guide).to(scores.device)
+    guide = torch.tensor(prepared.guide, device=scores.device)  # a copy: decoded arrays may be read-only
     if cfg.name == "joint_bilateral":
         from nerve_core.upsample_jbu import joint_bilateral_upsample
 
