@@ -141,6 +141,7 @@ def pipeline_table(results: dict) -> str:
     return text + (
         f"\n\npipeline overhead (engine alone img/s ÷ nerve label img/s): {_fmt(results['overhead_ratio'])}"
         f"\nwith the engine's model load counted too: {_fmt(results['overhead_ratio_with_model_load'])}"
+        f"\nagainst the label job once its actors are up: {_fmt(results['overhead_ratio_actors_up'])}"
         f"\nthe label job's own engine batches: {_fmt(results['label_job'].get('engine_images_per_second'))} img/s"
     )
 
