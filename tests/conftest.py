@@ -36,9 +36,14 @@ def tiny_engine_config(tiny_models):
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray for the whole test session (2 CPUs), shut down at the end."""
+    """One local Ray for the whole test session (2 CPUs), shut down at the end.
+
+    It declares 2 logical GPUs so that GPU actor placement (one actor per GPU, each pinned to its
+    own CUDA_VISIBLE_DEVICES) is tested without hardware. No CUDA engine is built on them: an
+    engine with device=cpu gets CPU actors, and device=auto falls back to CPU where torch sees no GPU.
+    """
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

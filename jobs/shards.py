@@ -1,0 +1,120 @@
+"""`nerve shards voc|coco|folder|demo key=value ...`: make input shards from a dataset on disk.
+
+    nerve shards voc root=VOCdevkit split=train|train_aug|val output=DIR
+    nerve shards coco root=COCO split=train2014|val2014|train2017|val2017 output=DIR
+    nerve shards folder images=DIR [masks=DIR] [classes=FILE|NAME] output=DIR
+    nerve shards demo output=DIR [num_samples=N seed=S]
+All take per_shard=N (default 1000), prefix=NAME and progress=true|false. Writes
+DIR/{prefix}-NNNNNN.tar, DIR/manifest.json and DIR/skipped.json (what was left out, and why).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from configs import classes_path
+from jobs.config import ConfigError, fail, load_config, parse_argv
+from nerve_core.vocab import Vocabulary
+from pipeline.shard_writer import ShardSample, write_shards
+from pipeline.sources.coco import coco_samples
+from pipeline.sources.folder import folder_samples
+from pipeline.sources.skips import SkipLog
+from pipeline.sources.voc import voc_samples
+from pipeline.storage import atomic_write, filesystem, join
+
+
+@dataclass
+class ShardsJob:
+    output: str = MISSING
+    per_shard: int = 1000
+    prefix: str = "shard"
+    progress: bool = True
+
+
+@dataclass
+class VocShards(ShardsJob):
+    root: str = MISSING  # VOCdevkit or VOCdevkit/VOC2012
+    split: str = "train"  # train | val | train_aug
+
+
+@dataclass
+class CocoShards(ShardsJob):
+    root: str = MISSING  # holds {split}/ and annotations/instances_{split}.json
+    split: str = "val2017"
+
+
+@dataclass
+class FolderShards(ShardsJob):
+    images: str = MISSING
+    masks: str = ""  # parallel folder of {stem}.png class-id masks; empty = no GT
+    classes: str = ""  # class-name file or configs/classes name; checks mask ids when set
+    background_id: int = 0  # left out of image-level labels; -1 = no background class
+    require_masks: bool = True  # with masks set: skip images that have none (else keep, no GT)
+
+
+@dataclass
+class DemoShards(ShardsJob):
+    num_samples: int = 16
+    seed: int = 0
+
+
+def _voc(cfg: VocShards, skips: SkipLog) -> Iterator[ShardSample]:
+    return voc_samples(cfg.root, cfg.split, skips)
+
+
+def _coco(cfg: CocoShards, skips: SkipLog) -> Iterator[ShardSample]:
+    return coco_samples(cfg.root, cfg.split, skips)
+
+
+def _folder(cfg: FolderShards, skips: SkipLog) -> Iterator[ShardSample]:
+    num_classes = len(Vocabulary.from_file(classes_path(cfg.classes))) if cfg.classes else 0
+    return folder_samples(cfg.images, skips, masks=cfg.masks or None, num_classes=num_classes,
+                          background_id=cfg.background_id, require_masks=cfg.require_masks)
+
+
+def _demo(cfg: DemoShards, skips: SkipLog) -> Iterator[ShardSample]:
+    from pipeline.synthetic import demo_samples
+
+    return demo_samples(cfg.num_samples, seed=cfg.seed)
+
+
+MAKERS: dict[str, tuple[type, Callable]] = {
+    "voc": (VocShards, _voc),
+    "coco": (CocoShards, _coco),
+    "folder": (FolderShards, _folder),
+    "demo": (DemoShards, _demo),
+}
+USAGE = "usage: nerve shards {" + ",".join(MAKERS) + "} output=DIR [key=value ...]"
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = parse_argv(argv)
+        if len(args.positionals) != 1 or args.positionals[0] not in MAKERS:
+            return fail(USAGE)
+        schema, make_samples = MAKERS[args.positionals[0]]
+        cfg = OmegaConf.to_object(load_config(schema, args.overrides, args.config_file))
+        skips = SkipLog()
+        samples = make_samples(cfg, skips)
+    except MissingMandatoryValue as exc:
+        return fail(f"missing required key {exc.full_key!r}\n{USAGE}")
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        return fail(str(exc))
+    try:
+        manifest = write_shards(samples, cfg.output, prefix=cfg.prefix, per_shard=cfg.per_shard,
+                                progress=cfg.progress)
+    except ValueError as exc:  # bad prefix or per_shard: nothing was left half-written
+        return fail(str(exc))
+    fs, root = filesystem(cfg.output)
+    atomic_write(fs, join(root, "skipped.json"), skips.to_json())
+    print(f"wrote {manifest['num_samples']} samples in {len(manifest['shards'])} shards to "
+          f"{cfg.output} (manifest.json, skipped.json)")
+    print(skips.describe())
+    for entry in skips.entries[:20]:
+        print(f"  - {entry['item']}: {entry['reason']}")
+    if manifest["num_samples"] == 0:
+        return fail("no samples were written")
+    return 0

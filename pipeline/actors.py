@@ -1,0 +1,62 @@
+"""How many Labeler actors, with what resources and which engine device; and starting them.
+
+One actor per GPU, pinned by Ray (num_gpus=1, so Ray sets CUDA_VISIBLE_DEVICES and the engine
+sees its GPU as cuda:0). With no GPU in the cluster, or engine.device=cpu, CPU actors with an
+explicit CPU device. A GPU the cluster does not have is never requested.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    num_actors: int
+    num_cpus: float
+    num_gpus: int  # per actor: 1 or 0
+    device: str  # engine.device inside each actor
+
+
+def plan_actors(num_actors: int, cpus_per_actor: float, engine_device: str, cluster: dict) -> ActorPlan:
+    """`cluster` is ray.cluster_resources(); raises ValueError for a request it cannot meet."""
+    gpus = int(cluster.get("GPU", 0))
+    cpus = float(cluster.get("CPU", 1))
+    wants_cuda = engine_device.startswith("cuda")
+    use_gpu = gpus > 0 and engine_device != "cpu"
+    if wants_cuda and gpus == 0:
+        raise ValueError(f"engine.device={engine_device} but the Ray cluster has no GPU")
+    if num_actors < 0:
+        raise ValueError("ray.num_actors must be >= 0")
+    count = num_actors or (gpus if use_gpu else 1)
+    if use_gpu and count > gpus:
+        raise ValueError(f"ray.num_actors={count} GPU actors but the cluster has {gpus} GPUs")
+    # Leave one actor's share free for Ray's own tasks (and the progress counter) on small machines.
+    share = cpus_per_actor if cpus_per_actor > 0 else min(1.0, cpus / (count + 1))
+    if share * count > cpus:
+        raise ValueError(f"{count} actors x {share} CPUs exceed the cluster's {cpus} CPUs")
+    # Pinned actors see their one GPU as cuda:0, so cuda:N would point at a GPU they cannot see.
+    device = ("cuda" if wants_cuda else engine_device) if use_gpu else "cpu"
+    return ActorPlan(count, round(share, 4), 1 if use_gpu else 0, device)
+
+
+def start_labeler(plan: ActorPlan, job: dict, progress=None):
+    """One Labeler actor with the plan's resources; never restarted by Ray (the driver decides)."""
+    import ray
+
+    from pipeline.labeler import Labeler
+
+    actor_cls = ray.remote(Labeler).options(
+        num_cpus=plan.num_cpus,
+        num_gpus=plan.num_gpus,
+        max_restarts=0,
+        max_concurrency=2,  # `info` answers while a shard is running
+    )
+    return actor_cls.remote(job, progress)
+
+
+def start_progress_counter():
+    import ray
+
+    from pipeline.labeler import ProgressCounter
+
+    return ray.remote(ProgressCounter).options(num_cpus=0).remote()

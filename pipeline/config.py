@@ -1,0 +1,79 @@
+"""Typed job configs (omegaconf structured schemas) for `nerve label`, `nerve score`, `nerve verify`.
+
+Plain dataclasses with types omegaconf accepts, so that a misspelt key or a wrong type fails with
+the key's name before any work starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from nerve_core.config import EngineConfig
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "demo"
+    classes: str = "demo"  # configs/classes/<name>.txt, or a path to a class-name file
+    ignore_index: int = 255  # GT value that is never scored
+    # WSSS mode needs image-level labels; when a sample's json has none, take them from seg.png.
+    labels_from_gt: bool = False
+
+
+@dataclass
+class InputConfig:
+    # A shard path or URL, a brace pattern (shard-{000000..000009}.tar), a directory, or a list of
+    # any of these. Typed Any because omegaconf has no str-or-list type.
+    shards: Any = None
+
+
+@dataclass
+class OutputConfig:
+    dir: str = ""  # local path or fsspec URL (s3://, gs://, ...)
+    mode: str = "resume"  # resume: skip done shards, refuse another fingerprint | overwrite
+    confidence: bool = False  # also store the quantised top-class probability per pixel
+    parquet_compression: str = "zstd"
+
+
+@dataclass
+class RayConfig:
+    address: str = ""  # "" = start a local Ray for this job; "auto" or "ray://host:port" = join
+    local_num_cpus: Optional[int] = None  # CPUs of the local Ray (None = all)
+    num_actors: int = 0  # 0 = one per GPU, or one CPU actor when the cluster has no GPU
+    # CPUs reserved per actor; 0 = min(1, cluster CPUs / (actors + 1)), which leaves room for
+    # Ray's own tasks on small machines.
+    cpus_per_actor: float = 0.0
+    decode_threads: int = 2  # per actor: image decoding + engine.prepare run ahead of the engine
+    prefetch: int = 16  # decoded samples queued ahead of the engine, per actor
+    max_retries: int = 2  # extra attempts for a shard whose actor died or raised
+    shard_timeout_s: float = 0.0  # > 0: an attempt running longer is killed and retried
+    poll_s: float = 0.5  # driver loop tick (progress refresh, dead-actor checks)
+
+
+@dataclass
+class LabelJobConfig:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    progress: bool = True
+
+
+@dataclass
+class OutputDirConfig:
+    dir: str = ""
+
+
+@dataclass
+class ScoreJobConfig:
+    """Input shards default to those recorded in OUT/config.yaml."""
+
+    output: OutputDirConfig = field(default_factory=OutputDirConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+
+
+@dataclass
+class VerifyJobConfig:
+    output: OutputDirConfig = field(default_factory=OutputDirConfig)
+    input: InputConfig = field(default_factory=InputConfig)

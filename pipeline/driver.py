@@ -1,0 +1,250 @@
+"""The label job's driver: list shards, skip done ones, run the rest on a pool of Labeler actors.
+
+A shard whose actor dies (or that raises, or that exceeds ray.shard_timeout_s) goes back to the end
+of the queue until it has used ray.max_retries extra attempts; then it is recorded in
+failed_shards.json. Dead actors are replaced. The loop never blocks on one actor: it waits on all
+running attempts with a timeout, so a death anywhere is seen at the next tick.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import OmegaConf
+
+from configs import classes_path
+from nerve_core.vocab import Vocabulary
+from pipeline.actors import plan_actors, start_labeler, start_progress_counter
+from pipeline.fingerprint import job_fingerprint
+from pipeline.outputdir import done_shards, prepare_output, record_failures
+from pipeline.progress import JobProgress
+from pipeline.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.storage import filesystem
+from pipeline.summary import write_summary
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class JobResult:
+    shards: int
+    skipped: int
+    done: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    retries: int = 0
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class _Attempt:
+    url: str
+    shard: str
+    attempt: int
+    slot: int = -1
+    ref: object = None
+    started: float = 0.0
+
+
+@contextmanager
+def ray_session(address: str, local_num_cpus: int | None):
+    """Use the Ray already connected (tests, notebooks); else start a local one or join `address`."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        # Workers of a local Ray inherit this environment: make the source tree importable there.
+        paths = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        ray.init(num_cpus=local_num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def job_description(cfg) -> tuple[dict, list[str], dict]:
+    """(resolved config dict, class names, fingerprint) of a LabelJobConfig."""
+    vocab = Vocabulary.from_file(classes_path(cfg.dataset.classes))
+    return OmegaConf.to_container(cfg, resolve=True), vocab.names, job_fingerprint(cfg, vocab.synonyms)
+
+
+def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult:
+    """Label every shard of cfg.input.shards not yet done in cfg.output.dir; write the summary.
+
+    `on_event(name, **data)` is told of "dispatch", "progress", "done", "retry" and "failed".
+    """
+    if not cfg.output.dir:
+        raise ValueError("output.dir is required")
+    resolved, class_names, fingerprint = job_description(cfg)
+    urls = expand_shards(cfg.input.shards)
+    fs, root = filesystem(cfg.output.dir)
+    prepare_output(fs, root, resolved, fingerprint, cfg.output.mode)
+    done_before = done_shards(fs, root)
+    todo = [u for u in urls if shard_id(u) not in done_before]
+    result = JobResult(shards=len(urls), skipped=len(urls) - len(todo))
+    start = time.perf_counter()
+    stats = []
+    if todo:
+        with ray_session(cfg.ray.address, cfg.ray.local_num_cpus) as ray:
+            pool = _Pool(ray, cfg, resolved, fingerprint, on_event or (lambda *a, **k: None))
+            stats = pool.run(todo, result, manifest_counts(todo))
+    record_failures(fs, root, result.failed)
+    seconds = time.perf_counter() - start
+    images = sum(s["samples"] for s in stats)
+    engine_seconds = sum(s["seconds"]["engine"] for s in stats)
+    shard_seconds = sum(s["seconds"]["total"] for s in stats)  # per actor, engine builds excluded
+    run = {
+        "shards_labeled": len(stats), "shards_skipped": result.skipped, "shards_failed": len(result.failed),
+        "retries": result.retries, "images": images, "seconds": round(seconds, 3),
+        "images_per_second": images / seconds if images else None,  # Ray and model start included
+        # Reading, decoding, engine, encoding and writing, once actors are up (summed over actors).
+        "labeling_images_per_second": images / shard_seconds if shard_seconds else None,
+        # The engine alone on the same images: its batches' wall time summed over actors.
+        "engine_images_per_second": sum(s["ok"] for s in stats) / engine_seconds if engine_seconds else None,
+    }
+    result.summary = write_summary(fs, root, class_names, fingerprint, run)
+    return result
+
+
+class _Pool:
+    def __init__(self, ray, cfg, resolved: dict, fingerprint: dict, emit):
+        self.ray, self.cfg, self.emit = ray, cfg, emit
+        self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
+        engine = dict(resolved["engine"], device=self.plan.device)
+        vocab = Vocabulary.from_file(classes_path(cfg.dataset.classes))
+        self.job = {
+            "engine": engine, "classes": [list(s) for s in vocab.synonyms],
+            "ignore_index": cfg.dataset.ignore_index, "labels_from_gt": cfg.dataset.labels_from_gt,
+            "output_dir": cfg.output.dir, "confidence": cfg.output.confidence,
+            "compression": cfg.output.parquet_compression, "decode_threads": cfg.ray.decode_threads,
+            "prefetch": cfg.ray.prefetch, "fingerprint": fingerprint["digest"],
+        }
+        self.actors: list = [None] * self.plan.num_actors
+        self.progress = start_progress_counter()
+
+    def actor(self, slot: int):
+        if self.actors[slot] is None:
+            self.actors[slot] = start_labeler(self.plan, self.job, self.progress)
+        return self.actors[slot]
+
+    def run(self, urls: list[str], result: JobResult, counts: dict[str, int]) -> list[dict]:
+        ray, rc = self.ray, self.cfg.ray
+        queue = deque(_Attempt(u, shard_id(u), 0) for u in urls)
+        running: dict = {}  # ref -> _Attempt
+        idle = list(range(self.plan.num_actors))
+        stats: list[dict] = []
+        total = sum(counts.values()) if len(counts) == len(urls) else None
+        bar = JobProgress(total, len(urls), enabled=self.cfg.progress)
+        try:
+            while queue or running:
+                while queue and idle:
+                    self._dispatch(queue.popleft(), idle.pop(0), running)
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=rc.poll_s)
+                for ref in ready:
+                    attempt = running.pop(ref)
+                    if self._finish(ref, attempt, queue, result, stats):
+                        idle.append(attempt.slot)
+                self._timeouts(running, queue, result, idle)
+                self._report(bar, running, stats, result)
+        finally:
+            bar.close()
+            for actor in self.actors + [self.progress]:
+                if actor is not None:
+                    ray.kill(actor)
+        return stats
+
+    def _dispatch(self, attempt: _Attempt, slot: int, running: dict) -> None:
+        attempt.slot, attempt.started = slot, time.monotonic()
+        actor = self.actor(slot)
+        attempt.ref = actor.label_shard.remote(attempt.url, attempt.attempt)
+        running[attempt.ref] = attempt
+        self.emit("dispatch", shard=attempt.shard, attempt=attempt.attempt, actor=actor)
+
+    def _finish(self, ref, attempt: _Attempt, queue: deque, result: JobResult, stats: list) -> bool:
+        """Handle a finished attempt; True when its actor is still usable."""
+        from ray.exceptions import RayActorError, RayTaskError
+
+        from pipeline.labeler import EngineBuildError
+
+        try:
+            shard_stats = self.ray.get(ref)
+        except RayActorError as exc:
+            self.ray.kill(self.actors[attempt.slot])  # dead or unreachable: never reuse it
+            self.actors[attempt.slot] = None  # a fresh actor takes the slot on next dispatch
+            self._retry_or_fail(attempt, queue, result, f"actor died: {_first_line(exc)}")
+            return True
+        except RayTaskError as exc:
+            if isinstance(exc, EngineBuildError) or isinstance(getattr(exc, "cause", None), EngineBuildError):
+                self._fail_all(attempt, queue, result, _task_error(exc))
+                return False
+            self._retry_or_fail(attempt, queue, result, _task_error(exc))
+            return True
+        stats.append(shard_stats)
+        result.done.append(attempt.shard)
+        self.emit("done", shard=attempt.shard, attempt=attempt.attempt, stats=shard_stats)
+        return True
+
+    def _retry_or_fail(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str) -> None:
+        if attempt.attempt < self.cfg.ray.max_retries:
+            result.retries += 1
+            queue.append(_Attempt(attempt.url, attempt.shard, attempt.attempt + 1))
+            self.emit("retry", shard=attempt.shard, attempt=attempt.attempt, reason=reason)
+        else:
+            result.failed.append({"shard": attempt.shard, "url": attempt.url, "attempts": attempt.attempt + 1, "reason": reason})
+            self.emit("failed", shard=attempt.shard, reason=reason)
+
+    def _fail_all(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str) -> None:
+        """The engine cannot be built: every shard would fail the same way, so stop now."""
+        for a in [attempt, *queue]:
+            result.failed.append({"shard": a.shard, "url": a.url, "attempts": a.attempt + 1, "reason": reason, "fatal": True})
+            self.emit("failed", shard=a.shard, reason=reason)
+        queue.clear()
+
+    def _timeouts(self, running: dict, queue: deque, result: JobResult, idle: list) -> None:
+        limit = self.cfg.ray.shard_timeout_s
+        if limit <= 0:
+            return
+        now = time.monotonic()
+        for ref, attempt in list(running.items()):
+            if now - attempt.started > limit:
+                running.pop(ref)
+                self.ray.kill(self.actors[attempt.slot])
+                self.actors[attempt.slot] = None
+                idle.append(attempt.slot)
+                self._retry_or_fail(attempt, queue, result, f"timed out after {limit} s")
+
+    def _report(self, bar: JobProgress, running: dict, stats: list, result: JobResult) -> None:
+        counts = self.ray.get(self.progress.snapshot.remote())
+        images = sum(s["samples"] for s in stats)
+        errors = sum(s["errors"] for s in stats)
+        for attempt in running.values():
+            ok, err = counts.get((attempt.shard, attempt.attempt), (0, 0))
+            images, errors = images + ok + err, errors + err
+            if ok + err:
+                self.emit("progress", shard=attempt.shard, attempt=attempt.attempt, images=ok + err,
+                          actor=self.actors[attempt.slot])
+        bar.update(images, errors, len(result.done), result.retries)
+
+
+def _task_error(exc) -> str:
+    """The exception raised inside the actor, not Ray's wrapper text."""
+    cause = getattr(exc, "cause", None)
+    return f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,230 @@
+"""The `Labeler` Ray actor: one engine, one shard per call.
+
+The engine is built on the first shard rather than at actor start, so that the driver (and the
+GPU-pinning test) can create actors and ask what they were given without loading models. Inside a
+call, tar reading, decoding and `engine.prepare` run ahead in background threads while the engine
+works on batches; the shard's outputs are written by the actor itself and only its stats travel
+back to the driver.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import Counter
+
+import numpy as np
+
+from pipeline.prefetch import SourceError, prefetch_map
+from pipeline.reader import Sample, decode_sample, error_reason, raw_samples
+from pipeline.scoring import confusion_matrix
+from pipeline.shardlist import shard_id
+from pipeline.storage import filesystem
+from pipeline.writers import ShardResult, write_shard_outputs
+
+
+class EngineBuildError(RuntimeError):
+    """The engine could not be built: retrying the shard elsewhere would fail the same way."""
+
+
+class ShardReadError(RuntimeError):
+    """The shard stopped being readable part-way; the rows read so far were written."""
+
+
+class ProgressCounter:
+    """Per-(shard, attempt) image counts that actors push and the driver polls (a Ray actor)."""
+
+    def __init__(self):
+        self.counts: dict[tuple[str, int], list[int]] = {}
+
+    def add(self, shard: str, attempt: int, ok: int, errors: int) -> None:
+        count = self.counts.setdefault((shard, attempt), [0, 0])
+        count[0] += ok
+        count[1] += errors
+
+    def snapshot(self) -> dict:
+        return {k: tuple(v) for k, v in self.counts.items()}
+
+
+class Labeler:
+    def __init__(self, job: dict, progress=None):
+        """`job`: plain dict with engine (config dict, device already decided), classes
+        (synonym lists), ignore_index, labels_from_gt, output_dir, confidence, compression,
+        decode_threads, prefetch, fingerprint."""
+        self.job = job
+        self.progress = progress
+        self._engine = None
+        self._vocab = None
+
+    # ---- what Ray gave this actor ------------------------------------------------------------
+    def info(self) -> dict:
+        import ray
+
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "engine_device": None if self._engine is None else str(self._engine.device),
+        }
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from nerve_core.vocab import Vocabulary
+
+            try:
+                from nerve_core.engine import build_engine
+
+                self._engine = build_engine(self.job["engine"])
+            except Exception as exc:
+                raise EngineBuildError(f"cannot build the engine: {type(exc).__name__}: {exc}") from exc
+            self._vocab = Vocabulary(tuple(tuple(s) for s in self.job["classes"]))
+        return self._engine
+
+    # ---- one shard ---------------------------------------------------------------------------
+    def label_shard(self, url: str, attempt: int = 0) -> dict:
+        build_start = time.perf_counter()
+        engine = self.engine  # built on the first shard; timed apart from the labeling
+        shard = shard_id(url)
+        start = time.perf_counter()
+        state = _ShardState(shard, self.job, len(self._vocab))
+        state.seconds["engine_build"] = start - build_start
+        batch: list[tuple[Sample, object]] = []
+        read_error = None
+        try:
+            for sample, prepared in prefetch_map(self._decode, raw_samples(url), self.job["decode_threads"], self.job["prefetch"]):
+                batch.append((sample, prepared))
+                if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
+                    self._flush(batch, state, attempt)
+                    batch = []
+        except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
+            read_error = str(exc)
+        self._flush(batch, state, attempt)
+        fs, root = filesystem(self.job["output_dir"])
+        state.seconds["total"] = time.perf_counter() - start
+        stats = state.stats(url, attempt, self.info(), engine.fingerprint()["digest"])
+        if read_error is not None:
+            write_shard_outputs(fs, root, state.result, None, self.job["compression"])
+            raise ShardReadError(f"shard {shard} unreadable after {state.samples} samples: {read_error}")
+        write_shard_outputs(fs, root, state.result, stats, self.job["compression"])
+        return stats
+
+    def _decode(self, raw: dict) -> tuple[Sample, object]:
+        """Decode thread: sample + prepared engine input (None when the sample is an error)."""
+        sample = decode_sample(raw)
+        if sample.ok and self.engine.cfg.mode == "wsss":
+            sample.error = self._check_image_labels(sample)
+        if not sample.ok:
+            return sample, None
+        try:
+            prepared = self.engine.prepare(sample.image)
+        except Exception as exc:
+            sample.error = f"prepare: {type(exc).__name__}: {exc}"
+            return sample, None
+        sample.image = None  # the engine input holds what is still needed
+        return sample, prepared
+
+    def _check_image_labels(self, sample: Sample) -> str | None:
+        labels = sample.meta.get("labels")
+        if labels is None and self.job["labels_from_gt"] and sample.gt is not None:
+            ignore = self.job["ignore_index"]
+            labels = [int(c) for c in np.unique(sample.gt) if c != ignore]
+            sample.meta["labels"] = labels
+        if labels is None:
+            return "no_image_labels: engine.mode=wsss needs json labels (or dataset.labels_from_gt=true)"
+        bad = [c for c in labels if not (isinstance(c, int) and 0 <= c < len(self._vocab))]
+        return f"bad_image_labels: {bad} are not class ids" if bad else None
+
+    def _flush(self, batch, state: "_ShardState", attempt: int) -> None:
+        """Run the engine on the batch's decodable samples and record every sample in order."""
+        good = [(s, p) for s, p in batch if p is not None]
+        outputs = {}
+        if good:
+            engine_start = time.perf_counter()
+            outputs = self._run(good)
+            state.seconds["engine"] += time.perf_counter() - engine_start
+        before = (state.ok, state.errors)
+        for sample, _ in batch:
+            state.record(sample, outputs.get(id(sample)))
+        if self.progress is not None and batch:
+            self.progress.add.remote(state.shard, attempt, state.ok - before[0], state.errors - before[1])
+
+    def _run(self, good) -> dict:
+        """id(sample) -> Segmentation or error string; a failing batch is retried image by image."""
+        engine, confidence = self.engine, self.job["confidence"]
+        wsss = engine.cfg.mode == "wsss"
+
+        def labels_of(items):
+            return [s.meta["labels"] for s, _ in items] if wsss else None
+
+        try:
+            segs = engine.run([p for _, p in good], self._vocab, labels_of(good), confidence=confidence)
+            return {id(s): seg for (s, _), seg in zip(good, segs)}
+        except Exception as exc:
+            if len(good) == 1:
+                return {id(good[0][0]): f"engine: {type(exc).__name__}: {exc}"}
+        outputs = {}
+        for item in good:
+            try:
+                outputs[id(item[0])] = engine.run([item[1]], self._vocab, labels_of([item]), confidence=confidence)[0]
+            except Exception as exc:
+                outputs[id(item[0])] = f"engine: {type(exc).__name__}: {exc}"
+        return outputs
+
+
+class _ShardState:
+    """Rows, COCO results, confusion and counters of the shard being labeled."""
+
+    def __init__(self, shard: str, job: dict, num_classes: int):
+        self.shard = shard
+        self.job = job
+        self.num_classes = num_classes
+        self.result = ShardResult(shard, job["fingerprint"])
+        self.confusion = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
+        self.gt_images = 0
+        self.ok = self.errors = 0
+        self.reasons: Counter = Counter()
+        self.seconds = {"engine": 0.0}
+
+    @property
+    def samples(self) -> int:
+        return self.ok + self.errors
+
+    def record(self, sample: Sample, output) -> None:
+        if sample.ok and isinstance(output, str):
+            sample.error = output
+        elif sample.ok and output is None:
+            sample.error = "engine: no output for this sample"
+        if not sample.ok:
+            self.errors += 1
+            self.reasons[error_reason(sample.error)] += 1
+            self.result.add_error(sample.key, sample.image_id, sample.error)
+            return
+        self.ok += 1
+        self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence)
+        if sample.gt is not None:
+            self.gt_images += 1
+            self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.job["ignore_index"])
+
+    def stats(self, url: str, attempt: int, actor: dict, engine_digest: str) -> dict:
+        total = self.seconds["total"]
+        return {
+            "shard": self.shard,
+            "url": url,
+            "attempt": attempt,
+            "samples": self.samples,
+            "ok": self.ok,
+            "errors": self.errors,
+            "errors_by_reason": dict(self.reasons),
+            "gt_images": self.gt_images,
+            "confusion": self.confusion.tolist() if self.gt_images else None,
+            "seconds": dict(self.seconds),
+            "images_per_second": self.samples / total if total > 0 else None,
+            "engine_images_per_second": self.ok / self.seconds["engine"] if self.seconds["engine"] > 0 else None,
+            "fingerprint": self.job["fingerprint"],
+            "engine_fingerprint": engine_digest,
+            "actor": actor,
+            "finished_at": time.time(),
+        }

@@ -1,0 +1,111 @@
+"""Sample images for the report: image, ground truth and prediction side by side, VOC colours.
+
+Samples are spread over the shards (the first ones of each, round-robin) so that a sheet of a
+multi-shard run is not all from one shard; the choice depends only on the run, so two runs of the
+same pinned set show the same images and can be compared by eye.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline.outputdir import done_shards, read_job_record
+from pipeline.reader import decode_sample, raw_samples
+from pipeline.report.palette import colorize
+from pipeline.scoring import confusion_matrix, per_class_iou
+from pipeline.shardlist import expand_shards, shard_id
+from pipeline.storage import filesystem
+from pipeline.writers import decode_png, read_rows, shard_paths
+
+THUMB = 256  # longest side of a sheet image, in pixels
+
+
+@dataclass
+class SheetEntry:
+    key: str
+    shard: str
+    image: str  # file names relative to the report directory
+    gt: str | None
+    prediction: str
+    miou: float | None  # this image's own mIoU (percent) when it has GT
+
+
+def _thumbnail(img: Image.Image, nearest: bool) -> Image.Image:
+    scale = THUMB / max(img.size)
+    if scale >= 1:
+        return img
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return img.resize(size, Image.NEAREST if nearest else Image.BILINEAR)
+
+
+def _image_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore: int) -> float | None:
+    iou = per_class_iou(confusion_matrix(pred, gt, num_classes, ignore))
+    valid = ~np.isnan(iou)
+    return round(float(iou[valid].mean()) * 100, 2) if valid.any() else None
+
+
+def _predictions(fs, root: str, shard: str, limit: int) -> dict[str, np.ndarray]:
+    """key -> predicted class ids for the first `limit` ok rows of a done shard."""
+    rows = read_rows(fs, shard_paths(root, shard)["parquet"], columns=["key", "status", "mask_png"])
+    ok = [r for r in rows if r["status"] == "ok"][:limit]
+    return {r["key"]: decode_png(r["mask_png"]) for r in ok}
+
+
+def _pick(counts: list[int], total: int) -> list[int]:
+    """How many samples to take from each shard: round-robin until `total` or all are used."""
+    take = [0] * len(counts)
+    while sum(take) < total and any(t < c for t, c in zip(take, counts)):
+        for i, c in enumerate(counts):
+            if take[i] < c and sum(take) < total:
+                take[i] += 1
+    return take
+
+
+def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[SheetEntry]:
+    """Write {key}.image.png / .gt.png / .pred.png under report_dir/images; return what was written."""
+    if num_samples <= 0:
+        return []
+    fs, root = filesystem(out_dir)
+    record = read_job_record(fs, root)
+    if record is None:
+        raise FileNotFoundError(f"{out_dir} has no config.yaml: not an output directory")
+    num_classes = len(record["fingerprint"]["classes"])
+    ignore = int(record["config"]["dataset"]["ignore_index"])
+    done = done_shards(fs, root)
+    urls = [u for u in expand_shards(record["config"]["input"]["shards"]) if shard_id(u) in done]
+    preds = [_predictions(fs, root, shard_id(u), num_samples) for u in urls]
+    take = _pick([len(p) for p in preds], num_samples)
+    images = Path(report_dir) / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for url, shard_preds, n in zip(urls, preds, take):
+        wanted = dict(list(shard_preds.items())[:n])
+        written = 0
+        for raw in raw_samples(url) if n else ():
+            sample = decode_sample(raw) if raw["__key__"] in wanted else None
+            if sample is not None and sample.ok:
+                entries.append(_write_entry(sample, shard_id(url), wanted[sample.key], images, num_classes, ignore))
+                written += 1
+                if written == n:
+                    break
+    return entries
+
+
+def _write_entry(sample, shard: str, pred: np.ndarray, images: Path, num_classes: int, ignore: int) -> SheetEntry:
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", f"{shard}.{sample.key}")  # keys may hold "/"
+    names = {"image": f"{stem}.image.png", "pred": f"{stem}.pred.png", "gt": f"{stem}.gt.png"}
+    _thumbnail(sample.image, nearest=False).save(images / names["image"])
+    _thumbnail(colorize(pred), nearest=True).save(images / names["pred"])
+    miou = None
+    if sample.gt is not None:
+        _thumbnail(colorize(sample.gt), nearest=True).save(images / names["gt"])
+        miou = _image_miou(pred, sample.gt, num_classes, ignore)
+    return SheetEntry(
+        key=sample.key, shard=shard, image=f"images/{names['image']}",
+        gt=f"images/{names['gt']}" if sample.gt is not None else None,
+        prediction=f"images/{names['pred']}", miou=miou,
+    )

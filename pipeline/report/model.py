@@ -1,0 +1,44 @@
+"""What a report shows, independent of the format it is written in."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.report.baseline import Check
+from pipeline.report.contact_sheet import SheetEntry
+
+
+@dataclass
+class RunReport:
+    title: str
+    out_dir: str
+    summary: dict  # OUT/summary.json
+    checks: list[Check] | None = None  # None: no baseline was compared
+    baseline: dict | None = None
+    baseline_path: str = ""
+    notes: list[str] = field(default_factory=list)  # warnings and hints shown at the top
+    sheet: list[SheetEntry] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks or [] if not c.passed]
+
+    @property
+    def verdict(self) -> str:
+        if self.checks is None:
+            return "not compared"
+        return "FAIL" if self.failures else "PASS"
+
+    def class_rows(self) -> list[tuple[str, float | None, float | None]]:
+        """(class, IoU, baseline IoU) in vocabulary order."""
+        base = (self.baseline or {}).get("per_class_iou", {})
+        ious = self.summary["per_class_iou"]
+        return [(name, ious.get(name), base.get(name)) for name in self.class_names]
+
+    @property
+    def class_names(self) -> list[str]:
+        """Vocabulary order (summary.json sorts its keys, class_names keeps the order)."""
+        return self.summary.get("class_names") or list(self.summary["per_class_iou"])
+
+
+def fmt(value, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)

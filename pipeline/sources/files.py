@@ -1,0 +1,99 @@
+"""Reading images and label maps from disk without altering what they encode.
+
+Images are kept as their original bytes whenever WebDataset readers can decode them (JPEG, PNG,
+WebP): re-encoding a JPEG would change the pixels the labeler sees. Label maps are read as raw
+palette indices: converting a palette PNG through RGB or "L" would turn class ids into colours or
+luminance values.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# PIL format name -> extension of the shard contract; other formats are re-encoded as PNG.
+_KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+# Modes whose pixel values are the class indices themselves.
+_INDEX_MODES = ("P", "L", "1", "I", "I;16")
+
+
+class SkipSample(Exception):
+    """This sample cannot be used; `reason` is a short category for the skip summary."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+def read_image(path: Path) -> tuple[bytes, str, tuple[int, int]]:
+    """(encoded bytes, "jpg"|"png"|"webp", (height, width)) of a fully decodable image file.
+
+    The whole file is decoded once (JPEG at 1/8 scale through the DCT, which still reads every
+    entropy-coded byte) so that truncated or corrupt files are caught here, not by the labeler.
+    """
+    if not path.is_file():
+        raise SkipSample("missing image", str(path))
+    data = path.read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, size = img.format, img.size
+            if fmt == "JPEG":
+                img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+            img.load()
+            ext = _KEPT_FORMATS.get(fmt)
+            if ext is None:
+                data, ext = _as_png(img), "png"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise SkipSample("unreadable image", f"{path}: {exc}") from exc
+    return data, ext, (size[1], size[0])
+
+
+def _as_png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def read_index_mask(path: Path) -> np.ndarray:
+    """(H, W) uint8 class ids from a single-channel PNG (palette indices read raw, never mapped)."""
+    if not path.is_file():
+        raise SkipSample("missing mask", str(path))
+    try:
+        with Image.open(path) as img:
+            if img.mode not in _INDEX_MODES:
+                raise SkipSample("mask not single-channel", f"{path}: mode {img.mode}")
+            values = np.array(img)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise SkipSample("unreadable mask", f"{path}: {exc}") from exc
+    if values.dtype != np.uint8:
+        if values.size and (values.min() < 0 or values.max() > 255):
+            raise SkipSample("mask ids out of range", f"{path}: values beyond 0..255")
+        values = values.astype(np.uint8)
+    return values
+
+
+def check_mask_size(mask: np.ndarray, image_hw: tuple[int, int], path: Path) -> None:
+    if mask.shape != tuple(image_hw):
+        raise SkipSample("mask size differs from image", f"{path}: {mask.shape} vs {image_hw}")
+
+
+def check_mask_ids(mask: np.ndarray, num_classes: int, path: Path, ignore: int = 255) -> None:
+    """Every id must be a class (0..num_classes-1) or `ignore`: catches colour masks saved as "L"."""
+    bad = np.setdiff1d(np.unique(mask), [*range(num_classes), ignore])
+    if bad.size:
+        raise SkipSample("mask ids out of range", f"{path}: {bad[:8].tolist()} not in 0..{num_classes - 1}")
+
+
+def encode_index_png(mask: np.ndarray) -> bytes:
+    """A single-channel ("L") PNG of the class ids: lossless, and read back as raw indices."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def labels_present(mask: np.ndarray, exclude: tuple[int, ...] = (255,)) -> list[int]:
+    """Sorted class ids that occur in `mask`, minus `exclude` (ignore, and background if asked)."""
+    counts = np.bincount(mask.ravel(), minlength=256)
+    return [int(c) for c in np.flatnonzero(counts) if c not in exclude]

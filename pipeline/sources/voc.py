@@ -1,0 +1,89 @@
+"""PASCAL VOC 2012 segmentation: `train` / `val` and the SBD-augmented `train_aug`.
+
+Where things are looked for (`root` is VOCdevkit or VOCdevkit/VOC2012):
+- images: VOC2012/JPEGImages/{name}.jpg
+- train, val: the list ImageSets/Segmentation/{split}.txt (1,464 / 1,449 names), GT from
+  SegmentationClass/{name}.png (palette PNGs; the indices are the class ids, 255 = border).
+- train_aug: GT from SegmentationClassAug/{name}.png, that folder being VOC2012/SegmentationClassAug
+  or VOCdevkit/SegmentationClassAug; the list (10,582 names) is the first that exists of
+  VOC2012/ImageSets/SegmentationAug/train_aug.txt and {SegmentationClassAug}/train_aug.txt.
+  List lines may be bare names or "/JPEGImages/x.jpg /SegmentationClassAug/x.png" pairs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.shard_writer import ShardSample
+from pipeline.sources.files import (
+    check_mask_ids,
+    check_mask_size,
+    encode_index_png,
+    labels_present,
+    read_image,
+    read_index_mask,
+)
+from pipeline.sources.naming import safe_key, stable_image_id
+from pipeline.sources.skips import SkipLog, collect
+
+SPLITS = ("train", "val", "train_aug")
+NUM_CLASSES = 21  # background + 20 object classes
+BACKGROUND, IGNORE = 0, 255
+AUG_DIR = "SegmentationClassAug"
+
+
+def find_voc_dir(root: str | Path) -> Path:
+    """The VOC2012 directory, given VOCdevkit or VOC2012 itself."""
+    root = Path(root)
+    for candidate in (root / "VOC2012", root):
+        if (candidate / "JPEGImages").is_dir():
+            return candidate
+    raise FileNotFoundError(f"no VOC2012/JPEGImages under {root} (give VOCdevkit or VOC2012)")
+
+
+def read_name_list(path: Path) -> list[str]:
+    """Image names from a split list: the stem of the first token of every non-empty line."""
+    names = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            names.append(Path(line.split()[0]).stem)
+    return names
+
+
+def split_plan(root: str | Path, split: str) -> tuple[Path, list[str], Path]:
+    """(VOC2012 dir, image names of `split`, directory holding their GT PNGs)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown VOC split {split!r}; choose one of {', '.join(SPLITS)}")
+    voc = find_voc_dir(root)
+    if split in ("train", "val"):
+        listing = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not listing.is_file():
+            raise FileNotFoundError(f"split list {listing} not found")
+        return voc, read_name_list(listing), voc / "SegmentationClass"
+    aug_dirs = [d for d in (voc / AUG_DIR, voc.parent / AUG_DIR) if d.is_dir()]
+    if not aug_dirs:
+        raise FileNotFoundError(f"train_aug needs {AUG_DIR}/ in {voc} or {voc.parent}")
+    lists = [voc / "ImageSets" / "SegmentationAug" / "train_aug.txt"]
+    lists += [d / "train_aug.txt" for d in aug_dirs]
+    listing = next((p for p in lists if p.is_file()), None)
+    if listing is None:
+        raise FileNotFoundError("train_aug list not found; looked for " + ", ".join(map(str, lists)))
+    return voc, read_name_list(listing), aug_dirs[0]
+
+
+def voc_samples(root: str | Path, split: str, skips: SkipLog) -> Iterator[ShardSample]:
+    """One sample per listed image: JPEG bytes as stored, raw-index GT, labels = objects present."""
+    voc, names, mask_dir = split_plan(root, split)
+    source = f"voc2012/{split}"
+
+    def build(name: str) -> ShardSample:
+        image, ext, hw = read_image(voc / "JPEGImages" / f"{name}.jpg")
+        mask_path = mask_dir / f"{name}.png"
+        mask = read_index_mask(mask_path)
+        check_mask_size(mask, hw, mask_path)
+        check_mask_ids(mask, NUM_CLASSES, mask_path, IGNORE)
+        meta = {"image_id": stable_image_id(name), "source": source,
+                "labels": labels_present(mask, exclude=(BACKGROUND, IGNORE))}
+        return ShardSample(safe_key(name), image, ext, encode_index_png(mask), meta)
+
+    return collect(names, build, skips)

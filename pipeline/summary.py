@@ -1,0 +1,44 @@
+"""Merge per-shard stats into OUT/summary.json (dataset-level figures: METHOD.md section 5)."""
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.outputdir import SUMMARY_FILE, all_stats
+from pipeline.scoring import summarize_confusion
+from pipeline.storage import join
+from pipeline.writers import write_json
+
+
+def merge_stats(stats: list[dict], class_names: list[str], fingerprint: dict) -> dict:
+    """Counts summed over shards; confusion matrices summed before any ratio is taken."""
+    k = len(class_names)
+    confusion = np.zeros((k, k + 1), dtype=np.int64)
+    reasons: dict[str, int] = {}
+    for s in stats:
+        if s.get("confusion") is not None:
+            confusion += np.asarray(s["confusion"], dtype=np.int64)
+        for reason, n in s.get("errors_by_reason", {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    scored = any(s.get("confusion") is not None for s in stats)
+    figures = summarize_confusion(confusion, class_names)  # all None when nothing was scored
+    return {
+        "num_shards": len(stats),
+        "num_images": sum(s["samples"] for s in stats),
+        "num_ok": sum(s["ok"] for s in stats),
+        "num_errors": sum(s["errors"] for s in stats),
+        "errors_by_reason": reasons,
+        "gt_images": sum(s.get("gt_images", 0) for s in stats),
+        **figures,
+        "confusion": confusion.tolist() if scored else None,
+        "class_names": list(class_names),
+        "fingerprint": fingerprint["digest"],
+    }
+
+
+def write_summary(fs, root: str, class_names: list[str], fingerprint: dict, run: dict | None = None) -> dict:
+    """Summary over every done shard in the directory (earlier runs included); `run` = this run's figures."""
+    summary = merge_stats(all_stats(fs, root), class_names, fingerprint)
+    if run is not None:
+        summary["last_run"] = run
+    write_json(fs, join(root, SUMMARY_FILE), summary)
+    return summary

@@ -1,0 +1,188 @@
+"""Check an output directory against its input shards: every sample accounted for exactly once.
+
+Reads the inputs independently of the labeler (keys and image sizes straight from the tars) and
+checks the outputs with the libraries their users load them with: Parquet rows, PNG masks of the
+image's size, COCO results through `COCO.loadRes`, RLEs equal to the masks they came from.
+"""
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from pipeline.outputdir import FAILED_FILE, done_shards, read_job_record
+from pipeline.reader import IMAGE_EXTS, error_reason, raw_samples
+from pipeline.shardlist import expand_shards, shard_id
+from pipeline.storage import filesystem, join
+from pipeline.writers import decode_png, read_json, read_rows, shard_paths
+
+_TRANSPOSING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+@dataclass
+class VerifyReport:
+    shards: int = 0
+    inputs: int = 0
+    ok_rows: int = 0
+    error_rows: Counter = field(default_factory=Counter)  # by reason
+    missing_keys: list = field(default_factory=list)
+    duplicated_keys: list = field(default_factory=list)
+    unexpected_keys: list = field(default_factory=list)
+    shards_not_done: list = field(default_factory=list)
+    unreadable_inputs: list = field(default_factory=list)
+    mask_problems: list = field(default_factory=list)
+    coco_problems: list = field(default_factory=list)
+    failed_shards: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_keys or self.duplicated_keys or self.unexpected_keys or self.shards_not_done
+                    or self.unreadable_inputs or self.mask_problems or self.coco_problems or self.failed_shards)
+
+    def format(self, limit: int = 10) -> str:
+        lines = [
+            f"{'OK' if self.ok else 'PROBLEMS'}: {self.shards} shards, {self.inputs} input samples, "
+            f"{self.ok_rows} ok rows, {sum(self.error_rows.values())} error rows",
+        ]
+        if self.error_rows:
+            lines.append("error rows by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(self.error_rows.items())))
+        for name in ("shards_not_done", "failed_shards", "unreadable_inputs", "missing_keys", "duplicated_keys",
+                     "unexpected_keys", "mask_problems", "coco_problems"):
+            items = getattr(self, name)
+            if items:
+                shown = ", ".join(str(i) for i in items[:limit]) + (" ..." if len(items) > limit else "")
+                lines.append(f"{name.replace('_', ' ')} ({len(items)}): {shown}")
+        return "\n".join(lines)
+
+
+def coco_loads(results: list[dict], sizes: dict[int, tuple[int, int]]) -> str | None:
+    """None if `COCO.loadRes` accepts `results` against a GT holding images `sizes`, else why not."""
+    categories = sorted({r["category_id"] for r in results})
+    gt = COCO()
+    gt.dataset = {
+        "images": [{"id": i, "height": h, "width": w} for i, (h, w) in sizes.items()],
+        "categories": [{"id": c, "name": str(c)} for c in categories],
+        "annotations": [],
+    }
+    try:
+        with redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+            gt.createIndex()
+            if results:
+                gt.loadRes(results)
+    except Exception as exc:  # loadRes asserts and raises assorted types
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _oriented_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) after EXIF orientation, from the header only; None if unreadable."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if img.getexif().get(0x0112) in _TRANSPOSING:
+                w, h = h, w
+            return h, w
+    except Exception:
+        return None
+
+
+def _input_sizes(url: str, report: VerifyReport) -> dict[str, tuple[int, int] | None]:
+    """key -> oriented image size (None: no readable image) for every sample of the shard."""
+    sizes: dict = {}
+    try:
+        for raw in raw_samples(url):
+            image = next((raw[e] for e in IMAGE_EXTS if e in raw), None)
+            key = raw["__key__"]
+            if key in sizes:
+                report.duplicated_keys.append(f"{shard_id(url)}/{key} (in the input)")
+            sizes[key] = None if image is None else _oriented_size(image)
+    except Exception as exc:
+        report.unreadable_inputs.append(f"{shard_id(url)}: {type(exc).__name__}: {exc}")
+    return sizes
+
+
+def _check_rows(shard: str, rows: list[dict], sizes: dict, report: VerifyReport) -> dict[int, np.ndarray]:
+    """Count rows against the inputs; return image_id -> mask for the ok rows."""
+    seen = Counter(r["key"] for r in rows)
+    report.duplicated_keys += [f"{shard}/{k}" for k, n in seen.items() if n > 1]
+    report.missing_keys += [f"{shard}/{k}" for k in sizes if k not in seen]
+    report.unexpected_keys += [f"{shard}/{k}" for k in seen if k not in sizes]
+    masks = {}
+    for row in rows:
+        where = f"{shard}/{row['key']}"
+        if row["status"] != "ok":
+            report.error_rows[error_reason(row["error"] or "unknown")] += 1
+            continue
+        report.ok_rows += 1
+        try:
+            mask = decode_png(row["mask_png"])
+        except Exception as exc:
+            report.mask_problems.append(f"{where}: mask does not decode ({exc})")
+            continue
+        expected = sizes.get(row["key"])
+        if mask.shape != (row["height"], row["width"]) or (expected is not None and mask.shape != expected):
+            report.mask_problems.append(f"{where}: mask {mask.shape}, row {(row['height'], row['width'])}, image {expected}")
+        if sorted(int(c) for c in np.unique(mask) if c != 255) != list(row["classes"]):
+            report.mask_problems.append(f"{where}: classes column differs from the mask")
+        masks[row["image_id"]] = mask
+    return masks
+
+
+def _check_coco(shard: str, results: list[dict], masks: dict[int, np.ndarray], report: VerifyReport) -> None:
+    problem = coco_loads(results, {i: m.shape for i, m in masks.items()})
+    if problem:
+        report.coco_problems.append(f"{shard}: COCO.loadRes refuses the results: {problem}")
+        return
+    found = set()
+    for r in results:
+        mask = masks[r["image_id"]]
+        rle = dict(r["segmentation"], counts=r["segmentation"]["counts"].encode("ascii"))
+        if not np.array_equal(mask_utils.decode(rle), mask == r["category_id"]):
+            report.coco_problems.append(f"{shard}: image {r['image_id']} class {r['category_id']}: RLE differs from the mask")
+        found.add((r["image_id"], r["category_id"]))
+    wanted = {(i, int(c)) for i, m in masks.items() for c in np.unique(m) if c != 255}
+    if wanted != found:
+        report.coco_problems.append(f"{shard}: {len(wanted - found)} (image, class) pairs without a COCO result, "
+                                    f"{len(found - wanted)} results without a mask")
+
+
+def verify_output(out_dir: str, shards=None) -> VerifyReport:
+    """Check `out_dir` against `shards` (default: the input recorded in OUT/config.yaml)."""
+    fs, root = filesystem(out_dir)
+    if shards is None:
+        record = read_job_record(fs, root)
+        if record is None:
+            raise FileNotFoundError(f"{out_dir} has no config.yaml; give input.shards")
+        shards = record["config"]["input"]["shards"]
+    urls = expand_shards(shards)
+    report = VerifyReport(shards=len(urls))
+    done = done_shards(fs, root)
+    for url in urls:
+        shard = shard_id(url)
+        sizes = _input_sizes(url, report)
+        report.inputs += len(sizes)
+        if shard not in done:
+            report.shards_not_done.append(shard)
+        paths = shard_paths(root, shard)
+        rows = read_rows(fs, paths["parquet"]) if fs.exists(paths["parquet"]) else []
+        masks = _check_rows(shard, rows, sizes, report)
+        if fs.exists(paths["coco"]):
+            _check_coco(shard, read_json(fs, paths["coco"]), masks, report)
+        elif masks:
+            report.coco_problems.append(f"{shard}: no coco.json")
+    failed_path = join(root, FAILED_FILE)
+    if fs.exists(failed_path):
+        report.failed_shards = [f"{f['shard']}: {f['reason']}" for f in read_json(fs, failed_path)["failed"]]
+    return report
+
+
+def report_json(report: VerifyReport) -> str:
+    data = {k: (dict(v) if isinstance(v, Counter) else v) for k, v in report.__dict__.items()}
+    return json.dumps({"ok": report.ok, **data}, indent=1)

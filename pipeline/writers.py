@@ -1,0 +1,126 @@
+"""Per-shard outputs (DESIGN.md "Output directory contract"): Parquet rows, COCO RLE, stats.
+
+The stats file is written last and is the shard's done-marker; every file goes through
+`atomic_write`, so a shard interrupted at any point is either done or redone in full.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from pipeline.storage import atomic_write, join
+
+UNLABELED = 255
+
+ROW_SCHEMA = pa.schema([
+    ("key", pa.string()),
+    ("shard", pa.string()),
+    ("image_id", pa.int64()),
+    ("status", pa.string()),  # "ok" | "error"
+    ("error", pa.string()),
+    ("height", pa.int32()),
+    ("width", pa.int32()),
+    ("mask_png", pa.binary()),  # single-channel PNG of class ids, 255 = unlabeled
+    ("classes", pa.list_(pa.int32())),
+    ("confidence_png", pa.binary()),  # quantised top-class probability (0..255), when asked for
+    ("fingerprint", pa.string()),
+])
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Lossless single-channel 8-bit PNG."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        if img.mode != "L":
+            raise ValueError(f"expected a single-channel PNG, got mode {img.mode}")
+        return np.asarray(img)
+
+
+def classes_present(labels: np.ndarray) -> list[int]:
+    return [int(c) for c in np.unique(labels) if c != UNLABELED]
+
+
+def coco_results(image_id: int, labels: np.ndarray) -> list[dict]:
+    """One COCO semantic result per class present; RLE counts as str so the list is JSON."""
+    results = []
+    for class_id in classes_present(labels):
+        rle = mask_utils.encode(np.asfortranarray(labels == class_id, dtype=np.uint8))
+        results.append({
+            "image_id": int(image_id),
+            "category_id": class_id,
+            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+        })
+    return results
+
+
+@dataclass
+class ShardResult:
+    """What one shard produced, in input order."""
+
+    shard: str
+    fingerprint: str
+    rows: list[dict] = field(default_factory=list)
+    coco: list[dict] = field(default_factory=list)
+
+    def add_ok(self, key: str, image_id: int, labels: np.ndarray, confidence: np.ndarray | None) -> None:
+        self.rows.append(self._row(key, image_id, "ok", None, labels.shape, encode_png(labels),
+                                   classes_present(labels),
+                                   None if confidence is None else encode_png(confidence)))
+        self.coco.extend(coco_results(image_id, labels))
+
+    def add_error(self, key: str, image_id: int, error: str, shape=None) -> None:
+        self.rows.append(self._row(key, image_id, "error", error, shape, None, [], None))
+
+    def _row(self, key, image_id, status, error, shape, mask_png, classes, confidence_png) -> dict:
+        height, width = shape if shape is not None else (None, None)
+        return {"key": key, "shard": self.shard, "image_id": int(image_id), "status": status,
+                "error": error, "height": height, "width": width, "mask_png": mask_png,
+                "classes": classes, "confidence_png": confidence_png, "fingerprint": self.fingerprint}
+
+
+def shard_paths(out_dir: str, shard: str) -> dict[str, str]:
+    base = join(out_dir, "shards", shard)
+    return {"parquet": f"{base}.parquet", "coco": f"{base}.coco.json", "stats": f"{base}.stats.json"}
+
+
+def parquet_bytes(rows: list[dict], compression: str = "zstd") -> bytes:
+    table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression=compression)
+    return buf.getvalue()
+
+
+def write_shard_outputs(fs, out_dir: str, result: ShardResult, stats: dict | None, compression: str = "zstd") -> None:
+    """Parquet, then COCO, then stats (the done-marker) last; no stats = the shard is not done."""
+    paths = shard_paths(out_dir, result.shard)
+    fs.makedirs(join(out_dir, "shards"), exist_ok=True)
+    atomic_write(fs, paths["parquet"], parquet_bytes(result.rows, compression))
+    atomic_write(fs, paths["coco"], json.dumps(result.coco).encode("utf-8"))
+    if stats is not None:
+        write_json(fs, paths["stats"], stats)
+
+
+def write_json(fs, path: str, obj) -> None:
+    atomic_write(fs, path, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
+
+
+def read_json(fs, path: str):
+    with fs.open(path, "r") as f:
+        return json.load(f)
+
+
+def read_rows(fs, path: str, columns: list[str] | None = None) -> list[dict]:
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, columns=columns).to_pylist()

@@ -1,0 +1,56 @@
+"""Job configs through the CLI: presets, overrides, unknown keys named, fingerprints refused."""
+import pytest
+
+from jobs.cli import main as nerve
+from jobs.config import load_config
+from pipeline.config import LabelJobConfig
+from pipeline.driver import job_description
+from pipeline.outputdir import prepare_output
+from pipeline.storage import filesystem
+from tests.shards import make_demo_shards
+
+
+@pytest.mark.parametrize("bad", ["ray.num_actorz=2", "output.colour=red", "dataset.clases=voc"])
+def test_unknown_key_is_rejected_with_its_name(bad, tmp_path, capsys):
+    code = nerve(["label", f"output.dir={tmp_path}", "input.shards=x.tar", bad])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert bad.split("=")[0] in err and "unknown config key" in err
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_wrong_type_is_rejected(tmp_path, capsys):
+    assert nerve(["label", f"output.dir={tmp_path}", "ray.num_actors=many"]) == 2
+    assert "ray.num_actors" in capsys.readouterr().err
+
+
+def test_presets_file_and_overrides_layer_in_order(tmp_path):
+    config_file = tmp_path / "job.yaml"
+    config_file.write_text("dataset: demo\nray:\n  max_retries: 5\n  num_actors: 3\n")
+    cfg = load_config(LabelJobConfig, ["engine=nerve", "ray.num_actors=1", "input.shards=[a.tar,b.tar]"], str(config_file))
+    assert cfg.dataset.classes == "demo" and cfg.engine.background.rule == "argmax"  # dataset preset
+    assert cfg.engine.refine.name == "random_walk" and cfg.engine.refine.steps == 40  # engine preset
+    assert (cfg.ray.max_retries, cfg.ray.num_actors) == (5, 1)  # file, then dotlist wins
+    assert list(cfg.input.shards) == ["a.tar", "b.tar"]
+
+
+def test_fingerprint_mismatch_is_refused_unless_overwrite(tmp_path, capsys):
+    make_demo_shards(tmp_path / "in", 2, per_shard=2)
+    out = tmp_path / "out"
+    base = ["dataset=demo", f"input.shards={tmp_path / 'in'}", f"output.dir={out}", "progress=false"]
+    first = load_config(LabelJobConfig, base)
+    resolved, _, fingerprint = job_description(first)
+    fs, root = filesystem(str(out))
+    prepare_output(fs, root, resolved, fingerprint, "resume")
+    (out / "shards" / "keep.stats.json").write_text("{}")
+
+    # Throughput knobs do not change the fingerprint; what decides the labels does.
+    same = load_config(LabelJobConfig, base + ["engine.batch_size=3", "ray.num_actors=2"])
+    assert job_description(same)[2]["digest"] == fingerprint["digest"]
+    assert nerve(["label", *base, "engine.refine.steps=7"]) == 2
+    err = capsys.readouterr().err
+    assert "fingerprint" in err and "output.mode=overwrite" in err
+    assert (out / "shards" / "keep.stats.json").exists()
+    changed = load_config(LabelJobConfig, base + ["engine.refine.steps=7"])
+    prepare_output(fs, root, *job_description(changed)[::2], "overwrite")
+    assert not (out / "shards" / "keep.stats.json").exists()

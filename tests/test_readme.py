@@ -1,0 +1,130 @@
+"""The README stays true: its config reference is generated, its commands parse, its files exist.
+
+`python tests/test_readme.py` rewrites the configuration reference section from the dataclasses.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def reference_sections():
+    from jobs.demo import DemoConfig
+    from jobs.export import CocoExport, PngExport
+    from jobs.regress import RegressJobConfig
+    from jobs.shards import CocoShards, DemoShards, FolderShards, VocShards
+    from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
+
+    return [
+        ("nerve label (engine.* is shared by every command that labels)", LabelJobConfig, None),
+        ("nerve regress (every nerve label key, plus)", RegressJobConfig,
+         ["output", "baseline", "report", "tolerance", "samples"]),
+        ("nerve demo", DemoConfig, None),
+        ("nerve score", ScoreJobConfig, None),
+        ("nerve verify", VerifyJobConfig, None),
+        ("nerve shards voc", VocShards, None),
+        ("nerve shards coco", CocoShards, None),
+        ("nerve shards folder", FolderShards, None),
+        ("nerve shards demo", DemoShards, None),
+        ("nerve export png", PngExport, None),
+        ("nerve export coco", CocoExport, None),
+    ]
+
+
+def generated_reference() -> str:
+    from pipeline.report.config_reference import render_reference
+
+    return render_reference(reference_sections())
+
+
+def _readme_reference(text: str) -> str:
+    return text[text.index(START) + len(START): text.index(END)].strip("\n")
+
+
+def test_config_reference_is_current():
+    assert _readme_reference(README.read_text()) == generated_reference().strip("\n"), \
+        "README configuration reference is stale: run `python tests/test_readme.py`"
+
+
+def test_reference_lists_every_engine_field():
+    from omegaconf import OmegaConf
+
+    from nerve_core.config import EngineConfig
+
+    def leaves(node, prefix):
+        for key, value in node.items():
+            yield from leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+
+    engine = OmegaConf.to_container(OmegaConf.structured(EngineConfig))
+    section = _readme_reference(README.read_text())
+    assert all(f"| `{key}` |" in section for key in leaves(engine, "engine."))
+
+
+def test_install_and_test_commands_are_exact():
+    text = README.read_text()
+    assert "    pip install torch==2.14.1 torchvision==0.29.1" in text
+    assert '    pip install -e ".[test]"' in text
+    assert "    python -m pytest\n" in text
+
+
+def _command_lines(text: str):
+    """Every `nerve <command> ...` in the README's indented code blocks and the RayJob entrypoint."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    for line in joined.splitlines():
+        for match in re.finditer(r"(?:^|\s)nerve (\w+)\b([^|]*)", line):
+            if line.startswith("    ") or line.startswith("nerve"):
+                yield match.group(1), shlex.split(match.group(2), comments=True)
+
+
+def _schema(command: str, args: list[str]):
+    from jobs.demo import DemoConfig
+    from jobs.export import CocoExport, PngExport
+    from jobs.regress import RegressJobConfig
+    from jobs.shards import MAKERS
+    from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
+
+    if command in ("shards", "export"):
+        kinds = MAKERS if command == "shards" else {"png": (PngExport,), "coco": (CocoExport,)}
+        return kinds[args[0]][0], args[1:]
+    return {"label": LabelJobConfig, "regress": RegressJobConfig, "demo": DemoConfig, "score": ScoreJobConfig,
+            "verify": VerifyJobConfig}[command], args
+
+
+def _all_commands():
+    rayjob = yaml.safe_load((ROOT / "configs/ray/kuberay-rayjob.yaml").read_text())["spec"]["entrypoint"]
+    return list(_command_lines(README.read_text())) + list(_command_lines(rayjob))
+
+
+@pytest.mark.parametrize("command,args", _all_commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_readme_commands_parse(command, args, monkeypatch):
+    from jobs.cli import COMMANDS
+    from jobs.config import load_config, parse_argv
+
+    assert command in COMMANDS
+    monkeypatch.chdir(ROOT)
+    schema, rest = _schema(command, args)
+    parsed = parse_argv(rest, flags=("--update-baseline",))
+    assert not parsed.positionals
+    load_config(schema, parsed.overrides, parsed.config_file)  # unknown keys / presets raise
+
+
+def test_files_named_in_readme_exist():
+    named = set(re.findall(r"`?(configs/[\w./-]+\.yaml)", README.read_text()))
+    assert named and all((ROOT / path).is_file() for path in named)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    text = README.read_text()
+    head, tail = text[: text.index(START) + len(START)], text[text.index(END):]
+    README.write_text(f"{head}\n{generated_reference().strip()}\n{tail}")
+    print(f"rewrote the configuration reference in {README}")

@@ -1,0 +1,71 @@
+"""Confusion matrices and dataset-level mIoU against a set-based formulation of IoU."""
+import numpy as np
+import pytest
+
+from pipeline.scoring import confusion_matrix, per_class_iou, summarize_confusion
+from pipeline.summary import merge_stats
+from tests.shards import set_iou
+
+
+def _random_pair(rng, shape, num_classes, unlabeled=True):
+    gt = rng.integers(0, num_classes, shape).astype(np.uint8)
+    gt[rng.random(shape) < 0.1] = 255
+    pred = np.where(rng.random(shape) < 0.6, gt, rng.integers(0, num_classes, shape)).astype(np.uint8)
+    pred[gt == 255] = rng.integers(0, num_classes, int((gt == 255).sum()))
+    if unlabeled:
+        pred[rng.random(shape) < 0.05] = 255
+    return pred, gt
+
+
+def test_dataset_level_iou_matches_set_formulation():
+    rng = np.random.default_rng(0)
+    k = 5
+    pairs = [_random_pair(rng, (int(rng.integers(5, 40)), int(rng.integers(5, 40))), k) for _ in range(6)]
+    # Class 4 never appears anywhere: its union is empty and it leaves the mean.
+    pairs = [(np.where(p == 4, 3, p).astype(np.uint8), np.where(g == 4, 3, g).astype(np.uint8)) for p, g in pairs]
+    cm = sum(confusion_matrix(p, g, k) for p, g in pairs)
+    expected = set_iou([p for p, _ in pairs], [g for _, g in pairs], k)
+    np.testing.assert_allclose(per_class_iou(cm), expected, rtol=0, atol=1e-12, equal_nan=True)
+    summary = summarize_confusion(cm, list("abcde"))
+    assert summary["per_class_iou"]["e"] is None
+    assert summary["miou"] == pytest.approx(100 * np.nanmean(expected), abs=1e-3)
+    valid = np.concatenate([(g != 255).ravel() for _, g in pairs])
+    correct = np.concatenate([(p == g).ravel() for p, g in pairs])[valid]
+    assert summary["aacc"] == pytest.approx(100 * correct.mean(), abs=1e-3)
+    assert summary["scored_pixels"] == valid.sum()
+    assert summary["unlabeled_pixels"] == sum(int(((p == 255) & (g != 255)).sum()) for p, g in pairs)
+
+
+def test_dataset_level_is_not_the_mean_of_image_level():
+    # One tiny image scored perfectly and one large image scored badly: dataset-level IoU is
+    # dominated by the large one, as METHOD.md section 5 requires.
+    small_gt = np.array([[1]], dtype=np.uint8)
+    big_gt = np.ones((10, 10), dtype=np.uint8)
+    big_pred = np.zeros((10, 10), dtype=np.uint8)
+    big_pred[:1] = 1
+    cm = confusion_matrix(small_gt, small_gt, 2) + confusion_matrix(big_pred, big_gt, 2)
+    assert per_class_iou(cm)[1] == pytest.approx(11 / 101)
+
+
+def test_merge_sums_confusions_before_ratios():
+    rng = np.random.default_rng(1)
+    pairs = [_random_pair(rng, (12, 9), 3) for _ in range(3)]
+    stats = [{"samples": 1, "ok": 1, "errors": 0, "gt_images": 1, "errors_by_reason": {},
+              "confusion": confusion_matrix(p, g, 3).tolist()} for p, g in pairs]
+    stats.append({"samples": 2, "ok": 0, "errors": 2, "errors_by_reason": {"decode_image": 2}, "confusion": None})
+    merged = merge_stats(stats, ["bg", "x", "y"], {"digest": "abc"})
+    expected = set_iou([p for p, _ in pairs], [g for _, g in pairs], 3)
+    assert merged["miou"] == pytest.approx(100 * np.nanmean(expected), abs=1e-3)
+    assert (merged["num_images"], merged["num_ok"], merged["num_errors"]) == (5, 3, 2)
+    assert merged["errors_by_reason"] == {"decode_image": 2} and merged["fingerprint"] == "abc"
+    unscored = merge_stats(stats[3:], ["bg", "x", "y"], {"digest": "abc"})
+    assert unscored["miou"] is None and unscored["per_class_iou"] == {"bg": None, "x": None, "y": None}
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="shape"):
+        confusion_matrix(np.zeros((2, 2)), np.zeros((2, 3)), 2)
+    with pytest.raises(ValueError, match="prediction holds class 7"):
+        confusion_matrix(np.full((2, 2), 7), np.zeros((2, 2)), 2)
+    with pytest.raises(ValueError, match="ground truth holds class 4"):
+        confusion_matrix(np.zeros((2, 2)), np.full((2, 2), 4), 2)

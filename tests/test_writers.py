@@ -1,0 +1,63 @@
+"""Per-shard outputs: lossless masks, COCO RLE that pycocotools loads, Parquet schema, atomicity."""
+import json
+
+import numpy as np
+import pytest
+import pyarrow.parquet as pq
+from pycocotools import mask as mask_utils
+
+from pipeline.storage import atomic_write, filesystem
+from pipeline.verify import coco_loads
+from pipeline.writers import ROW_SCHEMA, ShardResult, decode_png, encode_png, shard_paths, write_shard_outputs
+
+
+def test_masks_round_trip_exactly_and_rle_matches():
+    rng = np.random.default_rng(0)
+    labels = rng.choice([0, 3, 7, 255], size=(37, 53)).astype(np.uint8)
+    np.testing.assert_array_equal(decode_png(encode_png(labels)), labels)
+    result = ShardResult("s-000000", "fp")
+    result.add_ok("k", 5, labels, None)
+    assert [r["category_id"] for r in result.coco] == [0, 3, 7]  # 255 is not a class
+    for r in result.coco:
+        assert isinstance(r["segmentation"]["counts"], str) and r["segmentation"]["size"] == [37, 53]
+        rle = dict(r["segmentation"], counts=r["segmentation"]["counts"].encode())
+        np.testing.assert_array_equal(mask_utils.decode(rle), labels == r["category_id"])
+    assert result.rows[0]["classes"] == [0, 3, 7] and result.rows[0]["height"] == 37
+    assert coco_loads(result.coco, {5: (37, 53)}) is None
+
+
+def test_shard_outputs_are_written_atomically_stats_last(tmp_path):
+    fs, root = filesystem(str(tmp_path))
+    result = ShardResult("s-000001", "fp")
+    conf = np.full((4, 6), 200, np.uint8)
+    result.add_ok("a", 1, np.ones((4, 6), np.uint8), conf)
+    result.add_error("b", 2, "decode_image: broken")
+    write_shard_outputs(fs, root, result, None)
+    paths = shard_paths(root, "s-000001")
+    assert not (tmp_path / "shards" / "s-000001.stats.json").exists()  # no stats: not done
+    write_shard_outputs(fs, root, result, {"samples": 2})
+    table = pq.read_table(paths["parquet"])
+    assert table.schema.equals(ROW_SCHEMA)
+    rows = table.to_pylist()
+    assert [(r["key"], r["status"], r["error"]) for r in rows] == [("a", "ok", None), ("b", "error", "decode_image: broken")]
+    np.testing.assert_array_equal(decode_png(rows[0]["confidence_png"]), conf)
+    assert rows[1]["mask_png"] is None and rows[1]["height"] is None
+    assert json.loads(open(paths["stats"]).read()) == {"samples": 2}
+    assert len(json.loads(open(paths["coco"]).read())) == 1
+    assert not [p for p in (tmp_path / "shards").iterdir() if ".tmp-" in p.name]
+
+
+def test_atomic_write_leaves_old_content_when_interrupted(tmp_path, monkeypatch):
+    fs, root = filesystem(str(tmp_path))
+    target = f"{root}/x.json"
+    atomic_write(fs, target, b"old")
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fs, "mv", crash)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(fs, target, b"new")
+    monkeypatch.undo()
+    assert (tmp_path / "x.json").read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
