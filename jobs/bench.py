@@ -21,6 +21,12 @@ BENCHMARKS = {
 USAGE = "usage: nerve bench {" + ",".join(BENCHMARKS) + "} [--config FILE] [key=value ...]"
 
 
+def config_class(benchmark: str):
+    """The typed config schema of one benchmark (`refine`, `engine` or `pipeline`)."""
+    module_name, schema_name = BENCHMARKS[benchmark]
+    return getattr(importlib.import_module(module_name), schema_name)
+
+
 def main(argv: list[str]) -> int:
     try:
         args = parse_argv(argv)
@@ -28,15 +34,14 @@ def main(argv: list[str]) -> int:
         return fail(str(err))
     if len(args.positionals) != 1 or args.positionals[0] not in BENCHMARKS:
         return fail(f"bench needs one of {', '.join(BENCHMARKS)}\n{USAGE}")
-    module_name, schema_name = BENCHMARKS[args.positionals[0]]
-    module = importlib.import_module(module_name)
+    schema = config_class(args.positionals[0])
     try:
-        cfg = OmegaConf.to_object(load_config(getattr(module, schema_name), args.overrides, args.config_file))
+        cfg = OmegaConf.to_object(load_config(schema, args.overrides, args.config_file))
     except ConfigError as err:
         return fail(str(err))
     from pipeline.bench.report import write_report
 
-    results = module.run(cfg)
+    results = importlib.import_module(schema.__module__).run(cfg)
     paths = write_report(results, cfg.output)
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -153,3 +153,9 @@ def test_pipeline_bench_measures_overhead(tmp_path, ray_session):
     results = _read(tmp_path, "pipeline")
     assert results["measured"]["nerve label, end to end"]["images"] == 8
     assert results["overhead_ratio"] > 0
+
+
+def test_bench_cli_rejects_unknown_benchmarks_and_keys(capsys):
+    assert bench_main(["nope"]) == 2
+    assert bench_main(["refine", "sizes_typo=[16]"]) == 2
+    assert "sizes_typo" in capsys.readouterr().err
