@@ -11,10 +11,9 @@ import json
 import shutil
 from pathlib import Path
 
-from diffusers import StableDiffusionPipeline
 
 from nerve_core.models.clip_loader import RANDOM_WEIGHTS
-from nerve_core.models.tiny_sd import random_sd_models
+from nerve_core.models.tiny_sd import random_sd_models, save_sd_directory
 
 DEFAULT_CACHE = Path("~/.cache/nerve").expanduser()
 MARKER = "nerve_random_weights.json"  # written last: its presence means the directory is complete
@@ -33,17 +32,7 @@ def write_random_sd21_base(path, seed: int = 0) -> dict:
     if _read_marker(path) != marker:
         partial = path.with_name(path.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        models = random_sd_models(seed=seed, full_size=True)
-        StableDiffusionPipeline(
-            vae=models.vae,
-            text_encoder=models.text_encoder,
-            tokenizer=models.tokenizer,
-            unet=models.unet,
-            scheduler=models.scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        ).save_pretrained(str(partial), safe_serialization=True)
+        save_sd_directory(random_sd_models(seed=seed, full_size=True), partial)
         (partial / MARKER).write_text(json.dumps(marker))
         shutil.rmtree(path, ignore_errors=True)
         partial.rename(path)
