@@ -18,6 +18,8 @@ class DatasetConfig:
     ignore_index: int = 255  # GT value that is never scored
     # WSSS mode needs image-level labels; when a sample's json has none, take them from seg.png.
     labels_from_gt: bool = False
+    # GT 0 is "unlabeled" (VOC20, PC59, ADE): 0 -> ignore, every other id shifts down by one.
+    reduce_zero_label: bool = False
 
 
 @dataclass

@@ -134,6 +134,7 @@ class _Pool:
         self.job = {
             "engine": engine, "classes": [list(s) for s in vocab.synonyms],
             "ignore_index": cfg.dataset.ignore_index, "labels_from_gt": cfg.dataset.labels_from_gt,
+            "reduce_zero_label": cfg.dataset.reduce_zero_label,
             "output_dir": cfg.output.dir, "confidence": cfg.output.confidence,
             "compression": cfg.output.parquet_compression, "decode_threads": cfg.ray.decode_threads,
             "prefetch": cfg.ray.prefetch, "fingerprint": fingerprint["digest"],

@@ -32,7 +32,8 @@ def job_fingerprint(cfg, class_synonyms: list[list[str]]) -> dict:
     parts = {
         "engine": engine,
         "classes": [list(s) for s in class_synonyms],
-        "dataset": {"ignore_index": int(cfg.dataset.ignore_index), "labels_from_gt": bool(cfg.dataset.labels_from_gt)},
+        "dataset": {"ignore_index": int(cfg.dataset.ignore_index), "labels_from_gt": bool(cfg.dataset.labels_from_gt),
+                    "reduce_zero_label": bool(cfg.dataset.reduce_zero_label)},
         "output": {"confidence": bool(cfg.output.confidence)},
         "code": code_version(),
     }

@@ -20,7 +20,7 @@ import numpy as np
 from pipeline.batch_split import run_bisecting
 from pipeline.prefetch import SourceError, prefetch_map
 from pipeline.reader import DEFAULT_MAX_PIXELS, Sample, allow_pixels, check_gt_values, decode_sample, error_reason, raw_samples
-from pipeline.scoring import confusion_matrix
+from pipeline.scoring import confusion_matrix, reduce_zero_label
 from pipeline.shardlist import shard_id
 from pipeline.storage import filesystem
 from pipeline.writers import ShardResult, write_shard_outputs
@@ -120,6 +120,8 @@ class Labeler:
     def _decode(self, raw: dict) -> tuple[Sample, object]:
         """Decode thread: sample + prepared engine input (None when the sample is an error)."""
         sample = decode_sample(raw, self.max_pixels)
+        if sample.gt is not None and self.job["reduce_zero_label"]:
+            sample.gt = reduce_zero_label(sample.gt, self.job["ignore_index"])
         if sample.ok and sample.gt is not None:
             sample.error = check_gt_values(sample.gt, len(self._vocab), self.job["ignore_index"])
         if sample.ok and self.engine.cfg.mode == "wsss":

@@ -9,20 +9,21 @@ import numpy as np
 
 from pipeline.outputdir import done_shards, read_job_record
 from pipeline.reader import decode_label_png, raw_samples
-from pipeline.scoring import confusion_matrix
+from pipeline.scoring import confusion_matrix, reduce_zero_label
 from pipeline.shardlist import expand_shards, shard_id
 from pipeline.storage import filesystem
 from pipeline.summary import write_summary
 from pipeline.writers import decode_png, read_json, read_rows, shard_paths, write_json
 
 
-def shard_ground_truth(url: str) -> dict[str, np.ndarray]:
+def shard_ground_truth(url: str, reduce_zero: bool = False, ignore_index: int = 255) -> dict[str, np.ndarray]:
     """key -> GT class ids for the samples of a shard that carry a readable seg.png."""
     gts = {}
     for raw in raw_samples(url):
         if "seg.png" in raw:
             try:
-                gts[raw["__key__"]] = decode_label_png(raw["seg.png"])
+                gt = decode_label_png(raw["seg.png"])
+                gts[raw["__key__"]] = reduce_zero_label(gt, ignore_index) if reduce_zero else gt
             except Exception:
                 continue  # the labeler recorded this sample as an error row
     return gts
@@ -45,7 +46,7 @@ def rescore(out_dir: str, shards=None) -> dict:
         if shard not in done:
             continue
         paths = shard_paths(root, shard)
-        gts = shard_ground_truth(url)
+        gts = shard_ground_truth(url, record["config"]["dataset"].get("reduce_zero_label", False), ignore)
         confusion, scored = np.zeros((k, k + 1), dtype=np.int64), 0
         for row in read_rows(fs, paths["parquet"], columns=["key", "status", "mask_png"]):
             if row["status"] == "ok" and row["key"] in gts:

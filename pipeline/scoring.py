@@ -12,6 +12,13 @@ import numpy as np
 UNLABELED = 255
 
 
+def reduce_zero_label(gt: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+    """mmseg's convention for datasets whose GT id 0 means "unlabeled": 0 -> ignore, k -> k - 1."""
+    out = gt.astype(np.int64) - 1
+    out[(gt == 0) | (gt == ignore_index)] = ignore_index
+    return out.astype(gt.dtype)
+
+
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int = 255,
                      block: int = 1 << 20) -> np.ndarray:
     """(K, K+1) int64 counts of (GT class, predicted class or unlabeled) over scored pixels.

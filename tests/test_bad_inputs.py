@@ -216,7 +216,7 @@ def test_wsss_image_labels_naming_unknown_classes(ray_session, tiny_engine_confi
     engine = OmegaConf.to_container(tiny_engine_config, resolve=True) | {"mode": "wsss"}
     vocab = Vocabulary.from_file(classes_path("demo"))
     labeler = Labeler({"engine": engine, "classes": [list(s) for s in vocab.synonyms], "ignore_index": 255,
-                       "labels_from_gt": False, "output_dir": str(tmp_path / "out"), "confidence": False,
+                       "labels_from_gt": False, "reduce_zero_label": False, "output_dir": str(tmp_path / "out"), "confidence": False,
                        "compression": "zstd", "decode_threads": 1, "prefetch": 4, "fingerprint": "test"})
     stats = labeler.label_shard(str(tmp_path / "w-000000.tar"))
     rows = {r["key"]: r for r in _rows(tmp_path / "out", "w-000000")}

@@ -69,3 +69,20 @@ def test_bad_inputs_are_refused():
         confusion_matrix(np.full((2, 2), 7), np.zeros((2, 2)), 2)
     with pytest.raises(ValueError, match="ground truth holds class 4"):
         confusion_matrix(np.zeros((2, 2)), np.full((2, 2), 4), 2)
+
+
+def test_reduce_zero_label_maps_zero_to_ignore_and_shifts_the_rest():
+    from pipeline.scoring import reduce_zero_label
+
+    gt = np.array([[0, 1, 2], [255, 150, 3]], dtype=np.uint8)
+    assert reduce_zero_label(gt).tolist() == [[255, 0, 1], [255, 149, 2]]
+
+
+def test_every_dataset_preset_loads_into_the_label_job_schema():
+    from configs import CONFIG_DIR
+    from jobs.config import load_config
+    from pipeline.config import LabelJobConfig
+
+    for preset in sorted(p.stem for p in (CONFIG_DIR / "datasets").glob("*.yaml")):
+        cfg = load_config(LabelJobConfig, [f"dataset={preset}"])
+        assert cfg.dataset.classes, preset

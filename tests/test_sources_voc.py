@@ -88,6 +88,7 @@ def test_voc_image_ids_and_bytes_stable_across_runs(devkit, tmp_path):
     for name in ("a", "b"):
         assert run("voc", f"root={root}/VOC2012", "split=val", f"output={tmp_path / name}") == 0
     first, second = read_shards(tmp_path / "a"), read_shards(tmp_path / "b")
+    assert list(first) == list(second)
     assert list(first) == ["2007_000033"]
     assert (tmp_path / "a" / "shard-000000.tar").read_bytes() == (
         tmp_path / "b" / "shard-000000.tar").read_bytes()

@@ -146,12 +146,8 @@ def _sd2_tokenizer() -> CLIPTokenizer:
         return CLIPTokenizer.from_pretrained(tmp)
 
 
-def write_tiny_sd(path, seed: int = 0) -> dict:
-    """Write a tiny random SD2.1-base-structured model as a diffusers directory (safetensors).
-
-    Returns the `SDConfig` overrides that load it: {"model": str(path), "image_size": 128}.
-    """
-    models = random_sd_models(seed=seed)
+def save_sd_directory(models, path) -> None:
+    """Write SD components as a diffusers directory (safetensors), as released models are laid out."""
     pipeline = StableDiffusionPipeline(
         vae=models.vae,
         text_encoder=models.text_encoder,
@@ -166,4 +162,12 @@ def write_tiny_sd(path, seed: int = 0) -> dict:
     # save_pretrained writes the tokenizer in transformers' own format; ship the released one.
     shutil.rmtree(Path(path) / "tokenizer")
     write_sd2_tokenizer(Path(path) / "tokenizer")
+
+
+def write_tiny_sd(path, seed: int = 0) -> dict:
+    """Write a tiny random SD2.1-base-structured model as a diffusers directory (safetensors).
+
+    Returns the `SDConfig` overrides that load it: {"model": str(path), "image_size": 128}.
+    """
+    save_sd_directory(random_sd_models(seed=seed), path)
     return {"model": str(path), "image_size": TINY_IMAGE_SIZE}

@@ -7,6 +7,8 @@ and every call, so an image's features never depend on its batch or its position
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +38,8 @@ class SDQueryKeyExtractor:
             models.unet.to(memory_format=torch.channels_last)
         self.text_embedding = self._empty_prompt_embedding()  # (1, 77, D), once per extractor
         self._noise: dict[tuple[int, ...], torch.Tensor] = {}
+        # Optional StageTimer (benchmarks): splits the engine's "sd" time into "vae" and "unet".
+        self.timer = None
 
     @torch.inference_mode()
     def _empty_prompt_embedding(self) -> torch.Tensor:
@@ -73,9 +77,10 @@ class SDQueryKeyExtractor:
 
     @torch.inference_mode()
     def __call__(self, pixels: torch.Tensor) -> list[LayerQK]:
-        latents = self.encode(pixels).contiguous(memory_format=self.memory_format)
+        with self._stage("vae"):
+            latents = self.encode(pixels).contiguous(memory_format=self.memory_format)
         batch = latents.shape[0]
-        with AttentionQKCapture(self.models.unet, self.cfg.layers, self.cfg.stop_after_capture) as capture:
+        with self._stage("unet"), AttentionQKCapture(self.models.unet, self.cfg.layers, self.cfg.stop_after_capture) as capture:
             _, captured = capture.run(
                 latents,
                 self.cfg.timestep,
@@ -83,3 +88,6 @@ class SDQueryKeyExtractor:
                 return_dict=False,
             )
         return captured
+
+    def _stage(self, name: str):
+        return self.timer.stage(name) if self.timer is not None else nullcontext()

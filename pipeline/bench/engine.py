@@ -1,0 +1,167 @@
+"""`nerve bench engine`: time per stage, images/s and (on CUDA) the fraction of peak FLOP/s.
+
+For each model set (tiny, or full-size random weights of the real SD2.1-base and CLIP ViT-L/14-336),
+dtype and batch size it runs one untimed warm-up batch, then `batches` timed batches of synthetic
+images at a fixed size, each through the same calls the pipeline makes: `engine.prepare` per image
+(the decode thread's work), `engine.run` per batch (CLIP, VAE, UNet, refinement, upsampling; the
+engine's own StageTimer splits it, synchronised with the device) and the writers' PNG + COCO RLE
+encoding per image. One more batch runs under a FLOP counter to give FLOPs per stage from the
+models' real shapes.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from configs import classes_path
+from nerve_core.config import EngineConfig
+from nerve_core.vocab import Vocabulary
+from pipeline.bench.flops import FlopStageTimer, achieved_fraction, peak_tflops
+from pipeline.bench.measure import torch_threads
+from pipeline.bench.models import model_overrides
+from pipeline.writers import coco_results, encode_png
+
+# Disjoint stages in report order. The SD extractor splits the engine's "sd" stage into "vae" and
+# "unet"; what is left of it (moving pixels to the device) is "sd_other".
+STAGES = ("prepare", "clip", "sd", "vae", "unet", "sd_other", "refine", "upsample", "encode")
+ENGINE_STAGES = ("clip", "sd", "vae", "unet", "sd_other", "refine", "upsample")  # inside engine.run
+
+
+def disjoint(values: dict) -> dict:
+    """Stage figures that add up: "sd" replaced by "sd_other" when "vae" and "unet" are inside it."""
+    out = dict(values)
+    if "vae" in out and "unet" in out and "sd" in out:
+        out["sd_other"] = max(0, out.pop("sd") - out["vae"] - out["unet"])
+    return {s: out[s] for s in STAGES if s in out}
+
+
+@dataclass
+class EngineBenchConfig:
+    output: str = "bench-results/engine"
+    models: list[str] = field(default_factory=lambda: ["tiny"])  # tiny | full
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    dtypes: list[str] = field(default_factory=lambda: ["auto"])  # auto | float32 | float16 | bfloat16
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 2])  # issue: 1..32
+    batches: int = 2  # timed batches per point, after one warm-up batch
+    image_height: int = 375  # synthetic images at a typical VOC size
+    image_width: int = 500
+    classes: str = "voc21"  # class-name file (configs/classes/<name>.txt or a path)
+    cache_dir: str = "~/.cache/nerve"  # where the random-weight models are written once
+    seed: int = 0
+    count_flops: bool = True
+    peak_tflops: float = 0.0  # > 0 overrides the data-sheet peak of the GPU
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+def synthetic_images(count: int, height: int, width: int, seed: int) -> list[Image.Image]:
+    """Smooth random colour fields with pixel noise: photo-like compressibility at a fixed size."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
+        noisy = np.asarray(coarse, dtype=np.int16) + rng.integers(-12, 13, (height, width, 3))
+        images.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))
+    return images
+
+
+def build_bench_engine(cfg: EngineBenchConfig, models: str, dtype: str):
+    """The engine for one model set and dtype, with its SD extractor reporting VAE and UNet time."""
+    from nerve_core.engine import build_engine
+
+    engine_cfg = OmegaConf.merge(OmegaConf.structured(cfg.engine), model_overrides(models, cfg.cache_dir, cfg.seed))
+    engine_cfg.dtype = dtype
+    engine = build_engine(engine_cfg)
+    _share_timer(engine, engine.timer)
+    return engine
+
+
+def _share_timer(engine, timer) -> None:
+    engine.timer = timer
+    if engine.sd is not None:
+        engine.sd.timer = timer
+
+
+def run_batch(engine, images, vocab, seconds: dict[str, float]) -> None:
+    """One batch through prepare -> run -> encode, adding each stage's seconds to `seconds`."""
+    prepared = [engine.prepare(image) for image in images]
+    seconds["prepare"] += sum(p.seconds for p in prepared)
+    segmentations = engine.run(prepared, vocab)
+    for stage, value in engine.timer.take().items():
+        seconds[stage] += value
+    start = time.perf_counter()
+    for image_id, seg in enumerate(segmentations):
+        encode_png(seg.labels)
+        coco_results(image_id, seg.labels)
+    seconds["encode"] += time.perf_counter() - start
+
+
+def count_flops(engine, images, vocab) -> dict[str, int]:
+    """FLOPs per engine stage of one batch (a FlopStageTimer stands in for the engine's timer)."""
+    timer = engine.timer
+    counter = FlopStageTimer(engine.device)
+    _share_timer(engine, counter)
+    try:
+        engine.run([engine.prepare(image) for image in images], vocab)
+    finally:
+        _share_timer(engine, timer)
+    return dict(counter.flops)
+
+
+def bench_point(engine, images, vocab, cfg: EngineBenchConfig, models: str, dtype: str) -> dict:
+    run_batch(engine, images, vocab, defaultdict(float))  # warm-up: kernels, caches, allocator
+    seconds: dict[str, float] = defaultdict(float)
+    start = time.perf_counter()
+    for _ in range(cfg.batches):
+        run_batch(engine, images, vocab, seconds)
+    wall = time.perf_counter() - start
+    count = len(images) * cfg.batches
+    seconds = disjoint(seconds)
+    engine_seconds = sum(v for s, v in seconds.items() if s in ENGINE_STAGES)
+    row = dict(
+        models=models,
+        dtype=str(engine.dtype).removeprefix("torch."),
+        requested_dtype=dtype,
+        batch_size=len(images),
+        images=count,
+        stage_seconds_per_image={s: v / count for s, v in seconds.items()},
+        images_per_second=count / wall,  # prepare, engine and encode one after another
+        engine_images_per_second=count / engine_seconds,  # engine.run alone (the pipeline overlaps the rest)
+    )
+    if cfg.count_flops:
+        flops = disjoint(count_flops(engine, images, vocab))
+        total = sum(flops.values())
+        row["flops_per_image"] = {s: v / len(images) for s, v in flops.items()}
+        row["tflops_per_second"] = total / (engine_seconds / cfg.batches) / 1e12
+        peak, source = peak_tflops(engine.device, engine.dtype, cfg.peak_tflops)
+        row.update(peak_tflops=peak, peak_source=source, peak_fraction=achieved_fraction(total, engine_seconds / cfg.batches, peak))
+    return row
+
+
+def run(cfg: EngineBenchConfig) -> dict:
+    vocab = Vocabulary.from_file(classes_path(cfg.classes))
+    images = synthetic_images(max(cfg.batch_sizes), cfg.image_height, cfg.image_width, cfg.seed)
+    rows, device = [], None
+    with torch_threads(cfg.threads) as threads:
+        for models in cfg.models:
+            for dtype in cfg.dtypes:
+                engine = build_bench_engine(cfg, models, dtype)
+                device = engine.device
+                rows += [bench_point(engine, images[:b], vocab, cfg, models, dtype) for b in cfg.batch_sizes]
+                del engine
+    seen = {s for r in rows for s in r["stage_seconds_per_image"]}
+    return dict(
+        benchmark="engine",
+        device=str(device),
+        device_name=torch.cuda.get_device_name(device) if device is not None and device.type == "cuda" else "cpu",
+        threads=threads,
+        classes=len(vocab),
+        config=asdict(cfg),
+        stages=[s for s in STAGES if s in seen],
+        runs=rows,
+    )

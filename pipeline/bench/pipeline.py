@@ -1,0 +1,125 @@
+"""`nerve bench pipeline`: end-to-end images/s of the label job vs the engine alone, in one run.
+
+Writes a synthetic shard set, labels it with the label job exactly as `nerve label` runs it (local
+or given Ray, actors, decode threads, writers, summary), then decodes the same shards with the same
+reader and runs the same engine configuration on those images in this process: prepare, run and
+encode, one after another. The ratio of the two rates is the pipeline's overhead (above 1: the
+pipeline is slower than its engine; below 1: its decode threads and actors hide more than they cost).
+The ratio is also given against the job's own rate once its actors are up (Ray and model start
+excluded), and the job's figure for its engine batches alone is reported too.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from configs import classes_path
+from nerve_core.config import EngineConfig
+from nerve_core.vocab import Vocabulary
+from pipeline.bench.engine import run_batch
+from pipeline.bench.measure import torch_threads
+from pipeline.bench.models import model_overrides
+from pipeline.config import LabelJobConfig, RayConfig
+from pipeline.reader import decode_sample, raw_samples
+from pipeline.shard_writer import write_shards
+from pipeline.shardlist import expand_shards
+from pipeline.synthetic import demo_samples
+
+
+@dataclass
+class PipelineBenchConfig:
+    output: str = "bench-results/pipeline"
+    models: str = "tiny"  # tiny | full
+    images: int = 32
+    per_shard: int = 8
+    min_size: int = 64  # synthetic image sides are drawn from [min_size, max_size]
+    max_size: int = 160
+    classes: str = "demo"
+    cache_dir: str = "~/.cache/nerve"
+    seed: int = 0
+    threads: int = 0  # CPU threads for the engine-alone run; 0 = torch's default (Ray actors get their CPUs)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+def write_bench_shards(cfg: PipelineBenchConfig, directory: Path) -> list[str]:
+    shutil.rmtree(directory, ignore_errors=True)
+    samples = demo_samples(cfg.images, seed=cfg.seed, min_size=cfg.min_size, max_size=cfg.max_size)
+    write_shards(samples, str(directory), prefix="bench", per_shard=cfg.per_shard, progress=False)
+    return expand_shards(str(directory))
+
+
+def label_job(cfg: PipelineBenchConfig, engine_cfg, shards: list[str], out_dir: Path) -> dict:
+    """Run the label job; return its summary's figures for this run plus the wall time seen here."""
+    from pipeline.driver import run_label_job
+
+    job = OmegaConf.merge(
+        OmegaConf.structured(LabelJobConfig),
+        {
+            "engine": engine_cfg,
+            "dataset": {"classes": cfg.classes},
+            "input": {"shards": shards},
+            "output": {"dir": str(out_dir), "mode": "overwrite"},
+            "ray": OmegaConf.structured(cfg.ray),
+            "progress": False,
+        },
+    )
+    start = time.perf_counter()
+    result = run_label_job(job)
+    wall = time.perf_counter() - start
+    if not result.ok:
+        raise RuntimeError(f"the label job failed on {len(result.failed)} shards: {result.failed}")
+    return dict(result.summary["last_run"], wall_seconds=wall)
+
+
+def engine_alone(engine_cfg, shards: list[str], vocab: Vocabulary) -> dict:
+    """The same engine on the same decoded images, in this process, with no Ray and no threads."""
+    from nerve_core.engine import build_engine
+
+    images = [decode_sample(raw).image for url in shards for raw in raw_samples(url)]
+    start = time.perf_counter()
+    engine = build_engine(engine_cfg)
+    build_seconds = time.perf_counter() - start
+    size = engine.cfg.batch_size
+    seconds = defaultdict(float)
+    start = time.perf_counter()
+    for first in range(0, len(images), size):
+        run_batch(engine, images[first : first + size], vocab, seconds)
+    return dict(images=len(images), seconds=time.perf_counter() - start, build_seconds=build_seconds, stage_seconds=dict(seconds))
+
+
+def run(cfg: PipelineBenchConfig) -> dict:
+    out = Path(cfg.output).expanduser()
+    vocab = Vocabulary.from_file(classes_path(cfg.classes))
+    engine_cfg = OmegaConf.merge(OmegaConf.structured(cfg.engine), model_overrides(cfg.models, cfg.cache_dir, cfg.seed))
+    shards = write_bench_shards(cfg, out / "shards")
+    job = label_job(cfg, engine_cfg, shards, out / "label")
+    with torch_threads(cfg.threads) as threads:
+        alone = engine_alone(engine_cfg, shards, vocab)
+    measured = {
+        "nerve label, end to end": dict(images=job["images"], seconds=job["wall_seconds"]),
+        # the job's own figure once actors are up: shard time summed over actors, model load excluded
+        "nerve label, actors up": dict(images=job["images"], seconds=job["images"] / job["labeling_images_per_second"]),
+        "engine alone": dict(images=alone["images"], seconds=alone["seconds"]),
+        "engine alone + model load": dict(images=alone["images"], seconds=alone["seconds"] + alone["build_seconds"]),
+    }
+    for value in measured.values():
+        value["images_per_second"] = value["images"] / value["seconds"]
+    pipeline_rate = measured["nerve label, end to end"]["images_per_second"]
+    return dict(
+        benchmark="pipeline",
+        config=asdict(cfg),
+        measured=measured,
+        label_job=job,  # the job's own figures, incl. its engine batches' images/s summed over actors
+        engine_stage_seconds=alone["stage_seconds"],
+        engine_alone_threads=threads,
+        overhead_ratio=measured["engine alone"]["images_per_second"] / pipeline_rate,
+        overhead_ratio_with_model_load=measured["engine alone + model load"]["images_per_second"] / pipeline_rate,
+        overhead_ratio_actors_up=measured["engine alone"]["images_per_second"]
+        / measured["nerve label, actors up"]["images_per_second"],
+    )

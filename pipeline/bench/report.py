@@ -1,0 +1,179 @@
+"""Benchmark output: results as JSON, a PNG plot and a plain-text table (also printed).
+
+One entry point, `write_report(results, output_dir)`, dispatching on `results["benchmark"]`;
+each benchmark has one table function and one plot function here, so the numbers a reader sees
+in the terminal, in the JSON and in the figure come from the same rows.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers or CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _fmt(value, spec: str = ".3g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def _mib(n) -> str:
+    return "-" if n is None else f"{n / 2**20:.1f}"
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    cells = [header] + [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ---- refine ----------------------------------------------------------------------------------
+def refine_table(results: dict) -> str:
+    rows = []
+    for r in results["runs"]:
+        if r["status"] != "ok":
+            rows.append([r["case"], r["N"], r["K"], None, None, None, None, r["status"]])
+            continue
+        rows.append([r["case"], r["N"], r["K"], r["seconds"], _mib(r["peak_bytes"]), r.get("max_abs_error"), r.get("reference"), "ok"])
+    text = format_table(["case", "N", "K", "seconds", "peak MiB", "max|ΔP|", "vs", "status"], rows)
+    fits = [[e["case"], e["K"], e["time_exponent"], e["memory_exponent"], len(e["sizes"])] for e in results["exponents"]]
+    text += "\n\ngrowth with N (value ∝ N^exponent)\n" + format_table(["case", "K", "time exp", "memory exp", "points"], fits)
+    check = results["cross_check"]
+    text += (
+        f"\n\ncross-check low-rank vs dense walk: max |ΔP| = {_fmt(check['max_abs_error'])}"
+        f" (tolerance {check['tolerance']:g}): {'agree' if check['agree'] else 'DISAGREE' if check['agree'] is False else 'not run'}"
+    )
+    text += f"\npeak memory: {_memory_methods(results['runs'])}"
+    return text
+
+
+def _memory_methods(rows: list[dict]) -> str:
+    return ", ".join(sorted({r["memory_method"] for r in rows if "memory_method" in r})) or "-"
+
+
+METHOD_LINES = {"lowrank": "-", "dense": "--", "iseg": ":"}
+
+
+def refine_plot(results: dict, path: Path) -> None:
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
+    k0 = results["config"]["classes"][0]
+    curves: dict[str, list[dict]] = {}
+    for r in results["runs"]:
+        if r["status"] == "ok" and r["K"] == k0:
+            curves.setdefault(r["case"], []).append(r)
+    colours = plt.get_cmap("tab10")
+    forms = sorted({r["form"] + str(r["features"]) for rows in curves.values() for r in rows})
+    for name, rows in sorted(curves.items()):
+        # colour: affinity form (and rank); line: method, so each form's methods pair up visually
+        style = dict(
+            marker="o",
+            label=name,
+            color=colours(forms.index(rows[0]["form"] + str(rows[0]["features"])) % 10),
+            linestyle=METHOD_LINES.get(rows[0]["method"], "-"),
+        )
+        ax_t.plot([r["N"] for r in rows], [r["seconds"] for r in rows], **style)
+        mem = [(r["N"], r["peak_bytes"] / 2**20) for r in rows if r["peak_bytes"]]
+        if mem:
+            ax_m.plot(*zip(*mem), **style)
+    for ax, label in ((ax_t, "seconds"), (ax_m, "peak memory (MiB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("nodes N")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_t.set_title(f"refinement time, K = {k0}, {results['device_name']}")
+    ax_m.set_title(f"peak memory ({_memory_methods(results['runs'])})")
+    ax_t.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---- engine ----------------------------------------------------------------------------------
+def engine_table(results: dict) -> str:
+    stages = results["stages"]
+    rows = []
+    for r in results["runs"]:
+        per_image = [r["stage_seconds_per_image"].get(s) for s in stages]
+        rows.append(
+            [r["models"], r["dtype"], r["batch_size"], *[None if v is None else v * 1e3 for v in per_image],
+             r["images_per_second"], r.get("tflops_per_second"), r.get("peak_fraction")]
+        )
+    header = ["models", "dtype", "batch", *[f"{s} ms/img" for s in stages], "img/s", "TFLOP/s", "of peak"]
+    return format_table(header, rows)
+
+
+def engine_plot(results: dict, path: Path) -> None:
+    """Stacked stage times per image; one panel per model set, since full and tiny differ 100-fold."""
+    stages = results["stages"]
+    sets = list(dict.fromkeys(r["models"] for r in results["runs"]))
+    width = sum(max(4, 1.1 * sum(r["models"] == m for r in results["runs"])) for m in sets)
+    fig, axes = plt.subplots(1, len(sets), figsize=(width, 5), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, models in zip(axes[0], sets):
+        runs = [r for r in results["runs"] if r["models"] == models]
+        bottom = [0.0] * len(runs)
+        for i, stage in enumerate(stages):
+            values = [1e3 * r["stage_seconds_per_image"].get(stage, 0.0) for r in runs]
+            ax.bar(range(len(runs)), values, bottom=bottom, label=stage, color=colours(i % 10))
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax.set_xticks(range(len(runs)), [f"{r['dtype']}\nb={r['batch_size']}" for r in runs], fontsize=7)
+        ax.set_ylabel("milliseconds per image")
+        ax.set_title(f"{models} models, {results['device_name']}")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---- pipeline --------------------------------------------------------------------------------
+def pipeline_table(results: dict) -> str:
+    rows = [[name, v["images"], v["seconds"], v["images_per_second"]] for name, v in results["measured"].items()]
+    text = format_table(["path", "images", "seconds", "img/s"], rows)
+    return text + (
+        f"\n\npipeline overhead (engine alone img/s ÷ nerve label img/s): {_fmt(results['overhead_ratio'])}"
+        f"\nwith the engine's model load counted too: {_fmt(results['overhead_ratio_with_model_load'])}"
+        f"\nagainst the label job once its actors are up: {_fmt(results['overhead_ratio_actors_up'])}"
+        f"\nthe label job's own engine batches: {_fmt(results['label_job'].get('engine_images_per_second'))} img/s"
+    )
+
+
+def pipeline_plot(results: dict, path: Path) -> None:
+    names = list(results["measured"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(names, [results["measured"][n]["images_per_second"] for n in names])
+    ax.set_ylabel("images / second")
+    ax.set_title(f"pipeline vs engine alone, overhead x{_fmt(results['overhead_ratio'])}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+REPORTS = {
+    "refine": (refine_table, refine_plot),
+    "engine": (engine_table, engine_plot),
+    "pipeline": (pipeline_table, pipeline_plot),
+}
+
+
+def write_report(results: dict, output_dir) -> dict[str, Path]:
+    """Write {benchmark}.json, {benchmark}.png and {benchmark}.txt under `output_dir`; print the table."""
+    name = results["benchmark"]
+    table_fn, plot_fn = REPORTS[name]
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / f"{name}.json", "png": out / f"{name}.png", "table": out / f"{name}.txt"}
+    paths["json"].write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    table = table_fn(results)
+    paths["table"].write_text(table + "\n", encoding="utf-8")
+    plot_fn(results, paths["png"])
+    print(table)
+    return paths
