@@ -125,21 +125,25 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     return result
 
 
+def labeler_job(cfg, resolved: dict, fingerprint: dict, device: str) -> dict:
+    """The plain dict a `Labeler` is built from (what its actors need of the job config)."""
+    vocab = Vocabulary.from_file(classes_path(cfg.dataset.classes))
+    return {
+        "engine": dict(resolved["engine"], device=device), "classes": [list(s) for s in vocab.synonyms],
+        "ignore_index": cfg.dataset.ignore_index, "labels_from_gt": cfg.dataset.labels_from_gt,
+        "reduce_zero_label": cfg.dataset.reduce_zero_label,
+        "output_dir": cfg.output.dir, "confidence": cfg.output.confidence,
+        "compression": cfg.output.parquet_compression, "decode_threads": cfg.ray.decode_threads,
+        "prefetch": cfg.ray.prefetch, "fingerprint": fingerprint["digest"],
+        "max_image_pixels": cfg.input.max_image_pixels,
+    }
+
+
 class _Pool:
     def __init__(self, ray, cfg, resolved: dict, fingerprint: dict, emit):
         self.ray, self.cfg, self.emit = ray, cfg, emit
         self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
-        engine = dict(resolved["engine"], device=self.plan.device)
-        vocab = Vocabulary.from_file(classes_path(cfg.dataset.classes))
-        self.job = {
-            "engine": engine, "classes": [list(s) for s in vocab.synonyms],
-            "ignore_index": cfg.dataset.ignore_index, "labels_from_gt": cfg.dataset.labels_from_gt,
-            "reduce_zero_label": cfg.dataset.reduce_zero_label,
-            "output_dir": cfg.output.dir, "confidence": cfg.output.confidence,
-            "compression": cfg.output.parquet_compression, "decode_threads": cfg.ray.decode_threads,
-            "prefetch": cfg.ray.prefetch, "fingerprint": fingerprint["digest"],
-            "max_image_pixels": cfg.input.max_image_pixels,
-        }
+        self.job = labeler_job(cfg, resolved, fingerprint, self.plan.device)
         self.actors: list = [None] * self.plan.num_actors
         self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
         self.progress = start_progress_counter()

@@ -134,3 +134,18 @@ def wait_until_gone(pid: int, timeout: float = 60.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"process {pid} still alive after {timeout} s")
+
+
+def in_process_labeler(tiny_models: dict, out_dir, *overrides: str):
+    """A Labeler in this process (no actor), built from a demo job config exactly as the driver
+    builds its actors': for tests that reach into the engine it runs."""
+    from jobs.config import load_config
+    from nerve_core.models.tiny import dotlist
+    from pipeline.config import LabelJobConfig
+    from pipeline.driver import job_description, labeler_job
+    from pipeline.labeler import Labeler
+
+    cfg = load_config(LabelJobConfig, ["dataset=demo", *dotlist(tiny_models), "engine.device=cpu",
+                                       f"output.dir={out_dir}", "ray.decode_threads=1", *overrides])
+    resolved, _, fingerprint = job_description(cfg)
+    return Labeler(labeler_job(cfg, resolved, fingerprint, "cpu"))

@@ -21,6 +21,7 @@ from pipeline.synthetic import encode_image, encode_label_png
 from pipeline.verify import verify_output
 from pipeline.writers import decode_png
 from tests import faults as F
+from tests.faults import in_process_labeler
 from tests.shards import make_demo_shards, write_raw_tar
 
 LIMIT = 4_000_000  # input.max_image_pixels of the run
@@ -197,14 +198,7 @@ def test_pixel_limit_is_checked_before_decoding_and_configurable():
     assert gt.error.startswith("decode_seg: ImageTooLarge")
 
 
-def test_wsss_image_labels_naming_unknown_classes(ray_session, tiny_engine_config, tmp_path):
-    from omegaconf import OmegaConf
-
-    from nerve_core.vocab import Vocabulary
-    from pipeline.labeler import Labeler
-
-    from configs import classes_path
-
+def test_wsss_image_labels_naming_unknown_classes(ray_session, tiny_models, tmp_path):
     write_raw_tar(tmp_path / "w-000000.tar", [
         ("fine.png", PIC), ("fine.json", F.meta(labels=[1, 2])),
         ("unknown.png", PIC), ("unknown.json", F.meta(labels=[1, 99])),
@@ -213,11 +207,7 @@ def test_wsss_image_labels_naming_unknown_classes(ray_session, tiny_engine_confi
         ("scalar.png", PIC), ("scalar.json", F.meta(labels=3)),
         ("none.png", PIC),
     ])
-    engine = OmegaConf.to_container(tiny_engine_config, resolve=True) | {"mode": "wsss"}
-    vocab = Vocabulary.from_file(classes_path("demo"))
-    labeler = Labeler({"engine": engine, "classes": [list(s) for s in vocab.synonyms], "ignore_index": 255,
-                       "labels_from_gt": False, "reduce_zero_label": False, "output_dir": str(tmp_path / "out"), "confidence": False,
-                       "compression": "zstd", "decode_threads": 1, "prefetch": 4, "fingerprint": "test"})
+    labeler = in_process_labeler(tiny_models, tmp_path / "out", "engine.mode=wsss")
     stats = labeler.label_shard(str(tmp_path / "w-000000.tar"))
     rows = {r["key"]: r for r in _rows(tmp_path / "out", "w-000000")}
     assert rows["fine"]["status"] == "ok" and set(rows["fine"]["classes"]) <= {0, 1, 2}
