@@ -10,6 +10,7 @@ import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -149,3 +150,42 @@ def in_process_labeler(tiny_models: dict, out_dir, *overrides: str):
                                        f"output.dir={out_dir}", "ray.decode_threads=1", *overrides])
     resolved, _, fingerprint = job_description(cfg)
     return Labeler(labeler_job(cfg, resolved, fingerprint, "cpu"))
+
+
+def two_node_job(shards: str, out: str, engine_overrides: list[str]) -> dict:
+    """Label `shards` on a fresh two-node local Ray cluster (one CPU each, one labeler on each
+    node) and remove the second node while its labeler is mid-shard. Meant for a subprocess: the
+    test session already has its own Ray."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from jobs.config import load_config
+    from pipeline.config import LabelJobConfig
+    from pipeline.driver import run_label_job
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        worker = cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+        cfg = load_config(LabelJobConfig, [
+            "dataset=demo", *engine_overrides, "engine.device=cpu", "engine.batch_size=1", f"input.shards={shards}",
+            f"output.dir={out}", "progress=false", "ray.num_actors=2", "ray.cpus_per_actor=1", "ray.poll_s=0.1"])
+        removed: dict = {}
+
+        def remove_worker_node(event, **data):
+            if event == "progress" and not removed:
+                info = ray.get(data["actor"].info.remote())
+                if info["node_id"] == worker.node_id:
+                    removed.update(shard=data["shard"], images=data["images"])
+                    cluster.remove_node(worker)
+
+        result = run_label_job(cfg, on_event=remove_worker_node)
+        stats = {s: json.loads((Path(out) / "shards" / f"{s}.stats.json").read_text()) for s in result.done}
+        retried = sorted(s for s, st in stats.items() if st["attempt"] > 0)
+        return {"removed": removed, "ok": result.ok, "retried": retried, "failed": result.failed,
+                "done_on": {s: st["actor"]["node_id"] for s, st in stats.items()},
+                "head": ray.get_runtime_context().get_node_id()}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
