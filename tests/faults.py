@@ -189,3 +189,40 @@ def two_node_job(shards: str, out: str, engine_overrides: list[str]) -> dict:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def labeling_peak_growth(engine_overrides: dict, sizes: list[tuple[int, int]]) -> list[int]:
+    """Peak RSS growth (bytes) of the per-image labeling path, for images of `sizes` (W, H) in
+    increasing order, in this process: decode, engine prepare + run, Parquet/COCO encoding and
+    confusion against a GT of the same size. Meant for a fresh subprocess (ru_maxrss only rises)."""
+    import resource
+
+    from omegaconf import OmegaConf
+
+    from configs import classes_path
+    from nerve_core.config import EngineConfig
+    from nerve_core.engine import build_engine
+    from nerve_core.vocab import Vocabulary
+    from pipeline.reader import allow_pixels, decode_sample
+    from pipeline.scoring import confusion_matrix
+    from pipeline.writers import ShardResult
+
+    cfg = OmegaConf.merge(OmegaConf.structured(EngineConfig), engine_overrides, {"device": "cpu"})
+    engine, vocab = build_engine(cfg), Vocabulary.from_file(classes_path("demo"))
+    engine.run([engine.prepare(picture())], vocab)  # first-call allocations are not the image's
+    allow_pixels(10**9)
+    def peak() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+    base, growth = peak(), []
+    for width, height in sizes:
+        data = png(picture(width, height))
+        sample = decode_sample({"__key__": "big", "png": data}, max_pixels=10**9)
+        prepared = engine.prepare(sample.image)
+        sample.image = None  # as the labeler does once the engine input exists
+        seg = engine.run([prepared], vocab)[0]
+        ShardResult("s", "f").add_ok("big", 1, seg.labels, None)
+        confusion_matrix(seg.labels, np.zeros((height, width), np.uint8), len(vocab))
+        del data, sample, prepared, seg
+        growth.append(peak() - base)
+    return growth

@@ -216,3 +216,22 @@ def test_wsss_image_labels_naming_unknown_classes(ray_session, tiny_models, tmp_
     assert rows["unknown"]["error"] == "bad_image_labels: [99] are not class ids"
     assert rows["none"]["error"].startswith("no_image_labels")
     assert stats["errors_by_reason"] == {"bad_image_labels": 4, "no_image_labels": 1}
+
+
+def test_huge_allowed_images_cost_a_few_bytes_per_pixel(tiny_models):
+    """Memory grows with the image by its decoded pixels and label map only: no full-size float
+    score tensor (5 classes x 4 bytes = 20 bytes a pixel alone) is ever made."""
+    import subprocess
+    import sys
+
+    sizes = [(3000, 2000), (6000, 4000)]
+    code = ("import json; from tests.faults import labeling_peak_growth; "
+            f"print('RESULT', json.dumps(labeling_peak_growth({tiny_models!r}, {sizes!r})))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    assert done.returncode == 0 and line, done.stderr[-3000:]
+    small, big = json.loads(line[-1][len("RESULT "):])
+    per_pixel = (big - small) / (6000 * 4000 - 3000 * 2000)
+    print(f"\nlabeling a 24 Mpx image: peak +{big / 2**20:.0f} MiB, {per_pixel:.1f} bytes per extra pixel")
+    assert 0 < per_pixel < 12
