@@ -1,8 +1,9 @@
 """Read one WebDataset shard into decoded samples; undecodable samples become error records.
 
-webdataset's tar iteration does the reading (one pass, in order, no resampling); grouping files
-into samples is ours so that a key seen twice (contiguous or not) makes two samples told apart by
-their occurrence index, instead of an exception that would end the shard. Decoding is ours because
+The tar is read in one pass, in order, no resampling, with webdataset's naming rules; iterating
+and grouping are ours so that a key seen twice (contiguous or not) makes two samples told apart by
+their occurrence index instead of an exception that would end the shard, and so that the sample a
+truncation falls in is still seen (as a `truncated` error) rather than silently dropped. Decoding is ours because
 the contract is strict: images get their EXIF orientation applied and become RGB, `seg.png` is
 read as raw class indices (never through a palette or RGB conversion), `json` is metadata. Image
 sizes are checked against the pixel limit from the header, before any pixel is decoded. A bad
@@ -14,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+import tarfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ from typing import Iterator
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 from PIL import Image
-from webdataset.tariterators import base_plus_ext, tar_file_iterator
+from webdataset.tariterators import base_plus_ext
 
 from nerve_core.imageprep import to_rgb
 from pipeline.storage import filesystem
@@ -60,25 +63,71 @@ def fallback_image_id(key: str, occurrence: int = 0) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big") >> 1
 
 
+class MemberCut(Exception):
+    """The tar broke inside the data of member `name` (its header had been read)."""
+
+    def __init__(self, name: str, cause: BaseException):
+        super().__init__(f"{type(cause).__name__}: {cause} (inside member {name!r})")
+        self.name = name
+
+
+def tar_members(stream) -> Iterator[dict]:
+    """Regular files of a tar stream as {"fname", "data"}, in order (webdataset's reading rules:
+    other entries and `__*__` metadata are skipped). A member whose data is cut raises MemberCut,
+    so that the caller knows which sample the damage is in."""
+    meta = re.compile(r"__[^/]*__($|/)")
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        for info in tar:
+            if not info.isreg() or meta.match(info.name):
+                continue
+            try:
+                data = tar.extractfile(info).read()
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise MemberCut(info.name, exc) from exc
+            yield {"fname": info.name, "data": data}
+
+
+def _new_sample(key: str, seen: Counter) -> dict:
+    sample = {"__key__": key, "__occurrence__": seen[key]}
+    seen[key] += 1
+    return sample
+
+
 def group_members(files: Iterator[dict]) -> Iterator[dict]:
     """Tar members {"fname", "data"} -> samples {"__key__", "__occurrence__", ext: bytes, ...}.
 
     A sample ends where the key changes or where an extension repeats (the same key written twice
     in a row); each sample's occurrence counts the earlier samples of the shard with its key.
+    Where the tar breaks, the sample the damage is in is still yielded, flagged `__truncated__`
+    (it exists in the input, so it must be accounted for), then the error is raised again.
     """
     seen: Counter = Counter()
     current = None
-    for member in files:
-        key, ext = base_plus_ext(member["fname"])
-        if key is None:
-            continue
-        ext = ext.lower()
-        if current is None or key != current["__key__"] or ext in current:
-            if current is not None:
-                yield current
-            current = {"__key__": key, "__occurrence__": seen[key]}
-            seen[key] += 1
-        current[ext] = member["data"]
+    try:
+        for member in files:
+            key, ext = base_plus_ext(member["fname"])
+            if key is None:
+                continue
+            ext = ext.lower()
+            if current is None or key != current["__key__"] or ext in current:
+                if current is not None:
+                    yield current
+                current = _new_sample(key, seen)
+            current[ext] = member["data"]
+    except MemberCut as cut:
+        key, ext = base_plus_ext(cut.name)
+        if key is not None and current is not None and (key != current["__key__"] or ext.lower() in current):
+            yield current  # complete: the broken member starts another sample
+            current = _new_sample(key, seen)
+        elif key is not None and current is None:
+            current = _new_sample(key, seen)
+        if current is not None:
+            yield dict(current, __truncated__=str(cut))
+        raise
+    except Exception as exc:  # broken between members: whether `current` is whole is unknown
+        if current is not None:
+            yield dict(current, __truncated__=f"{type(exc).__name__}: {exc}")
+        raise
     if current is not None:
         yield current
 
@@ -93,7 +142,7 @@ def raw_samples(url: str) -> Iterator[dict]:
     # Local files open directly: fsspec's local opener seeks, which pipes and FIFOs cannot do.
     opener = open if isinstance(fs, LocalFileSystem) else fs.open
     with opener(path, "rb") as stream:
-        yield from group_members(tar_file_iterator(stream))
+        yield from group_members(tar_members(stream))
 
 
 def allow_pixels(limit: int) -> None:
@@ -162,6 +211,8 @@ def decode_sample(raw: dict, max_pixels: int = DEFAULT_MAX_PIXELS) -> Sample:
     """One raw sample -> Sample; any failure gives an error Sample (reason before the colon)."""
     key, occurrence = raw["__key__"], raw.get("__occurrence__", 0)
     meta, image_id = {}, fallback_image_id(key, occurrence)
+    if "__truncated__" in raw:
+        return Sample(key, image_id, occurrence, error=f"truncated: the shard breaks inside this sample ({raw['__truncated__']})")
     if "json" in raw:
         try:
             meta = json.loads(raw["json"])

@@ -129,10 +129,13 @@ def test_bad_shards_are_reported_and_the_job_does_not_claim_success(bad_run):
     assert set(failed) == set(result.not_done) and all(f["attempts"] == 2 for f in failed.values())
     assert "FileNotFoundError" in failed["missing-000000"]["reason"]
     assert "ReadError" in failed["nottar-000000"]["reason"]
-    assert failed["trunc-000000"]["partial"] and failed["trunc-000000"]["samples"] == 2
+    assert failed["trunc-000000"]["partial"] and failed["trunc-000000"]["samples"] == 3
     trunc = json.loads((out / "shards" / "trunc-000000.stats.json").read_text())
-    assert trunc["partial"] and trunc["samples"] == trunc["ok"] == 2 and "unreadable after 2" in trunc["read_error"]
-    assert [r["key"] for r in _rows(out, "trunc-000000")] == ["demo000000", "demo000001"]
+    assert trunc["partial"] and (trunc["samples"], trunc["ok"]) == (3, 2) and "unreadable after 3" in trunc["read_error"]
+    # The samples before the cut are labeled; the one the cut falls in is an error row of its own.
+    rows = _rows(out, "trunc-000000")
+    assert [(r["key"], r["status"]) for r in rows] == [("demo000000", "ok"), ("demo000001", "ok"), ("demo000002", "error")]
+    assert rows[2]["error"].startswith("truncated: the shard breaks inside this sample")
     empty = json.loads((out / "shards" / "empty-000000.stats.json").read_text())
     assert (empty["samples"], empty["partial"]) == (0, False)
     assert not (out / "shards" / "missing-000000.parquet").exists() and not (out / "shards" / "nottar-000000.parquet").exists()
@@ -144,7 +147,8 @@ def test_verify_accounts_for_every_case(bad_run, capsys):
     out, shards = bad_run["out"], bad_run["shards"]
     report = verify_output(str(out))
     bad_inputs = len(_bad_shard_members()) - sum(len(f) - 1 for f, _, _ in BAD_SAMPLES.values())
-    assert report.inputs == bad_inputs + 2 + 2 + 0  # bad, good, trunc (before the cut), empty
+    assert report.inputs == bad_inputs + 2 + 3 + 0  # bad, good, trunc (up to the cut), empty
+    assert report.error_rows["truncated"] == 1
     assert report.ok_rows + sum(report.error_rows.values()) == report.inputs
     assert not (report.missing_keys or report.duplicated_keys or report.unexpected_keys
                 or report.mask_problems or report.coco_problems)

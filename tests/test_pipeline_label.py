@@ -209,11 +209,12 @@ def test_bad_samples_and_truncated_shard_are_accounted_for(ray_session, tiny_mod
     assert [(r["key"], r["status"]) for r in rows] == [("broken", "error"), ("fine", "ok")]
     assert rows[0]["error"].startswith("decode_image")
     partial = _rows(out, "odd-000001")  # the samples before the damage, though the shard is not done
-    assert 0 < len(partial) < 4 and all(r["status"] == "ok" for r in partial)
+    assert 0 < len(partial) <= 4 and all(r["status"] == "ok" for r in partial[:-1])
+    assert partial[-1]["error"].startswith("truncated")  # the sample the cut falls in
     report = verify_output(str(out))
     assert not report.ok and report.shards_not_done == ["odd-000001"] and report.unreadable_inputs
     assert report.partial_shards and not report.missing_keys
-    assert report.error_rows == {"decode_image": 1}
+    assert report.error_rows == {"decode_image": 1, "truncated": 1}
 
 
 def test_verify_lists_what_is_wrong(reference, shards_dir, tmp_path, capsys):

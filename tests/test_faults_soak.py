@@ -1,0 +1,112 @@
+"""Soak (slow): a few thousand generated samples with random faults injected — bad samples, repeated
+keys, truncated and unreadable shards, actors SIGKILLed mid-run — then a resumed rerun; the books
+must balance exactly, sample by sample, with `nerve verify` as the judge."""
+import json
+import os
+import signal
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from jobs.config import load_config
+from nerve_core.models.tiny import dotlist
+from pipeline.config import LabelJobConfig
+from pipeline.driver import run_label_job
+from pipeline.synthetic import demo_image, encode_image, encode_label_png
+from pipeline.verify import verify_output
+from tests import faults as F
+from tests.shards import write_raw_tar
+
+NUM_SHARDS, PER_SHARD = 24, 100
+
+# reason -> members of a sample that has it
+FAULTS = {
+    "decode_image": lambda rng: [("jpg", F.corrupt_jpeg())],
+    "empty_image": lambda rng: [("png", b"")],
+    "missing_image": lambda rng: [("json", F.meta(image_id=int(rng.integers(1 << 40))))],
+    "bad_json": lambda rng: [("png", F.png(F.picture(20, 16))), ("json", b"[1, 2")],
+    "seg_size": lambda rng: [("png", F.png(F.picture(20, 16))), ("seg.png", encode_label_png(F.seg(8, 8)))],
+    "seg_values": lambda rng: [("png", F.png(F.picture(20, 16))), ("seg.png", encode_label_png(F.seg(16, 20, (0, 9))))],
+    "too_large": lambda rng: [("png", F.png_header_only(50_000, 50_000))],
+}
+
+
+def _good(rng, index):
+    image, seg = demo_image(int(rng.integers(1 << 30)), index, min_size=24, max_size=40)
+    return [("jpg" if index % 2 else "png", encode_image(image, "jpg" if index % 2 else "png")),
+            ("seg.png", encode_label_png(seg))]
+
+
+def _write_inputs(folder, rng):
+    """Shards with ~8% bad samples and some repeated keys; returns the expected error counts and
+    the shards that will break (truncated: readable part counted; garbage: nothing readable)."""
+    expected, broken = Counter(), {}
+    for s in range(NUM_SHARDS):
+        members, reasons = [], []
+        for i in range(PER_SHARD):
+            key = f"k{s:02d}_{i:03d}" if rng.random() > 0.02 else f"k{s:02d}_000"  # some repeated keys
+            if rng.random() < 0.08:
+                reason = list(FAULTS)[int(rng.integers(len(FAULTS)))]
+                files = FAULTS[reason](rng)
+            else:
+                reason, files = None, _good(rng, i)
+            members += [(f"{key}.{ext}", data) for ext, data in files]
+            reasons.append(reason)
+        path = folder / f"soak-{s:06d}.tar"
+        write_raw_tar(path, members)
+        if s == 5:  # cut inside the member of sample 40: samples 0..39 remain readable
+            path.write_bytes(F.cut_in_member(path.read_bytes(), sum(1 for m in members[: _first_member(members, 40)])))
+            reasons, broken[path.stem] = reasons[:40], "partial"
+        elif s == 9:
+            path.write_bytes(rng.bytes(4096))
+            reasons, broken[path.stem] = [], "unreadable"
+        expected.update(r for r in reasons if r)
+    return expected, broken
+
+
+def _first_member(members, sample_index):
+    """Index of the first member of the `sample_index`-th sample (members of a sample are contiguous)."""
+    keys, seen = [], None
+    for i, (name, _) in enumerate(members):
+        key = name.split(".", 1)[0]
+        if key != seen or name in (m for m, _ in members[keys[-1]:i] if keys):
+            keys.append(i)
+        seen = key
+    return keys[sample_index]
+
+
+@pytest.mark.slow
+def test_soak_random_faults_balance_the_books(ray_session, tiny_models, tmp_path):
+    rng = np.random.default_rng(1234)
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    expected, broken = _write_inputs(inputs, rng)
+    kills = []
+
+    def chaos(event, **data):  # SIGKILL a labeler mid-shard now and then (at most three)
+        if event == "progress" and len(kills) < 3 and rng.random() < 0.05:
+            pid = ray_session.get(data["actor"].info.remote())["pid"]
+            os.kill(pid, signal.SIGKILL)
+            kills.append((data["shard"], pid))
+
+    cfg = load_config(LabelJobConfig, [
+        "dataset=demo", *dotlist(tiny_models), "engine.device=cpu", "engine.batch_size=16",
+        f"input.shards={inputs}", f"output.dir={out}", "progress=false", "ray.num_actors=1", "ray.poll_s=0.2",
+        "ray.max_retries=4"])
+    first = run_label_job(cfg, on_event=chaos)
+    second = run_label_job(cfg)  # the same job again: resumes, redoes only what is not done
+    assert not first.ok and not second.ok
+    assert sorted(second.not_done) == sorted(broken) and second.skipped == NUM_SHARDS - len(broken)
+
+    report = verify_output(str(out))
+    print(f"\nsoak: {report.inputs} inputs, {report.ok_rows} ok, {dict(report.error_rows)}, kills {len(kills)}, "
+          f"retries {first.retries}+{second.retries}")
+    assert report.error_rows == expected
+    assert report.ok_rows + sum(report.error_rows.values()) == report.inputs
+    assert not (report.missing_keys or report.duplicated_keys or report.unexpected_keys
+                or report.mask_problems or report.coco_problems)
+    assert sorted(report.shards_not_done) == sorted(broken)
+    assert [p.split(":")[0] for p in report.partial_shards] == [s for s, k in broken.items() if k == "partial"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_images"] == report.inputs and summary["num_errors"] == sum(expected.values())
