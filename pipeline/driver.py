@@ -243,7 +243,8 @@ class _Pool:
         return False
 
     def _fail_all(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str) -> None:
-        """The engine cannot be built: every shard would fail the same way, so stop now."""
+        """Every shard would fail the same way (the engine cannot be built, or no labeler can be
+        placed any more), so stop now and record them all."""
         for a in [attempt, *queue]:
             result.failed.append({"shard": a.shard, "url": a.url, "attempts": a.attempt + 1, "reason": reason, "fatal": True})
             self.emit("failed", shard=a.shard, reason=reason)
