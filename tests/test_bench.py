@@ -38,7 +38,7 @@ def refine_results(tmp_path_factory):
 def test_refine_bench_reports_every_method_and_form_at_every_size(refine_results):
     cases = {(r["case"], r["N"]) for r in refine_results["runs"] if r["status"] == "ok"}
     expected = [f"lowrank/{f}" for f in FORMS] + [f"dense/{f}" for f in FORMS]
-    expected += ["lowrank/exp_cosine/rf8", "lowrank/exp_cosine/rf32", "iseg"]
+    expected += ["lowrank/exp_cosine/rf8", "lowrank/exp_cosine/rf32", "iseg", "dslo_optimal_path", "dslo_max_velocity"]
     for n in (16, 36, 64):
         for name in expected:
             assert (name, n) in cases
@@ -48,7 +48,7 @@ def test_refine_bench_reports_every_method_and_form_at_every_size(refine_results
 
 def test_refine_bench_fits_exponents_for_every_case(refine_results):
     fits = {e["case"]: e for e in refine_results["exponents"]}
-    assert len(fits) == 4 + 4 + 2 + 1
+    assert len(fits) == 4 + 4 + 2 + 3  # low-rank forms, dense forms, two ranks, three registry refiners
     for fit in fits.values():
         assert fit["sizes"] == [16, 36, 64]
         assert np.isfinite(fit["time_exponent"])

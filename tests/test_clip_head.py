@@ -241,14 +241,17 @@ def test_bare_names_without_templates(tiny):
 
 
 def test_text_cache_returns_the_same_tensor_without_re_encoding(tiny, monkeypatch):
+    import nerve_core.clip.text as text
+
     _, model, tokenizer = tiny
     calls = []
-    encode = model.encode_text
-    def counting(tokens):
-        calls.append(len(tokens))
-        return encode(tokens)
+    encode = text.encode_text_trimmed
 
-    monkeypatch.setattr(model, "encode_text", counting)
+    def counting(model, tokens):
+        calls.append(len(tokens))
+        return encode(model, tokens)
+
+    monkeypatch.setattr(text, "encode_text_trimmed", counting)
     embedder = TextEmbedder(model, tokenizer, "imagenet80", batch_size=200)
     first = embedder(VOCAB)
     assert calls == [200, 200, 80]  # 6 queries x 80 templates, batched
@@ -310,3 +313,13 @@ def test_unknown_head_or_templates_are_refused(tiny):
         make_head(tiny, head="segformer")
     with pytest.raises(ValueError, match="templates"):
         make_head(tiny, templates="imagenet7")
+
+
+def test_trimmed_text_encoding_equals_open_clips_full_context(tiny):
+    from nerve_core.clip.text import encode_text_trimmed
+
+    _, model, tokenizer = tiny
+    tokens = tokenizer(["a photo of a cat.", "a", "a bad photo of the television monitor in the scene."])
+    assert int((tokens != 0).sum(1).max()) < tokens.shape[1]  # there is padding to trim
+    with torch.inference_mode():
+        torch.testing.assert_close(encode_text_trimmed(model, tokens), model.encode_text(tokens), atol=1e-5, rtol=1e-5)

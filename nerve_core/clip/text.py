@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from open_clip import OPENAI_IMAGENET_TEMPLATES
+from open_clip.model import CLIP
+from open_clip.transformer import text_global_pool
 
 from nerve_core.vocab import Vocabulary
 
@@ -52,6 +54,29 @@ class TextEmbedder:
         chunks = []
         for start in range(0, len(prompts), self.batch_size):
             tokens = self.tokenizer(prompts[start : start + self.batch_size]).to(param.device)
-            chunks.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1))
+            chunks.append(F.normalize(encode_text_trimmed(self.model, tokens).float(), dim=-1))
         per_prompt = torch.cat(chunks).view(len(queries), len(templates), -1)
         return F.normalize(per_prompt.mean(dim=1), dim=-1).to(param.dtype)
+
+
+def encode_text_trimmed(model, tokens: torch.Tensor) -> torch.Tensor:
+    """`model.encode_text(tokens)` computed only up to the batch's longest prompt.
+
+    Prompts are ~10 tokens padded to 77; with a causal mask no position attends to a later one,
+    and the pooled token (the end-of-text token) lies inside the trimmed length, so dropping the
+    trailing padding is exact and cuts the text tower's cost ~5x (minutes on a CPU for 80
+    templates x a COCO vocabulary). Models without a causal mask or end-of-text pooling take the
+    full path.
+    """
+    trimmable = isinstance(model, CLIP) and model.attn_mask is not None and model.text_pool_type in ("argmax", "eos")
+    if not trimmable:
+        return model.encode_text(tokens)
+    length = int((tokens != 0).sum(dim=1).max())
+    tokens = tokens[:, :length]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = text_global_pool(model.ln_final(x), tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    if isinstance(model.text_projection, torch.nn.Linear):
+        return model.text_projection(x)
+    return x @ model.text_projection if model.text_projection is not None else x

@@ -26,7 +26,9 @@ from nerve_core.devices import resolve_device
 from pipeline.bench.dense_walk import dense_walk, dense_walk_bytes
 from pipeline.bench.measure import peak_memory, time_call, torch_threads
 
-METHODS = ("lowrank", "dense", "iseg")
+# The engine's dense refiners, called through the registry exactly as the engine calls them.
+REGISTRY_METHODS = ("iseg", "dslo_optimal_path", "dslo_max_velocity")
+METHODS = ("lowrank", "dense", *REGISTRY_METHODS)
 FORMS = ("cosine", "shifted_cosine", "relu_cosine", "exp_cosine")
 
 
@@ -56,13 +58,13 @@ class RefineBenchConfig:
 @dataclass
 class Case:
     method: str
-    form: str  # the global-affinity form ("-" for iSeg, which has its own)
+    form: str  # the global-affinity form ("-" for the registry refiners, which have their own)
     features: int = 0  # exp_cosine random-feature rank; 0 = exact
 
     @property
     def name(self) -> str:
-        if self.method == "iseg":
-            return "iseg"
+        if self.method in REGISTRY_METHODS:
+            return self.method
         return f"{self.method}/{self.form}" + (f"/rf{self.features}" if self.features else "")
 
 
@@ -80,8 +82,7 @@ def cases(cfg: RefineBenchConfig) -> list[Case]:
             out += [Case("lowrank", "exp_cosine", r) for r in cfg.ranks]
     if "dense" in cfg.methods:
         out += [Case("dense", form) for form in cfg.forms]
-    if "iseg" in cfg.methods:
-        out.append(Case("iseg", "-"))
+    out += [Case(name, "-") for name in REGISTRY_METHODS if name in cfg.methods]
     return out
 
 
@@ -128,11 +129,11 @@ def run_case(case: Case, G, q, k, grid, cfg: RefineBenchConfig):
         return nerve_propagate(G, q, k, grid, affinity=case.form, **walk, **options)
     if case.method == "dense":
         return dense_walk(G, q, k, grid, form=case.form, temperature=w.temperature, power=w.power, **walk)
-    from nerve_core.refine.iseg import refine_iseg
+    from nerve_core.refine import get_refiner
     from nerve_core.sd.features import LayerQK
 
     layer = LayerQK(name="synthetic", q=q, k=k, grid=grid)
-    scores = refine_iseg(G.T.reshape(-1, *grid), [layer], w)  # (K, h, w), as the engine calls it
+    scores = get_refiner(case.method).fn(G.T.reshape(-1, *grid), [layer], w)  # (K, h, w), as the engine calls it
     return scores.reshape(scores.shape[0], -1).T
 
 

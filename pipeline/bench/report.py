@@ -59,7 +59,7 @@ def _memory_methods(rows: list[dict]) -> str:
     return ", ".join(sorted({r["memory_method"] for r in rows if "memory_method" in r})) or "-"
 
 
-METHOD_LINES = {"lowrank": "-", "dense": "--", "iseg": ":"}
+METHOD_LINES = {"lowrank": "-", "dense": "--", "iseg": ":", "dslo_optimal_path": "-.", "dslo_max_velocity": (0, (1, 4))}
 
 
 def refine_plot(results: dict, path: Path) -> None:
