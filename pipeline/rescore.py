@@ -16,14 +16,15 @@ from pipeline.summary import write_summary
 from pipeline.writers import decode_png, read_json, read_rows, shard_paths, write_json
 
 
-def shard_ground_truth(url: str, reduce_zero: bool = False, ignore_index: int = 255) -> dict[str, np.ndarray]:
-    """key -> GT class ids for the samples of a shard that carry a readable seg.png."""
+def shard_ground_truth(url: str, reduce_zero: bool = False, ignore_index: int = 255) -> dict[tuple[str, int], np.ndarray]:
+    """(key, occurrence) -> GT class ids for the samples of a shard that carry a readable seg.png
+    (a key repeated in the shard names several samples, each with its own GT)."""
     gts = {}
     for raw in raw_samples(url):
         if "seg.png" in raw:
             try:
                 gt = decode_label_png(raw["seg.png"])
-                gts[raw["__key__"]] = reduce_zero_label(gt, ignore_index) if reduce_zero else gt
+                gts[raw["__key__"], raw["__occurrence__"]] = reduce_zero_label(gt, ignore_index) if reduce_zero else gt
             except Exception:
                 continue  # the labeler recorded this sample as an error row
     return gts
@@ -48,9 +49,10 @@ def rescore(out_dir: str, shards=None) -> dict:
         paths = shard_paths(root, shard)
         gts = shard_ground_truth(url, record["config"]["dataset"].get("reduce_zero_label", False), ignore)
         confusion, scored = np.zeros((k, k + 1), dtype=np.int64), 0
-        for row in read_rows(fs, paths["parquet"], columns=["key", "status", "mask_png"]):
-            if row["status"] == "ok" and row["key"] in gts:
-                confusion += confusion_matrix(decode_png(row["mask_png"]), gts[row["key"]], k, ignore)
+        for row in read_rows(fs, paths["parquet"]):
+            ident = (row["key"], row.get("occurrence") or 0)  # outputs older than the column: 0
+            if row["status"] == "ok" and ident in gts:
+                confusion += confusion_matrix(decode_png(row["mask_png"]), gts[ident], k, ignore)
                 scored += 1
         stats = read_json(fs, paths["stats"])
         stats.update(confusion=confusion.tolist() if scored else None, gt_images=scored)

@@ -6,6 +6,7 @@ the rest labeled; each bad shard must be reported and the job must not claim suc
 """
 import json
 import os
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -61,7 +62,8 @@ def _bad_shard_members():
     for key, (files, _, _) in BAD_SAMPLES.items():
         members += [(f"{key}.{ext}", data) for ext, data in files]
     # Duplicates: written twice in a row, and twice with another sample between.
-    members += [("dup.png", PIC), ("dup.png", F.png(F.picture(30, 20)))]
+    members += [("dup.png", PIC), ("dup.seg.png", encode_label_png(F.seg(40, 48))),
+                ("dup.png", F.png(F.picture(30, 20))), ("dup.seg.png", encode_label_png(F.seg(20, 30, (3, 4))))]
     members += [("dup2.png", PIC), ("between.png", PIC), ("dup2.png", PIC)]
     return members
 
@@ -118,7 +120,16 @@ def test_every_bad_sample_is_one_row_with_its_reason(bad_run):
     stats = json.loads((bad_run["out"] / "shards" / "bad-000000.stats.json").read_text())
     reasons = [r for _, r, _ in BAD_SAMPLES.values() if r != "ok"]
     assert stats["errors_by_reason"] == {r: reasons.count(r) for r in set(reasons)}
-    assert stats["ok"] == len(rows) - len(reasons) and stats["gt_images"] == 1 and not stats["partial"]
+    assert stats["ok"] == len(rows) - len(reasons) and stats["gt_images"] == 3 and not stats["partial"]
+
+
+def test_rescoring_pairs_each_occurrence_with_its_own_ground_truth(bad_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(bad_run["out"], out)
+    before = json.loads((out / "shards" / "bad-000000.stats.json").read_text())["confusion"]
+    assert nerve(["score", f"output.dir={out}", f"input.shards={bad_run['shards'][0]}"]) == 0
+    after = json.loads((out / "shards" / "bad-000000.stats.json").read_text())
+    assert after["confusion"] == before and after["gt_images"] == 3
 
 
 def test_bad_shards_are_reported_and_the_job_does_not_claim_success(bad_run):
@@ -146,7 +157,7 @@ def test_bad_shards_are_reported_and_the_job_does_not_claim_success(bad_run):
 def test_verify_accounts_for_every_case(bad_run, capsys):
     out, shards = bad_run["out"], bad_run["shards"]
     report = verify_output(str(out))
-    bad_inputs = len(_bad_shard_members()) - sum(len(f) - 1 for f, _, _ in BAD_SAMPLES.values())
+    bad_inputs = len(BAD_SAMPLES) + 5  # and dup x2, dup2 x2, between
     assert report.inputs == bad_inputs + 2 + 3 + 0  # bad, good, trunc (up to the cut), empty
     assert report.error_rows["truncated"] == 1
     assert report.ok_rows + sum(report.error_rows.values()) == report.inputs
