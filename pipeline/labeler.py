@@ -19,7 +19,15 @@ import numpy as np
 
 from pipeline.batch_split import run_bisecting
 from pipeline.prefetch import SourceError, prefetch_map
-from pipeline.reader import DEFAULT_MAX_PIXELS, Sample, allow_pixels, check_gt_values, decode_sample, error_reason, raw_samples
+from pipeline.reader import (
+    DEFAULT_MAX_PIXELS,
+    Sample,
+    allow_pixels,
+    check_gt_values,
+    decode_sample,
+    error_reason,
+    raw_samples,
+)
 from pipeline.scoring import confusion_matrix, reduce_zero_label
 from pipeline.shardlist import shard_id
 from pipeline.storage import filesystem

@@ -243,7 +243,7 @@ def test_huge_allowed_images_cost_a_few_bytes_per_pixel(tiny_models):
     code = ("import json; from tests.faults import labeling_peak_growth; "
             f"print('RESULT', json.dumps(labeling_peak_growth({tiny_models!r}, {sizes!r})))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], check=False, cwd=root, capture_output=True, text=True, timeout=300)
     line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
     assert done.returncode == 0 and line, done.stderr[-3000:]
     small, big = json.loads(line[-1][len("RESULT "):])

@@ -43,6 +43,7 @@ def test_source_loads_no_pickles_and_no_unsafe_yaml():
 
 def test_stable_diffusion_pickle_weights_cannot_run_code(tiny_models, tmp_path):
     from nerve_core.config import SDConfig
+    from nerve_core.models.errors import ModelNotFoundError
     from nerve_core.models.sd_loader import load_stable_diffusion
 
     sd_dir = tmp_path / "sd"
@@ -52,7 +53,7 @@ def test_stable_diffusion_pickle_weights_cannot_run_code(tiny_models, tmp_path):
     marker = tmp_path / "code-ran"
     with open(unet / "diffusion_pytorch_model.bin", "wb") as f:
         pickle.dump({"weight": _Payload(marker)}, f)
-    with pytest.raises(Exception):
+    with pytest.raises(ModelNotFoundError, match="unet"):
         load_stable_diffusion(SDConfig(model=str(sd_dir), image_size=tiny_models["sd"]["image_size"]), "cpu", None)
     assert not marker.exists()
 
@@ -70,7 +71,8 @@ def test_yaml_configs_cannot_build_python_objects(tmp_path):
         load_config(LabelJobConfig, [], str(config))
     (tmp_path / "config.yaml").write_text(payload)  # an output directory's record, tampered with
     import fsspec
+    import yaml
 
-    with pytest.raises(Exception):
+    with pytest.raises(yaml.YAMLError):
         read_job_record(fsspec.filesystem("file"), str(tmp_path))
     assert not marker.exists()
