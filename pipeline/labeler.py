@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -106,15 +107,16 @@ class Labeler:
         state.seconds["engine_build"] = start - build_start
         batch: list[tuple[Sample, object]] = []
         read_error = None
-        try:
-            for sample, prepared in prefetch_map(self._decode, raw_samples(url), self.job["decode_threads"], self.job["prefetch"]):
-                batch.append((sample, prepared))
-                if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
-                    self._flush(batch, state, attempt)
-                    batch = []
-        except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
-            read_error = str(exc)
-        self._flush(batch, state, attempt)
+        with _Encoder() as encoder:
+            try:
+                for sample, prepared in prefetch_map(self._decode, raw_samples(url), self.job["decode_threads"], self.job["prefetch"]):
+                    batch.append((sample, prepared))
+                    if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
+                        self._flush(batch, state, attempt, encoder)
+                        batch = []
+            except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
+                read_error = str(exc)
+            self._flush(batch, state, attempt, encoder)
         if read_error is not None and state.samples == 0:
             raise ShardReadError(f"shard {shard} unreadable: {read_error}")
         fs, root = filesystem(self.job["output_dir"])
@@ -157,14 +159,18 @@ class Labeler:
         bad = [c for c in labels if not (isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(self._vocab))]
         return f"bad_image_labels: {bad} are not class ids" if bad else None
 
-    def _flush(self, batch, state: "_ShardState", attempt: int) -> None:
-        """Run the engine on the batch's decodable samples and record every sample in order."""
+    def _flush(self, batch, state: "_ShardState", attempt: int, encoder: "_Encoder") -> None:
+        """Run the engine on the batch's decodable samples; record them in the encoder thread."""
         good = [(s, p) for s, p in batch if p is not None]
         outputs = {}
         if good:
             engine_start = time.perf_counter()
             outputs = self._run(good)
             state.seconds["engine"] += time.perf_counter() - engine_start
+        encoder.submit(self._record, batch, outputs, state, attempt)
+
+    def _record(self, batch, outputs: dict, state: "_ShardState", attempt: int) -> None:
+        """Encode masks (PNG, RLE) and score, in sample order; runs while the engine does the next batch."""
         before = (state.ok, state.errors)
         for sample, _ in batch:
             state.record(sample, outputs.get(id(sample)))
@@ -182,6 +188,37 @@ class Labeler:
 
         outputs = run_bisecting(run, good)
         return {id(s): f"engine: {out}" if isinstance(out, str) else out for (s, _), out in zip(good, outputs)}
+
+
+class _Encoder:
+    """One background thread that records finished batches in order, one batch behind the engine.
+
+    At most one batch waits here (submitting waits for the previous one), so label maps never pile
+    up in memory; leaving the context waits for the last batch and re-raises its error, if any.
+    """
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self._pending = None
+
+    def submit(self, fn, *args) -> None:
+        self._wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def __enter__(self) -> "_Encoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class _ShardState:
