@@ -18,7 +18,9 @@ from nerve_core.models.tiny_sd import random_sd_models, save_sd_directory
 DEFAULT_CACHE = Path("~/.cache/nerve").expanduser()
 MARKER = "nerve_random_weights.json"  # written last: its presence means the directory is complete
 SD21_BASE_IMAGE_SIZE = 512  # latent 64 x 64: the 4096-node grid of the captured layers
-CLIP_FULL = {"model": "ViT-L-14-336", "pretrained": RANDOM_WEIGHTS, "image_size": 336}
+# Random weights for whichever CLIP architecture the engine config names (ViT-L-14-336 by default,
+# ViT-B-16 in the NACLIP and DSLO presets): only the weights change, never the architecture.
+CLIP_RANDOM = {"pretrained": RANDOM_WEIGHTS}
 
 
 def write_random_sd21_base(path, seed: int = 0) -> dict:
@@ -49,4 +51,4 @@ def _read_marker(path: Path) -> dict | None:
 def random_full_models(cache_dir=DEFAULT_CACHE, seed: int = 0) -> dict:
     """Engine-config overrides ({"clip": ..., "sd": ...}) for both full-size random-weight models."""
     sd = write_random_sd21_base(Path(cache_dir).expanduser() / "random-sd21-base", seed=seed)
-    return {"clip": dict(CLIP_FULL), "sd": sd}
+    return {"clip": dict(CLIP_RANDOM), "sd": sd}
