@@ -4,10 +4,7 @@ One uninterrupted reference run feeds every check: outputs against an independen
 run and a run whose actor is killed mid-shard must both reproduce it exactly.
 """
 import json
-import os
 import shutil
-import threading
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +18,7 @@ from pipeline.config import LabelJobConfig
 from pipeline.driver import run_label_job
 from pipeline.verify import coco_loads, verify_output
 from pipeline.writers import decode_png
+from tests.faults import StallingFifo, wait_until_gone
 from tests.shards import make_demo_shards, read_ground_truth, set_iou
 
 SHARDS = ["shard-000000", "shard-000001", "shard-000002"]
@@ -113,36 +111,13 @@ def test_resume_skips_done_shards_and_matches_uninterrupted(reference, tiny_mode
     assert verify_output(str(out)).ok
 
 
-def _feed_fifo(fifo, data: bytes, killed: threading.Event) -> None:
-    """Serve a shard through a named pipe: the first reader gets 60% of it and then waits (so
-    its actor is certainly mid-shard when killed); the next reader gets the whole shard."""
-    with open(fifo, "wb", buffering=0) as f:
-        f.write(data[: int(len(data) * 0.6)])
-        killed.wait(timeout=300)
-    with open(fifo, "wb", buffering=0) as f:
-        f.write(data)
-
-
-def _wait_until_gone(pid: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"actor process {pid} still alive")
-
-
 def test_actor_killed_mid_shard_is_retried_without_loss(reference, tiny_models, shards_dir, tmp_path):
     import ray
 
     fifo = tmp_path / "pipe" / "shard-000001.tar"
     fifo.parent.mkdir()
-    os.mkfifo(fifo)
-    killed = threading.Event()
-    threading.Thread(target=_feed_fifo, args=(fifo, (shards_dir / "shard-000001.tar").read_bytes(), killed),
-                     daemon=True).start()
+    feeder = StallingFifo(fifo, (shards_dir / "shard-000001.tar").read_bytes())
+    killed = feeder.released
     inputs = f"input.shards=[{shards_dir / 'shard-000000.tar'},{fifo},{shards_dir / 'shard-000002.tar'}]"
     cfg = load_config(LabelJobConfig, _args(tiny_models, shards_dir, tmp_path / "killed", "engine.batch_size=1", inputs,
                                                 "ray.shard_timeout_s=300"))
@@ -151,8 +126,8 @@ def test_actor_killed_mid_shard_is_retried_without_loss(reference, tiny_models, 
         if event == "progress" and data["shard"] == "shard-000001" and not killed.is_set():
             pid = ray.get(data["actor"].info.remote())["pid"]
             ray.kill(data["actor"])
-            _wait_until_gone(pid)  # its end of the pipe is closed: the retry reads a fresh one
-            killed.set()
+            wait_until_gone(pid)  # its end of the pipe is closed: the retry reads a fresh one
+            feeder.release()
 
     result = run_label_job(cfg, on_event=kill_actor_mid_shard)
     assert killed.is_set() and result.ok and result.retries == 1
