@@ -49,6 +49,9 @@ class RayConfig:
     # Ray's own tasks on small machines.
     cpus_per_actor: float = 0.0
     decode_threads: int = 2  # per actor: image decoding + engine.prepare run ahead of the engine
+    # CPU actors: torch threads per actor; 0 = the cluster's CPUs / actors. Ray limits an actor to
+    # its CPU reservation (OMP_NUM_THREADS), which on a small machine would leave cores idle.
+    torch_threads: int = 0
     prefetch: int = 16  # decoded samples queued ahead of the engine, per actor
     max_retries: int = 2  # extra attempts for a shard whose actor died or raised
     shard_timeout_s: float = 0.0  # > 0: an attempt running longer is killed and retried

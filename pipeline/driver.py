@@ -125,7 +125,7 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     return result
 
 
-def labeler_job(cfg, resolved: dict, fingerprint: dict, device: str) -> dict:
+def labeler_job(cfg, resolved: dict, fingerprint: dict, device: str, torch_threads: int = 0) -> dict:
     """The plain dict a `Labeler` is built from (what its actors need of the job config)."""
     vocab = Vocabulary.from_file(classes_path(cfg.dataset.classes))
     return {
@@ -135,15 +135,22 @@ def labeler_job(cfg, resolved: dict, fingerprint: dict, device: str) -> dict:
         "output_dir": cfg.output.dir, "confidence": cfg.output.confidence,
         "compression": cfg.output.parquet_compression, "decode_threads": cfg.ray.decode_threads,
         "prefetch": cfg.ray.prefetch, "fingerprint": fingerprint["digest"],
-        "max_image_pixels": cfg.input.max_image_pixels,
+        "max_image_pixels": cfg.input.max_image_pixels, "torch_threads": torch_threads,
     }
+
+
+def cpu_threads(cfg, plan, cluster: dict) -> int:
+    """torch threads for each CPU actor (0 for GPU actors: their CPU work is light)."""
+    if plan.device != "cpu":
+        return 0
+    return cfg.ray.torch_threads or max(1, int(cluster.get("CPU", 1) // plan.num_actors))
 
 
 class _Pool:
     def __init__(self, ray, cfg, resolved: dict, fingerprint: dict, emit):
         self.ray, self.cfg, self.emit = ray, cfg, emit
         self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
-        self.job = labeler_job(cfg, resolved, fingerprint, self.plan.device)
+        self.job = labeler_job(cfg, resolved, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
         self.actors: list = [None] * self.plan.num_actors
         self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
         self.progress = start_progress_counter()

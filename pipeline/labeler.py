@@ -91,6 +91,10 @@ class Labeler:
             try:
                 from nerve_core.engine import build_engine
 
+                if self.job.get("torch_threads"):
+                    import torch
+
+                    torch.set_num_threads(self.job["torch_threads"])
                 self._engine = build_engine(self.job["engine"])
             except Exception as exc:
                 raise EngineBuildError(f"cannot build the engine: {type(exc).__name__}: {exc}") from exc

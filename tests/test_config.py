@@ -54,3 +54,18 @@ def test_fingerprint_mismatch_is_refused_unless_overwrite(tmp_path, capsys):
     changed = load_config(LabelJobConfig, base + ["engine.refine.steps=7"])
     prepare_output(fs, root, *job_description(changed)[::2], "overwrite")
     assert not (out / "shards" / "keep.stats.json").exists()
+
+
+def test_cpu_actors_get_the_cores_that_their_ray_reservation_leaves_idle():
+    from pipeline.actors import plan_actors
+    from pipeline.driver import cpu_threads
+
+    cfg = load_config(LabelJobConfig, [])
+    cluster = {"CPU": 2.0}
+    plan = plan_actors(0, 0.0, "cpu", cluster)
+    assert plan.num_cpus <= 1  # the reservation leaves room for Ray's own tasks...
+    assert cpu_threads(cfg, plan, cluster) == 2  # ...but torch may use both cores
+    cfg.ray.torch_threads = 1
+    assert cpu_threads(cfg, plan, cluster) == 1
+    gpu_plan = plan_actors(0, 0.0, "auto", {"CPU": 16.0, "GPU": 2.0})
+    assert cpu_threads(cfg, gpu_plan, {"CPU": 16.0, "GPU": 2.0}) == 0
