@@ -34,6 +34,7 @@ from PIL import Image
 from configs import classes_path
 from jobs.config import ConfigError, fail, load_config, parse_argv
 from nerve_core.vocab import Vocabulary
+from pipeline.report.palette import voc_palette
 from pipeline.sources.naming import safe_key
 from pipeline.storage import filesystem, join
 
@@ -58,20 +59,6 @@ class PngExport:
 class CocoExport:
     output: RunDir = field(default_factory=RunDir)
     to: str = MISSING  # results JSON file
-
-
-def voc_palette() -> list[int]:
-    """The PASCAL VOC colour map (768 ints): the bits of index i are dealt round-robin to R, G, B,
-    most significant colour bit first (1 -> (128,0,0), 2 -> (0,128,0), 255 -> (224,224,192))."""
-    palette = []
-    for index in range(256):
-        rgb, bits = [0, 0, 0], index
-        for shift in range(7, -1, -1):
-            for channel in range(3):
-                rgb[channel] |= ((bits >> channel) & 1) << shift
-            bits >>= 3
-        palette.extend(rgb)
-    return palette
 
 
 _PALETTE = voc_palette()
