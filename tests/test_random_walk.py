@@ -232,7 +232,7 @@ def test_zero_sum_local_rows_become_self_loops():
     grid = (4, 4)
     G, q, _ = random_inputs(grid, seed=9)
     k = -q  # every neighbour cosine of relu_cosine is 0; with eps_self = 0 every local row is empty
-    with pytest.warns(RuntimeWarning, match="local rows to a self-loop"):
+    with pytest.warns(RuntimeWarning, match="local rows with one fell back to a self-loop"):
         P = nerve_propagate(G, q, k, grid, alpha=0.8, beta=0.5, c=1.0, eps_self=0.0, steps=300, affinity="relu_cosine")
     closed = nerve_closed_form(G, q, k, grid, alpha=0.8, beta=0.5, c=1.0, eps_self=0.0, affinity="relu_cosine")
     torch.testing.assert_close(P.double(), closed, atol=2e-6, rtol=0)

@@ -22,6 +22,7 @@ heads' local stencils are merged once into one 9-tap table.
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from nerve_core.refine.entropy import entropy_weights
 from nerve_core.refine.global_blocked import BlockedGlobal, row_minimum_cosines
 from nerve_core.refine.global_lowrank import LowRankGlobal
 from nerve_core.refine.stencil import apply_stencil, local_affinities, local_transitions, neighbour_index
+
+logger = logging.getLogger("nerve_core.refine")
 
 __all__ = ["nerve_propagate", "nerve_closed_form", "entropy_weights", "head_weights"]
 
@@ -65,12 +68,17 @@ def _head_transitions(G, qh, kh, grid, beta, eps_self, spec: AffinitySpec) -> He
         glob = BlockedGlobal(qh, kh, spec, G)
     replaced_global, replaced_local = int((~glob.usable).sum()), int(local_fallback.sum())
     if replaced_global or replaced_local:
+        # One fixed text per form, so Python's warning filter reports it once per process rather
+        # than once per image of a labeling job; the counts of every call go to the log.
         warnings.warn(
-            f"{spec.form} affinity: {replaced_global} global rows (negative entry or sum <= 0) fell back to "
-            f"the local transition and {replaced_local} local rows to a self-loop, out of "
-            f"{qh.shape[0]} heads x {qh.shape[1]} nodes",
+            f"{spec.form} affinity: global rows with a negative entry or a sum <= 0 fell back to the local "
+            "transition, local rows with one fell back to a self-loop (counts: logger nerve_core.refine, DEBUG)",
             RuntimeWarning,
             stacklevel=3,
+        )
+        logger.debug(
+            "%s affinity: %d global rows fell back to the local transition and %d local rows to a self-loop, "
+            "out of %d heads x %d nodes", spec.form, replaced_global, replaced_local, qh.shape[0], qh.shape[1],
         )
     return HeadTransitions(glob, local, beta * glob.usable.to(qh.dtype), index, G)
 
