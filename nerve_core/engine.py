@@ -75,9 +75,8 @@ class Engine:
         sd = resize_rgb(rgb, (self.cfg.sd.image_size,) * 2) if self.sd is not None else None
         guided = self.cfg.upsample.name != "bilinear" or self.cfg.upsample.pamr
         guide = np.asarray(rgb, dtype=np.uint8) if guided else None
-        prepared = Prepared(clip=resize_rgb(rgb, clip_hw), sd=sd, size=size, guide=guide)
-        prepared.seconds = time.perf_counter() - start
-        return prepared
+        clip = resize_rgb(rgb, clip_hw)
+        return Prepared(clip=clip, sd=sd, size=size, guide=guide, seconds=time.perf_counter() - start)
 
     # ---- model side ---------------------------------------------------------------------------
     def segment(self, images, vocab, image_labels=None) -> list[np.ndarray]:
@@ -117,7 +116,7 @@ class Engine:
         """The class subset of one image: all (open mode) or background + its labels (WSSS)."""
         if self.cfg.mode == "open":
             return list(range(len(vocab)))
-        validate_labels(labels, len(vocab), self.cfg.background.class_id)
+        validate_labels(labels, len(vocab))
         bg = [self.cfg.background.class_id] if self.cfg.background.class_id >= 0 else []
         return bg + sorted(set(int(c) for c in labels) - set(bg))
 
@@ -184,7 +183,7 @@ def _window_starts(length: int, window: int, stride: int) -> list[int]:
     return starts + [length - window]
 
 
-def validate_labels(labels, num_classes: int, background_id: int) -> None:
+def validate_labels(labels, num_classes: int) -> None:
     """Image-level labels must be known class ids; say which one is not."""
     if labels is None:
         raise ValueError("engine.mode=wsss needs image-level labels for every image")
