@@ -14,7 +14,7 @@ from PIL import Image
 from jobs.bench import main as bench_main
 from pipeline.bench.dense_walk import dense_walk
 from pipeline.bench.flops import FlopStageTimer
-from pipeline.bench.measure import peak_memory
+from pipeline.bench.measure import module_bytes, peak_memory
 from pipeline.bench.refine import FORMS, RefineBenchConfig, fit_exponent, synthetic_inputs
 
 TINY_REFINE = ["sizes=[16,36,64]", "classes=[3]", "heads=2", "dim=8", "ranks=[8,32]", "walk.steps=6", "device=cpu", "threads=1"]
@@ -144,6 +144,13 @@ def test_engine_bench_reports_every_stage(tmp_path):
         for stage in ("clip", "vae", "unet", "refine"):
             assert run["flops_per_image"][stage] > 0
         assert run["peak_fraction"] is None  # CPU: no reference peak
+        assert run["model_bytes"] > 0 and run["engine_peak_bytes"] >= run["model_bytes"]
+
+
+def test_module_bytes_counts_shared_tensors_once():
+    shared = torch.nn.Linear(3, 4)  # 12 + 4 float32
+    tied = torch.nn.Sequential(shared, torch.nn.BatchNorm1d(4))  # + 4 + 4 parameters, 4 + 4 + 1 buffers
+    assert module_bytes([shared, tied, shared]) == 16 * 4 + 8 * 4 + 8 * 4 + 8
 
 
 @pytest.mark.slow

@@ -95,6 +95,14 @@ def test_load_tiny_sd(loaded):
     assert loaded.tokenizer.model_max_length == 77
 
 
+def test_only_the_vae_encoder_is_kept(loaded):
+    """The engine never decodes latents: the decoder half is freed at load, encoding still works."""
+    assert loaded.vae.decoder is None and loaded.vae.post_quant_conv is None
+    with torch.inference_mode():
+        latents = loaded.vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mean
+    assert latents.shape == (1, 4, 8, 8)
+
+
 def test_load_in_bfloat16(tiny_sd):
     _, overrides = tiny_sd
     models = load_stable_diffusion(SDConfig(**overrides), CPU, torch.bfloat16)

@@ -1,7 +1,7 @@
 """Load the Stable Diffusion components the engine needs, one by one, from a hub id or a directory.
 
 Only the VAE encoder, the UNet, the text encoder (for the empty prompt) and the scheduler's
-`add_noise` are used, so no pipeline object is built. A hub id is read from the Hugging Face
+`add_noise` are used, so no pipeline object is built and the VAE's decoder is dropped at load. A hub id is read from the Hugging Face
 cache (set HF_HUB_OFFLINE=1 on machines without network); a path is read as a diffusers directory.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from nerve_core.models.errors import ModelNotFoundError
 class SDModels:
     vae: AutoencoderKL
     unet: UNet2DConditionModel
-    text_encoder: CLIPTextModel
+    text_encoder: CLIPTextModel | None  # None once the empty prompt is encoded (SDQueryKeyExtractor)
     tokenizer: CLIPTokenizer
     scheduler: SchedulerMixin  # the class the model ships; only `add_noise` is used
 
@@ -52,6 +52,12 @@ def _prepare(module: torch.nn.Module, device) -> torch.nn.Module:
     return module.eval().requires_grad_(False).to(device=device)
 
 
+def drop_vae_decoder(vae: AutoencoderKL) -> None:
+    """Free the VAE's decoder half (SD2.1: 49M parameters): the engine only ever encodes."""
+    vae.decoder = None
+    vae.post_quant_conv = None
+
+
 def load_stable_diffusion(cfg: SDConfig, device, dtype) -> SDModels:
     """Load VAE, UNet, text encoder, tokenizer and scheduler from `cfg.model`.
 
@@ -74,6 +80,7 @@ def load_stable_diffusion(cfg: SDConfig, device, dtype) -> SDModels:
     scheduler = _load("scheduler", cfg, lambda: _scheduler(cfg))
     vae.set_attn_processor(AttnProcessor2_0())
     unet.set_attn_processor(AttnProcessor2_0())
+    drop_vae_decoder(vae)
     return SDModels(
         vae=_prepare(vae, device),
         unet=_prepare(unet, device),

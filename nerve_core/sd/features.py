@@ -8,6 +8,7 @@ and every call, so an image's features never depend on its batch or its position
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,8 @@ class SDQueryKeyExtractor:
             models.vae.to(memory_format=torch.channels_last)
             models.unet.to(memory_format=torch.channels_last)
         self.text_embedding = self._empty_prompt_embedding()  # (1, 77, D), once per extractor
+        # The text encoder (SD2.1: 340M parameters, 0.7 GB in fp16) has done its only job: let it go.
+        self.models = replace(models, text_encoder=None)
         self._noise: dict[tuple[int, ...], torch.Tensor] = {}
         # Optional StageTimer (benchmarks): splits the engine's "sd" time into "vae" and "unet".
         self.timer = None

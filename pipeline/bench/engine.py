@@ -5,7 +5,8 @@ dtype and batch size it runs one untimed warm-up batch, then `batches` timed bat
 images at a fixed size, each through the same calls the pipeline makes: `engine.prepare` per image
 (the decode thread's work), `engine.run` per batch (CLIP, VAE, UNet, refinement, upsampling; the
 engine's own StageTimer splits it, synchronised with the device) and the writers' PNG + COCO RLE
-encoding per image. One more batch runs under a FLOP counter to give FLOPs per stage from the
+encoding per image. One more batch measures memory: the models' weights plus the batch's peak
+above them (CUDA: the allocator's peak; CPU: sampled RSS). One more runs under a FLOP counter to give FLOPs per stage from the
 models' real shapes.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from configs import classes_path
 from nerve_core.config import EngineConfig
 from nerve_core.vocab import Vocabulary
 from pipeline.bench.flops import FlopStageTimer, achieved_fraction, peak_tflops
-from pipeline.bench.measure import torch_threads
+from pipeline.bench.measure import module_bytes, peak_memory, torch_threads
 from pipeline.bench.models import model_overrides
 from pipeline.writers import coco_results, encode_png
 
@@ -113,6 +114,20 @@ def count_flops(engine, images, vocab) -> dict[str, int]:
     return dict(counter.flops)
 
 
+def engine_modules(engine) -> list[torch.nn.Module]:
+    """The models an engine keeps: CLIP (both towers) and, when loaded, the VAE and the UNet."""
+    sd = [engine.sd.models.vae, engine.sd.models.unet] if engine.sd is not None else []
+    return [engine.head.text.model, *sd]
+
+
+def memory(engine, images, vocab) -> dict:
+    """Weights, and the peak of one batch above them, measured apart from the timed batches."""
+    peak, method = peak_memory(lambda: run_batch(engine, images, vocab, defaultdict(float)), engine.device)
+    weights = module_bytes(engine_modules(engine))
+    total = None if peak is None else weights + peak
+    return dict(model_bytes=weights, batch_peak_bytes=peak, engine_peak_bytes=total, memory_method=method)
+
+
 def bench_point(engine, images, vocab, cfg: EngineBenchConfig, models: str, dtype: str) -> dict:
     run_batch(engine, images, vocab, defaultdict(float))  # warm-up: kernels, caches, allocator
     seconds: dict[str, float] = defaultdict(float)
@@ -132,6 +147,7 @@ def bench_point(engine, images, vocab, cfg: EngineBenchConfig, models: str, dtyp
         stage_seconds_per_image={s: v / count for s, v in seconds.items()},
         images_per_second=count / wall,  # prepare, engine and encode one after another
         engine_images_per_second=count / engine_seconds,  # engine.run alone (the pipeline overlaps the rest)
+        **memory(engine, images, vocab),
     )
     if cfg.count_flops:
         flops = disjoint(count_flops(engine, images, vocab))

@@ -99,6 +99,17 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[int | N
     return max(0, sampler.peak - base), method
 
 
+def module_bytes(modules) -> int:
+    """Bytes of the parameters and buffers of `modules`, each tensor counted once."""
+    seen, total = set(), 0
+    for module in modules:
+        for tensor in (*module.parameters(), *module.buffers()):
+            if tensor.data_ptr() not in seen:
+                seen.add(tensor.data_ptr())
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
 @contextmanager
 def torch_threads(threads: int):
     """Run with `threads` CPU threads for torch (0: leave the setting alone); restore it afterwards."""

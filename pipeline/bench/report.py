@@ -105,10 +105,12 @@ def engine_table(results: dict) -> str:
         per_image = [r["stage_seconds_per_image"].get(s) for s in stages]
         rows.append(
             [r["models"], r["dtype"], r["batch_size"], *[None if v is None else v * 1e3 for v in per_image],
-             r["images_per_second"], r.get("tflops_per_second"), r.get("peak_fraction")]
+             r["images_per_second"], r.get("tflops_per_second"), r.get("peak_fraction"),
+             _mib(r.get("model_bytes")), _mib(r.get("engine_peak_bytes"))]
         )
-    header = ["models", "dtype", "batch", *[f"{s} ms/img" for s in stages], "img/s", "TFLOP/s", "of peak"]
-    return format_table(header, rows)
+    header = ["models", "dtype", "batch", *[f"{s} ms/img" for s in stages], "img/s", "TFLOP/s", "of peak",
+              "weights MiB", "peak MiB"]
+    return format_table(header, rows) + f"\npeak = weights + one batch's peak above them ({_memory_methods(results['runs'])})"
 
 
 def engine_plot(results: dict, path: Path) -> None:
