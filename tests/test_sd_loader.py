@@ -50,8 +50,7 @@ def test_resolve_dtype():
     assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
     assert resolve_dtype("bfloat16", CPU) == torch.bfloat16
     assert resolve_dtype("float16", torch.device("cuda")) == torch.float16
-    with pytest.raises(ValueError, match="float16 is not supported on CPU"):
-        resolve_dtype("float16", CPU)
+    assert resolve_dtype("float16", CPU) == torch.float16  # slow, but the GPU's precision can be checked
     with pytest.raises(ValueError, match="unknown dtype"):
         resolve_dtype("fp8", CPU)
 
