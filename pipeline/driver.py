@@ -154,6 +154,7 @@ class _Pool:
         self.actors: list = [None] * self.plan.num_actors
         self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
         self.progress = start_progress_counter()
+        self.counts: dict[str, int] = {}  # manifest sample counts: progress totals, short tars caught
 
     def actor(self, slot: int):
         if self.actors[slot] is None:
@@ -166,6 +167,7 @@ class _Pool:
         running: dict = {}  # ref -> _Attempt
         idle = list(range(self.plan.num_actors))
         stats: list[dict] = []
+        self.counts = counts
         total = sum(counts.values()) if len(counts) == len(urls) else None
         bar = JobProgress(total, len(urls), enabled=self.cfg.progress)
         try:
@@ -191,7 +193,7 @@ class _Pool:
     def _dispatch(self, attempt: _Attempt, slot: int, running: dict) -> None:
         attempt.slot, attempt.started = slot, time.monotonic()
         actor = self.actor(slot)
-        attempt.ref = actor.label_shard.remote(attempt.url, attempt.attempt)
+        attempt.ref = actor.label_shard.remote(attempt.url, attempt.attempt, self.counts.get(attempt.shard))
         running[attempt.ref] = attempt
         self.emit("dispatch", shard=attempt.shard, attempt=attempt.attempt, actor=actor)
 

@@ -102,7 +102,9 @@ class Labeler:
         return self._engine
 
     # ---- one shard ---------------------------------------------------------------------------
-    def label_shard(self, url: str, attempt: int = 0) -> dict:
+    def label_shard(self, url: str, attempt: int = 0, expected_samples: int | None = None) -> dict:
+        """Label one shard and write its outputs; `expected_samples` (from the shards' manifest.json)
+        catches a tar cut exactly between two samples, which reads as a shorter, intact shard."""
         build_start = time.perf_counter()
         engine = self.engine  # built on the first shard; timed apart from the labeling
         shard = shard_id(url)
@@ -121,11 +123,14 @@ class Labeler:
             except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
                 read_error = str(exc)
             self._flush(batch, state, attempt, encoder)
+        if read_error is None and expected_samples is not None and state.samples < expected_samples:
+            read_error = f"the tar ended cleanly but its manifest.json lists {expected_samples} samples"
         if read_error is not None and state.samples == 0:
             raise ShardReadError(f"shard {shard} unreadable: {read_error}")
         fs, root = filesystem(self.job["output_dir"])
         state.seconds["total"] = time.perf_counter() - start
         stats = state.stats(url, attempt, self.info(), engine.fingerprint()["digest"])
+        stats["expected_samples"] = expected_samples
         if read_error is not None:  # the rows before the damage are kept; the driver decides
             stats.update(partial=True, read_error=f"unreadable after {state.samples} samples: {read_error}")
         write_shard_outputs(fs, root, state.result, stats, self.job["compression"])

@@ -21,7 +21,7 @@ from pycocotools.coco import COCO
 
 from pipeline.outputdir import FAILED_FILE, done_shards, read_job_record
 from pipeline.reader import IMAGE_EXTS, error_reason, raw_samples
-from pipeline.shardlist import expand_shards, shard_id
+from pipeline.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.storage import filesystem, join
 from pipeline.writers import decode_png, read_json, read_rows, shard_paths
 
@@ -38,6 +38,7 @@ class VerifyReport:
     duplicated_keys: list = field(default_factory=list)  # input samples with more than one row
     duplicate_input_keys: list = field(default_factory=list)  # keys the inputs repeat (reported, not wrong)
     partial_shards: list = field(default_factory=list)
+    short_shards: list = field(default_factory=list)  # fewer samples in the tar than its manifest.json lists
     unexpected_keys: list = field(default_factory=list)
     shards_not_done: list = field(default_factory=list)
     unreadable_inputs: list = field(default_factory=list)
@@ -48,7 +49,7 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not (self.missing_keys or self.duplicated_keys or self.unexpected_keys or self.shards_not_done
-                    or self.partial_shards or self.unreadable_inputs or self.mask_problems or self.coco_problems
+                    or self.partial_shards or self.short_shards or self.unreadable_inputs or self.mask_problems or self.coco_problems
                     or self.failed_shards)
 
     def format(self, limit: int = 10) -> str:
@@ -58,7 +59,7 @@ class VerifyReport:
         ]
         if self.error_rows:
             lines.append("error rows by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(self.error_rows.items())))
-        for name in ("shards_not_done", "partial_shards", "failed_shards", "unreadable_inputs", "missing_keys",
+        for name in ("shards_not_done", "partial_shards", "short_shards", "failed_shards", "unreadable_inputs", "missing_keys",
                      "duplicated_keys", "unexpected_keys", "mask_problems", "coco_problems", "duplicate_input_keys"):
             items = getattr(self, name)
             if items:
@@ -193,11 +194,14 @@ def verify_output(out_dir: str, shards=None) -> VerifyReport:
     urls = expand_shards(shards)
     report = VerifyReport(shards=len(urls))
     done = done_shards(fs, root)
+    counts = manifest_counts(urls)
     inputs = {}
     for url in urls:
         shard = shard_id(url)
         sizes = inputs[shard] = _input_sizes(url, report)
         report.inputs += len(sizes)
+        if shard in counts and len(sizes) < counts[shard]:
+            report.short_shards.append(f"{shard}: {len(sizes)} samples in the tar, {counts[shard]} in manifest.json")
         paths = shard_paths(root, shard)
         if shard not in done:
             report.shards_not_done.append(shard)

@@ -105,6 +105,14 @@ def cut_in_member(tar_bytes: bytes, member_index: int) -> bytes:
     return tar_bytes[: member.offset_data + member.size // 2]
 
 
+def cut_before_member(tar_bytes: bytes, member_index: int) -> bytes:
+    """The tar cut just before the header of its `member_index`-th member: an intact, shorter tar."""
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        return tar_bytes[: tar.getmembers()[member_index].offset]
+
+
 class StallingFifo:
     """Serve a shard through a named pipe: the first reader gets `fraction` of it and then waits
     until `release()` (so whoever reads it is certainly mid-shard); later readers get all of it."""

@@ -250,3 +250,29 @@ def test_huge_allowed_images_cost_a_few_bytes_per_pixel(tiny_models):
     per_pixel = (big - small) / (6000 * 4000 - 3000 * 2000)
     print(f"\nlabeling a 24 Mpx image: peak +{big / 2**20:.0f} MiB, {per_pixel:.1f} bytes per extra pixel")
     assert 0 < per_pixel < 12
+
+
+def test_a_tar_cut_between_two_samples_is_caught_by_its_manifest(ray_session, tiny_models, tmp_path):
+    """Cut exactly before a sample's first header, a tar reads as a shorter, intact shard; only the
+    count in manifest.json can tell. The shard must not pass as done, and verify must say why."""
+    import io
+    import tarfile
+
+    make_demo_shards(tmp_path / "in", 4, per_shard=4, min_size=32, max_size=48)  # manifest.json: 4 samples
+    tar_path = tmp_path / "in" / "shard-000000.tar"
+    data = tar_path.read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        keys = [m.name.split(".")[0] for m in tar.getmembers()]
+    tar_path.write_bytes(F.cut_before_member(data, keys.index(sorted(set(keys))[3])))
+    out = tmp_path / "out"
+    cfg = load_config(LabelJobConfig, [
+        "dataset=demo", *dotlist(tiny_models), "engine.device=cpu", f"input.shards=[{tar_path}]",
+        f"output.dir={out}", "progress=false", "ray.num_actors=1", "ray.poll_s=0.1", "ray.max_retries=0"])
+    result = run_label_job(cfg)
+    assert not result.ok and result.not_done == ["shard-000000"]
+    stats = json.loads((out / "shards" / "shard-000000.stats.json").read_text())
+    assert stats["partial"] and (stats["samples"], stats["expected_samples"]) == (3, 4)
+    assert "manifest.json lists 4 samples" in stats["read_error"]
+    assert [r["status"] for r in _rows(out, "shard-000000")] == ["ok"] * 3
+    report = verify_output(str(out))
+    assert report.short_shards == ["shard-000000: 3 samples in the tar, 4 in manifest.json"] and not report.ok
