@@ -128,6 +128,9 @@ class EngineConfig:
     dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | float32 | float16 | bfloat16
     mode: str = "open"  # open (all classes) | wsss (image-level labels + background)
     batch_size: int = 8
+    # torch.compile of CLIP's trunk, the VAE encoder and the UNet: none | default | reduce-overhead |
+    # max-autotune. Off by default: every new process pays the compile, and each new batch shape too.
+    compile: str = "none"
     clip: ClipConfig = field(default_factory=ClipConfig)
     sd: SDConfig = field(default_factory=SDConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)

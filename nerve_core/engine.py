@@ -3,7 +3,8 @@
 Built from parts chosen by the config: a dense CLIP head (G), an optional Stable Diffusion
 attention source (q, k of the configured layers), a refiner, an upsampler and the dataset's
 background rule. A batch costs one CLIP forward and one SD forward; refinement and the output
-stage run per image because each image may have its own class subset (WSSS mode).
+stage run per image because each image may have its own class subset (WSSS mode). With
+engine.compile, CLIP's trunk, the VAE encoder and the UNet run under torch.compile.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from PIL import Image
 
 from nerve_core.background import decide
 from nerve_core.clip.dense_head import DenseClipHead, class_probs
+from nerve_core.compiling import check_compile_mode
 from nerve_core.config import EngineConfig
 from nerve_core.devices import resolve_device, resolve_dtype
 from nerve_core.imageprep import Prepared, clip_input_size, resize_rgb, to_rgb
@@ -50,6 +52,7 @@ class Engine:
     def __init__(self, cfg: EngineConfig):
         if cfg.mode not in MODES:
             raise ValueError(f"unknown engine.mode {cfg.mode!r}; expected one of {MODES}")
+        check_compile_mode(cfg.compile)  # before minutes of model loading
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
@@ -64,6 +67,8 @@ class Engine:
 
             models = load_stable_diffusion(cfg.sd, self.device, self.dtype)
             self.sd = SDQueryKeyExtractor(models, cfg.sd, self.device, self.dtype)
+            self.sd.compile(cfg.compile)
+        self.head.compile(cfg.compile)
 
     # ---- CPU side: safe to call from decode threads -------------------------------------------
     def prepare(self, image: Image.Image) -> Prepared:

@@ -34,6 +34,20 @@ def tiny_engine_config(tiny_models):
     return cfg
 
 
+@pytest.fixture
+def eager_dynamo(monkeypatch):
+    """torch.compile with dynamo's eager backend, from a clean cache: the tracing, guards and graph
+    breaks of real use without inductor's code generation (minutes of gcc on a small CPU)."""
+    import functools
+
+    import torch
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole test session (2 CPUs), shut down at the end.

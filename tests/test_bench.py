@@ -145,12 +145,27 @@ def test_engine_bench_reports_every_stage(tmp_path):
             assert run["flops_per_image"][stage] > 0
         assert run["peak_fraction"] is None  # CPU: no reference peak
         assert run["model_bytes"] > 0 and run["engine_peak_bytes"] >= run["model_bytes"]
+        assert run["compile"] == "none" and run["speedup"] == 1.0 and run["warmup_seconds"] > 0
 
 
 def test_module_bytes_counts_shared_tensors_once():
     shared = torch.nn.Linear(3, 4)  # 12 + 4 float32
     tied = torch.nn.Sequential(shared, torch.nn.BatchNorm1d(4))  # + 4 + 4 parameters, 4 + 4 + 1 buffers
     assert module_bytes([shared, tied, shared]) == 16 * 4 + 8 * 4 + 8 * 4 + 8
+
+
+def test_engine_bench_compares_compile_modes(tmp_path, eager_dynamo):
+    argv = [
+        "engine", f"output={tmp_path}", f"cache_dir={tmp_path / 'models'}", "classes=demo", "engine.device=cpu",
+        "image_height=40", "image_width=56", "batch_sizes=[1]", "batches=1", "threads=1", "compiles=[none,default]",
+        "engine.refine.name=none",  # CLIP only: the sweep is what is tested here (tests/test_compile.py: the UNet)
+    ]
+    assert bench_main(argv) == 0
+    eager, compiled = _read(tmp_path, "engine")["runs"]
+    assert (eager["compile"], compiled["compile"]) == ("none", "default")
+    assert compiled["speedup"] == pytest.approx(compiled["engine_images_per_second"] / eager["engine_images_per_second"])
+    assert compiled["flops_per_image"] == eager["flops_per_image"]  # counted eagerly, the same models
+    assert "default" in (tmp_path / "engine.txt").read_text()
 
 
 @pytest.mark.slow

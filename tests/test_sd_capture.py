@@ -110,6 +110,30 @@ def test_original_processors_restored(models):
     assert all(after[name] is before[name] for name in before)
 
 
+def test_one_capture_of_a_layer_at_a_time(models):
+    with AttentionQKCapture(models.unet, LAYERS[1:]):
+        with pytest.raises(RuntimeError, match="already captured"):
+            AttentionQKCapture(models.unet, LAYERS).install()
+    with AttentionQKCapture(models.unet, LAYERS):  # free again once the first is closed
+        pass
+
+
+def test_installed_capture_serves_many_runs(models):
+    inputs = unet_inputs(models)
+    capture = AttentionQKCapture(models.unet, LAYERS, stop_after_capture=True).install()
+    try:
+        installed = dict(models.unet.attn_processors)
+        with torch.inference_mode():
+            runs = [capture.run(inputs[0], inputs[1], encoder_hidden_states=inputs[2])[1] for _ in range(2)]
+        assert all(models.unet.attn_processors[name] is p for name, p in installed.items())
+    finally:
+        capture.close()
+    for first, second in zip(*runs):
+        assert torch.equal(first.q, second.q) and torch.equal(first.k, second.k)
+    with pytest.raises(RuntimeError, match="before install"):
+        capture.run(*inputs)
+
+
 def test_grid_is_recorded_row_major_for_non_square_latents(models):
     latents = torch.randn(1, 4, 16, 8)
     text = torch.zeros(1, 77, 32)
@@ -132,8 +156,19 @@ def test_cross_attention_layer_is_refused(models):
 # --- the extractor -------------------------------------------------------------------------------
 
 
-def extractor(models, sd_config, **changes):
-    return SDQueryKeyExtractor(models, dataclasses.replace(sd_config, **changes), CPU, torch.float32)
+@pytest.fixture
+def extractor(models, sd_config):
+    """Makes extractors on the shared tiny models and closes them after the test: each one holds
+    the capture of the UNet's layers until it is closed."""
+    made = []
+
+    def make(**changes):
+        made.append(SDQueryKeyExtractor(models, dataclasses.replace(sd_config, **changes), CPU, torch.float32))
+        return made[-1]
+
+    yield make
+    for run in made:
+        run.close()
 
 
 def images(batch, size=128, seed=0):
@@ -145,15 +180,16 @@ def clean_latents(models, pixels):
         return models.vae.encode(pixels * 2 - 1).latent_dist.mean * models.vae.config.scaling_factor
 
 
-def test_noise_is_the_seeded_draw_for_every_image_and_call(models, sd_config):
+def test_noise_is_the_seeded_draw_for_every_image_and_call(models, sd_config, extractor):
     """Recover the noise from x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps, with abar computed from
     SD's scaled-linear beta schedule directly (not from the scheduler)."""
     betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
     abar = torch.cumprod(1 - betas, 0)[sd_config.timestep]
     pixels = images(2)
-    first = extractor(models, sd_config)
+    first = extractor()
     noisy = first.encode(pixels)
-    noisy_again = extractor(models, sd_config).encode(pixels[1:])  # another extractor, another call
+    first.close()  # one capture of a UNet's layers at a time
+    noisy_again = extractor().encode(pixels[1:])  # another extractor, another call
     clean = clean_latents(models, pixels)
     eps = (noisy.double() - abar.sqrt() * clean.double()) / (1 - abar).sqrt()
     eps_again = (noisy_again.double() - abar.sqrt() * clean[1:].double()) / (1 - abar).sqrt()
@@ -162,15 +198,17 @@ def test_noise_is_the_seeded_draw_for_every_image_and_call(models, sd_config):
         torch.testing.assert_close(recovered, expected, rtol=0, atol=1e-4)
 
 
-def test_no_noise_gives_the_clean_latent(models, sd_config):
+def test_no_noise_gives_the_clean_latent(models, extractor):
     pixels = images(1)
-    torch.testing.assert_close(extractor(models, sd_config, noise=False).encode(pixels), clean_latents(models, pixels))
+    torch.testing.assert_close(extractor(noise=False).encode(pixels), clean_latents(models, pixels))
 
 
-def test_extractor_matches_an_independent_pipeline(models, sd_config):
+def test_extractor_matches_an_independent_pipeline(models, sd_config, extractor):
     pixels = images(2)
-    captured = extractor(models, sd_config)(pixels)
-    latents = extractor(models, sd_config).encode(pixels)
+    run = extractor()
+    captured = run(pixels)
+    latents = run.encode(pixels)
+    run.close()  # the reference below runs the UNet with its own processors
     tokenizer = models.tokenizer
     ids = tokenizer([""] * 2, padding="max_length", max_length=77, return_tensors="pt").input_ids
     with torch.inference_mode():
@@ -183,8 +221,8 @@ def test_extractor_matches_an_independent_pipeline(models, sd_config):
         assert layer.grid == (16, 16)
 
 
-def test_batch_of_two_equals_two_batches_of_one(models, sd_config):
-    run = extractor(models, sd_config)
+def test_batch_of_two_equals_two_batches_of_one(extractor):
+    run = extractor()
     pixels = images(2)
     together = run(pixels)
     apart = [run(pixels[i : i + 1]) for i in range(2)]
@@ -194,11 +232,22 @@ def test_batch_of_two_equals_two_batches_of_one(models, sd_config):
             torch.testing.assert_close(layer.k[i : i + 1], apart[i][index].k, rtol=1e-5, atol=1e-5)
 
 
-def test_empty_prompt_is_encoded_once(models, sd_config):
+def test_extractor_captures_until_closed(models, extractor):
+    before = dict(models.unet.attn_processors)
+    run = extractor()
+    during = dict(models.unet.attn_processors)
+    run(images(1))
+    assert models.unet.attn_processors == during  # the same processors for every call
+    assert {name for name in before if during[name] is not before[name]} == {f"{n}.processor" for n in LAYERS}
+    run.close()
+    assert models.unet.attn_processors == before
+
+
+def test_empty_prompt_is_encoded_once(models, extractor):
     calls = []
     hook = models.text_encoder.register_forward_hook(lambda *args: calls.append(1))
     try:
-        run = extractor(models, sd_config)
+        run = extractor()
         run(images(1))
         run(images(1, seed=1))
     finally:
@@ -206,15 +255,15 @@ def test_empty_prompt_is_encoded_once(models, sd_config):
     assert len(calls) == 1
 
 
-def test_extractor_lets_the_text_encoder_go(models, sd_config):
+def test_extractor_lets_the_text_encoder_go(models, extractor):
     """After the one empty-prompt encoding the extractor holds no text encoder (0.7 GB in SD2.1 fp16)."""
-    run = extractor(models, sd_config)
+    run = extractor()
     assert run.models.text_encoder is None and models.text_encoder is not None
     assert run(images(1))[0].q.shape[0] == 1
 
 
-def test_other_sizes_are_resized_to_the_configured_size(models, sd_config):
-    run = extractor(models, sd_config, noise=False)
+def test_other_sizes_are_resized_to_the_configured_size(extractor):
+    run = extractor(noise=False)
     small = images(1, size=96)
     resized = torch.nn.functional.interpolate(small, size=(128, 128), mode="bilinear", antialias=True)
     torch.testing.assert_close(run.encode(small), run.encode(resized))

@@ -23,6 +23,7 @@ from torch import nn
 
 from nerve_core.clip.naclip import VALUE, gaussian_window, in_projection, neighbourhood_block
 from nerve_core.clip.text import TextEmbedder
+from nerve_core.compiling import compile_function
 from nerve_core.config import ClipConfig
 from nerve_core.models.clip_loader import preprocess_mean_std
 from nerve_core.vocab import Vocabulary
@@ -48,6 +49,13 @@ class DenseClipHead:
         self.text = TextEmbedder(model, tokenizer, cfg.templates, text_batch_size)
         self._positional: dict[tuple[int, int], torch.Tensor] = {}
         self._omega: dict[tuple[int, int], torch.Tensor] = {}
+        self._trunk = self._run_trunk  # its compiled form after `compile`
+
+    def compile(self, mode: str) -> None:
+        """torch.compile the blocks before the last (they run unmodified) as one graph: one call
+        per batch, so CUDA graphs (reduce-overhead) never feed one replay's output to the next.
+        The head's own last block and the glue around the trunk stay eager."""
+        self._trunk = compile_function(self._run_trunk, mode)
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
         return height // self.patch_size[0], width // self.patch_size[1]
@@ -77,10 +85,8 @@ class DenseClipHead:
         cls = visual.class_embedding.to(tokens.dtype).expand(batch, 1, -1)
         x = torch.cat([cls, tokens], dim=1) + self.positional_embedding((h, w))
         x = visual.ln_pre(x)
-        blocks = visual.transformer.resblocks
-        for block in blocks[:-1]:
-            x = _run_block(block, x)
-        x = self._last_block(blocks[-1], x, (h, w))
+        x = self._trunk(x)
+        x = self._last_block(visual.transformer.resblocks[-1], x, (h, w))
         x = visual.ln_post(x)
         if visual.proj is not None:
             x = x @ visual.proj
@@ -97,6 +103,12 @@ class DenseClipHead:
         """Query logits from features already computed (e.g. per sliding window)."""
         text = self.text(Vocabulary.coerce(vocab)).to(features.dtype)
         return self.cfg.logit_scale * torch.einsum("bdhw,qd->bqhw", features, text)
+
+    def _run_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Every block but the last, unmodified."""
+        for block in self.visual.transformer.resblocks[:-1]:
+            x = _run_block(block, x)
+        return x
 
     def _last_block(self, block: nn.Module, x: torch.Tensor, grid) -> torch.Tensor:
         if self.cfg.head == "naclip":

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
+from nerve_core.compiling import compile_function
+
 
 @dataclass
 class LayerQK:
@@ -32,7 +34,7 @@ class LayerQK:
 
 
 class _AllCaptured(Exception):
-    """Raised inside the UNet once every layer is recorded; caught by `AttentionQKCapture.run`."""
+    """Raised inside the UNet once every layer is recorded; caught around the UNet call."""
 
 
 class _CaptureProcessor:
@@ -97,10 +99,14 @@ def _enclosing_transformer(unet: torch.nn.Module, name: str) -> Transformer2DMod
 
 
 class AttentionQKCapture:
-    """Context manager: install capture processors on `layers`, restore the originals on exit.
+    """Capture processors on `layers`, installed once and kept until `close` (originals restored).
 
         with AttentionQKCapture(unet, layers, stop_after_capture=True) as capture:
             output, qk = capture.run(latents, t, encoder_hidden_states=text)  # output None if stopped
+
+    or `capture = AttentionQKCapture(...).install()` for many runs, then `capture.close()`.
+    Installing once matters under torch.compile: swapping processors or hooks per call would
+    change what the compiled UNet's guards check and recompile it every time.
     """
 
     def __init__(self, unet: torch.nn.Module, layers: Sequence[str], stop_after_capture: bool = False):
@@ -115,14 +121,24 @@ class AttentionQKCapture:
         self._hooks = []
         self._grids: dict[str, tuple[int, int]] = {}
         self._captured: dict[str, LayerQK] = {}
+        self._forward = self._forward_until_captured
 
-    def __enter__(self) -> AttentionQKCapture:
+    def install(self) -> AttentionQKCapture:
+        """Put the capture processors and grid hooks in place (once; a second call does nothing)."""
+        if self._originals:
+            return self
+        taken = [name for name, attn in self._attention.items() if isinstance(attn.processor, _CaptureProcessor)]
+        if taken:
+            raise RuntimeError(f"{taken} are already captured by another AttentionQKCapture: close that one first")
         for name, attn in self._attention.items():
             self._originals[name] = attn.processor
             attn.set_processor(_CaptureProcessor(name, self))
             hook = self._transformers[name].register_forward_pre_hook(self._grid_hook(name), with_kwargs=True)
             self._hooks.append(hook)
         return self
+
+    def __enter__(self) -> AttentionQKCapture:
+        return self.install()
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -135,6 +151,11 @@ class AttentionQKCapture:
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
+
+    def compile(self, mode: str) -> None:
+        """torch.compile the UNet forward with the early stop inside it: the compiled graph then ends
+        at the last captured layer, where a stop raised out of the UNet would break the graph."""
+        self._forward = compile_function(self._forward_until_captured, mode)
 
     def _grid_hook(self, name: str):
         def hook(module, args, kwargs):
@@ -151,16 +172,20 @@ class AttentionQKCapture:
         if self.stop_after_capture and len(self._captured) == len(self.layers):
             raise _AllCaptured
 
+    def _forward_until_captured(self, *args, **kwargs):
+        """The UNet forward; None when it stopped after the last captured layer."""
+        try:
+            return self.unet(*args, **kwargs)
+        except _AllCaptured:
+            return None
+
     def run(self, *args, **kwargs) -> tuple[object | None, list[LayerQK]]:
         """One UNet forward; returns (UNet output or None when stopped early, q/k per layer in order)."""
         if not self._originals:
-            raise RuntimeError("AttentionQKCapture.run outside its `with` block")
+            raise RuntimeError("AttentionQKCapture.run before install() or outside its `with` block")
         self._captured.clear()
         self._grids.clear()
-        try:
-            output = self.unet(*args, **kwargs)
-        except _AllCaptured:
-            output = None
+        output = self._forward(*args, **kwargs)
         missing = [name for name in self.layers if name not in self._captured]
         if missing:
             raise RuntimeError(f"layers not reached during the forward: {missing}")

@@ -13,6 +13,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from nerve_core.compiling import compile_module
 from nerve_core.config import SDConfig
 from nerve_core.models.sd_loader import SDModels
 from nerve_core.sd.capture import AttentionQKCapture, LayerQK
@@ -24,8 +25,9 @@ class SDQueryKeyExtractor:
     """Callable: pixels (B, 3, S, S) in [0, 1] -> one LayerQK per configured layer, batch kept.
 
     With cfg.channels_last the VAE and UNet are switched to channels_last in place (faster
-    convolutions on GPU); their weights are unchanged. The UNet's processors are swapped only
-    for the duration of each call.
+    convolutions on GPU); their weights are unchanged. The capture processors on the UNet's
+    configured layers are installed at construction and stay until `close` (see
+    AttentionQKCapture: per-call swapping would recompile a compiled UNet on every call).
     """
 
     def __init__(self, models: SDModels, cfg: SDConfig, device, dtype):
@@ -40,9 +42,19 @@ class SDQueryKeyExtractor:
         self.text_embedding = self._empty_prompt_embedding()  # (1, 77, D), once per extractor
         # The text encoder (SD2.1: 340M parameters, 0.7 GB in fp16) has done its only job: let it go.
         self.models = replace(models, text_encoder=None)
+        self.capture = AttentionQKCapture(models.unet, cfg.layers, cfg.stop_after_capture).install()
         self._noise: dict[tuple[int, ...], torch.Tensor] = {}
         # Optional StageTimer (benchmarks): splits the engine's "sd" time into "vae" and "unet".
         self.timer = None
+
+    def compile(self, mode: str) -> None:
+        """torch.compile the VAE encoder and the UNet forward (see nerve_core.compiling)."""
+        compile_module(self.models.vae.encoder, mode)
+        self.capture.compile(mode)
+
+    def close(self) -> None:
+        """Give the UNet its own attention processors back."""
+        self.capture.close()
 
     @torch.inference_mode()
     def _empty_prompt_embedding(self) -> torch.Tensor:
@@ -83,8 +95,8 @@ class SDQueryKeyExtractor:
         with self._stage("vae"):
             latents = self.encode(pixels).contiguous(memory_format=self.memory_format)
         batch = latents.shape[0]
-        with self._stage("unet"), AttentionQKCapture(self.models.unet, self.cfg.layers, self.cfg.stop_after_capture) as capture:
-            _, captured = capture.run(
+        with self._stage("unet"):
+            _, captured = self.capture.run(
                 latents,
                 self.cfg.timestep,
                 encoder_hidden_states=self.text_embedding.expand(batch, -1, -1),

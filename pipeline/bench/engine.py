@@ -1,16 +1,20 @@
 """`nerve bench engine`: time per stage, images/s and (on CUDA) the fraction of peak FLOP/s.
 
 For each model set (tiny, or full-size random weights of the real SD2.1-base and CLIP ViT-L/14-336),
-dtype and batch size it runs one untimed warm-up batch, then `batches` timed batches of synthetic
-images at a fixed size, each through the same calls the pipeline makes: `engine.prepare` per image
-(the decode thread's work), `engine.run` per batch (CLIP, VAE, UNet, refinement, upsampling; the
-engine's own StageTimer splits it, synchronised with the device) and the writers' PNG + COCO RLE
-encoding per image. One more batch measures memory: the models' weights plus the batch's peak
-above them (CUDA: the allocator's peak; CPU: sampled RSS). One more runs under a FLOP counter to give FLOPs per stage from the
-models' real shapes.
+dtype, compile mode (engine.compile) and batch size it runs one warm-up batch, timed apart as
+`warmup_seconds` (with torch.compile it holds the compilation for that batch shape), then `batches`
+timed batches of synthetic images at a fixed size, each through the same calls the pipeline makes:
+`engine.prepare` per image (the decode thread's work), `engine.run` per batch (CLIP, VAE, UNet,
+refinement, upsampling; the engine's own StageTimer splits it, synchronised with the device) and the
+writers' PNG + COCO RLE encoding per image. One more batch measures memory: the models' weights plus
+the batch's peak above them (CUDA: the allocator's peak; CPU: sampled RSS). One more runs under a
+FLOP counter to give FLOPs per stage from the models' real shapes. `speedup` is a row's engine
+images/s over the eager (compile none) row of the same models, dtype and batch size, when the sweep
+has one.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -48,6 +52,7 @@ class EngineBenchConfig:
     models: list[str] = field(default_factory=lambda: ["tiny"])  # tiny | full
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     dtypes: list[str] = field(default_factory=lambda: ["auto"])  # auto | float32 | float16 | bfloat16
+    compiles: list[str] = field(default_factory=lambda: ["none"])  # engine.compile modes to compare
     batch_sizes: list[int] = field(default_factory=lambda: [1, 2])  # issue: 1..32
     batches: int = 2  # timed batches per point, after one warm-up batch
     image_height: int = 375  # synthetic images at a typical VOC size
@@ -71,12 +76,13 @@ def synthetic_images(count: int, height: int, width: int, seed: int) -> list[Ima
     return images
 
 
-def build_bench_engine(cfg: EngineBenchConfig, models: str, dtype: str):
-    """The engine for one model set and dtype, with its SD extractor reporting VAE and UNet time."""
+def build_bench_engine(cfg: EngineBenchConfig, models: str, dtype: str, compile_mode: str):
+    """The engine for one model set, dtype and compile mode, its SD extractor reporting VAE and UNet time."""
     from nerve_core.engine import build_engine
 
     engine_cfg = OmegaConf.merge(OmegaConf.structured(cfg.engine), model_overrides(models, cfg.cache_dir, cfg.seed))
     engine_cfg.dtype = dtype
+    engine_cfg.compile = compile_mode
     engine = build_engine(engine_cfg)
     _share_timer(engine, engine.timer)
     return engine
@@ -103,12 +109,16 @@ def run_batch(engine, images, vocab, seconds: dict[str, float]) -> None:
 
 
 def count_flops(engine, images, vocab) -> dict[str, int]:
-    """FLOPs per engine stage of one batch (a FlopStageTimer stands in for the engine's timer)."""
+    """FLOPs per engine stage of one batch (a FlopStageTimer stands in for the engine's timer).
+
+    Run eagerly even in a compiled engine: the counter cannot see inside compiled kernels, and
+    compiling does not change the FLOPs the models need."""
     timer = engine.timer
     counter = FlopStageTimer(engine.device)
     _share_timer(engine, counter)
     try:
-        engine.run([engine.prepare(image) for image in images], vocab)
+        with torch.compiler.set_stance("force_eager"):
+            engine.run([engine.prepare(image) for image in images], vocab)
     finally:
         _share_timer(engine, timer)
     return dict(counter.flops)
@@ -129,7 +139,9 @@ def memory(engine, images, vocab) -> dict:
 
 
 def bench_point(engine, images, vocab, cfg: EngineBenchConfig, models: str, dtype: str) -> dict:
-    run_batch(engine, images, vocab, defaultdict(float))  # warm-up: kernels, caches, allocator
+    start = time.perf_counter()
+    run_batch(engine, images, vocab, defaultdict(float))  # warm-up: compilation, kernels, caches, allocator
+    warmup = time.perf_counter() - start
     seconds: dict[str, float] = defaultdict(float)
     start = time.perf_counter()
     for _ in range(cfg.batches):
@@ -142,8 +154,10 @@ def bench_point(engine, images, vocab, cfg: EngineBenchConfig, models: str, dtyp
         models=models,
         dtype=str(engine.dtype).removeprefix("torch."),
         requested_dtype=dtype,
+        compile=engine.cfg.compile,
         batch_size=len(images),
         images=count,
+        warmup_seconds=warmup,
         stage_seconds_per_image={s: v / count for s, v in seconds.items()},
         images_per_second=count / wall,  # prepare, engine and encode one after another
         engine_images_per_second=count / engine_seconds,  # engine.run alone (the pipeline overlaps the rest)
@@ -159,17 +173,25 @@ def bench_point(engine, images, vocab, cfg: EngineBenchConfig, models: str, dtyp
     return row
 
 
+def add_speedups(rows: list[dict]) -> None:
+    """`speedup` of each row: its engine images/s over the eager (compile none) row of the same point."""
+    eager = {(r["models"], r["dtype"], r["batch_size"]): r for r in rows if r["compile"] == "none"}
+    for row in rows:
+        base = eager.get((row["models"], row["dtype"], row["batch_size"]))
+        row["speedup"] = None if base is None else row["engine_images_per_second"] / base["engine_images_per_second"]
+
+
 def run(cfg: EngineBenchConfig) -> dict:
     vocab = Vocabulary.from_file(classes_path(cfg.classes))
     images = synthetic_images(max(cfg.batch_sizes), cfg.image_height, cfg.image_width, cfg.seed)
     rows, device = [], None
     with torch_threads(cfg.threads) as threads:
-        for models in cfg.models:
-            for dtype in cfg.dtypes:
-                engine = build_bench_engine(cfg, models, dtype)
-                device = engine.device
-                rows += [bench_point(engine, images[:b], vocab, cfg, models, dtype) for b in cfg.batch_sizes]
-                del engine
+        for models, dtype, compile_mode in itertools.product(cfg.models, cfg.dtypes, cfg.compiles):
+            engine = build_bench_engine(cfg, models, dtype, compile_mode)
+            device = engine.device
+            rows += [bench_point(engine, images[:b], vocab, cfg, models, dtype) for b in cfg.batch_sizes]
+            del engine
+    add_speedups(rows)
     seen = {s for r in rows for s in r["stage_seconds_per_image"]}
     return dict(
         benchmark="engine",

@@ -104,12 +104,12 @@ def engine_table(results: dict) -> str:
     for r in results["runs"]:
         per_image = [r["stage_seconds_per_image"].get(s) for s in stages]
         rows.append(
-            [r["models"], r["dtype"], r["batch_size"], *[None if v is None else v * 1e3 for v in per_image],
-             r["images_per_second"], r.get("tflops_per_second"), r.get("peak_fraction"),
+            [r["models"], r["dtype"], r["compile"], r["batch_size"], *[None if v is None else v * 1e3 for v in per_image],
+             r["images_per_second"], r["speedup"], r["warmup_seconds"], r.get("tflops_per_second"), r.get("peak_fraction"),
              _mib(r.get("model_bytes")), _mib(r.get("engine_peak_bytes"))]
         )
-    header = ["models", "dtype", "batch", *[f"{s} ms/img" for s in stages], "img/s", "TFLOP/s", "of peak",
-              "weights MiB", "peak MiB"]
+    header = ["models", "dtype", "compile", "batch", *[f"{s} ms/img" for s in stages], "img/s", "speedup",
+              "warm-up s", "TFLOP/s", "of peak", "weights MiB", "peak MiB"]
     return format_table(header, rows) + f"\npeak = weights + one batch's peak above them ({_memory_methods(results['runs'])})"
 
 
@@ -127,7 +127,7 @@ def engine_plot(results: dict, path: Path) -> None:
             values = [1e3 * r["stage_seconds_per_image"].get(stage, 0.0) for r in runs]
             ax.bar(range(len(runs)), values, bottom=bottom, label=stage, color=colours(i % 10))
             bottom = [b + v for b, v in zip(bottom, values)]
-        ax.set_xticks(range(len(runs)), [f"{r['dtype']}\nb={r['batch_size']}" for r in runs], fontsize=7)
+        ax.set_xticks(range(len(runs)), [f"{r['dtype']}\n{r['compile']}\nb={r['batch_size']}" for r in runs], fontsize=7)
         ax.set_ylabel("milliseconds per image")
         ax.set_title(f"{models} models, {results['device_name']}")
     axes[0][0].legend(fontsize=7)
