@@ -107,15 +107,31 @@ class Engine:
         with stage("sd"):
             layers = self.sd(self._pixels([p.sd for p in prepared])) if self.sd is not None else []
         _, owner = vocab.queries()
+        with stage("refine"):
+            probs = [class_probs(logits[i][None], owner, class_sets[i])[0].float() for i in range(len(prepared))]
+            scores = self._refine(probs, layers)
         results = []
         for i, p in enumerate(prepared):
-            with stage("refine"):
-                probs = class_probs(logits[i][None], owner, class_sets[i])[0].float()
-                image_layers = [replace(layer, q=layer.q[i], k=layer.k[i]) for layer in layers]
-                scores = self.refiner.fn(probs, image_layers, self.cfg.refine)
             with stage("upsample"):
-                results.append(self._finish(scores, p, class_sets[i], confidence))
+                results.append(self._finish(scores[i], p, class_sets[i], confidence))
         return results
+
+    def _refine(self, probs: list[torch.Tensor], layers) -> list[torch.Tensor]:
+        """Per image refined scores. A batched refiner gets the images whose probabilities have one
+        shape (number of classes, CLIP grid: all of them in open mode with square CLIP inputs) in
+        one call; the other refiners get one call per image."""
+        cfg = self.cfg.refine
+        if not self.refiner.batched:
+            return [self.refiner.fn(p, [replace(l, q=l.q[i], k=l.k[i]) for l in layers], cfg) for i, p in enumerate(probs)]
+        groups: dict[tuple, list[int]] = {}
+        for i, p in enumerate(probs):
+            groups.setdefault(tuple(p.shape), []).append(i)
+        scores: list = [None] * len(probs)
+        for members in groups.values():
+            group_layers = layers if len(members) == len(probs) else [replace(l, q=l.q[members], k=l.k[members]) for l in layers]
+            for i, s in zip(members, self.refiner.fn(torch.stack([probs[i] for i in members]), group_layers, cfg)):
+                scores[i] = s
+        return scores
 
     def classes_for(self, vocab: Vocabulary, labels) -> list[int] | None:
         """The class subset of one image: all (open mode) or background + its labels (WSSS)."""

@@ -37,10 +37,10 @@ def test_local_stencil_equals_dense_eight_neighbour_matrix(grid, form):
         dense[:, i, neighbours] = pair_affinity(cos[:, i, neighbours], spec)
         dense[:, i, i] = 0.2
     dense = dense / dense.sum(-1, keepdim=True)
-    as_matrix = apply_stencil(table, torch.eye(n), index)  # row i = Σ_t table[i, t] e_{index[i, t]}
+    as_matrix = apply_stencil(table[None], torch.eye(n)[None], index)[0]  # row i = Σ_t table[i, t] e_{index[i, t]}
     torch.testing.assert_close(as_matrix.double(), dense, atol=1e-6, rtol=1e-5)
-    P = torch.rand(n, 3, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(apply_stencil(table[0], P, index), (dense[0] @ P.double()).float(), atol=1e-6, rtol=1e-5)
+    P = torch.rand(2, n, 3, generator=torch.Generator().manual_seed(1))  # a batch: each P with its own table
+    torch.testing.assert_close(apply_stencil(table, P, index), (dense @ P.double()).float(), atol=1e-6, rtol=1e-5)
 
 
 def test_local_rows_with_negative_cosines_become_self_loops():
@@ -89,7 +89,8 @@ def test_random_features_are_positive_and_reproducible():
 def test_row_minimum_cosines_in_blocks():
     qh, kh = unit_pair(2, 23, 4, seed=6)
     dense = (qh @ kh.transpose(1, 2)).amin(-1)
-    torch.testing.assert_close(row_minimum_cosines(qh, kh, block=5), dense)
+    for max_elements in (1, 5 * 2 * 23, 2**26):  # one row, 5 rows, all rows of both heads at a time
+        torch.testing.assert_close(row_minimum_cosines(qh, kh, max_elements), dense)
 
 
 @pytest.mark.parametrize("form", ["relu_cosine", "exp_cosine"])
@@ -104,11 +105,11 @@ def test_blocked_global_equals_dense_whether_materialised_or_streamed(form):
     expected = torch.einsum("hi,hij,jk->ik", coef.double(), S, G.double())
     P = torch.rand(29, 4, generator=g)
     for budget in (0, 2**30):
-        glob = BlockedGlobal(qh, kh, spec, G, materialise_bytes=budget)
-        torch.testing.assert_close(glob.times_G.double(), S @ G.double(), atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(glob.combined(coef)(G).double(), expected, atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(glob.combined(coef)(P).double(), torch.einsum("hi,hij,jk->ik", coef.double(), S, P.double()),
-                                   atol=1e-6, rtol=1e-5)
+        glob = BlockedGlobal(qh[None], kh[None], spec, G[None], materialise_bytes=budget)
+        torch.testing.assert_close(glob.times_G[0].double(), S @ G.double(), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(glob.combined(coef[None])(G[None])[0].double(), expected, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(glob.combined(coef[None])(P[None])[0].double(),
+                                   torch.einsum("hi,hij,jk->ik", coef.double(), S, P.double()), atol=1e-6, rtol=1e-5)
 
 
 def test_option_errors_name_the_option():

@@ -291,3 +291,43 @@ def test_adapter_refuses_layers_on_different_grids():
     layers = [SimpleNamespace(q=q, k=k, grid=(4, 4)), SimpleNamespace(q=q2, k=k2, grid=(8, 8))]
     with pytest.raises(ValueError, match=r"\(4, 4\).*\(8, 8\)"):
         refine_random_walk(torch.full((2, 4, 4), 0.5), layers, RefineConfig())
+
+
+# ---- batches ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("form,opts", FORMS, ids=FORM_IDS)
+def test_a_batch_walks_each_image_as_alone(form, opts):
+    grid = (5, 7)
+    images = [random_inputs(grid, seed=20 + b) for b in range(3)]
+    G, q, k = (torch.stack(parts) for parts in zip(*images))
+    P = nerve_propagate(G, q, k, grid, steps=15, affinity=form, **opts, **WALK)
+    alone = torch.stack([nerve_propagate(*image, grid, steps=15, affinity=form, **opts, **WALK) for image in images])
+    assert P.shape == (3, grid[0] * grid[1], G.shape[-1])
+    torch.testing.assert_close(P, alone, atol=1e-6, rtol=1e-5)
+    weights = head_weights(G, q, k, grid, beta=WALK["beta"], c=WALK["c"], eps_self=WALK["eps_self"], affinity=form, **opts)
+    alone = torch.stack([head_weights(*image, grid, beta=WALK["beta"], c=WALK["c"], eps_self=WALK["eps_self"],
+                                      affinity=form, **opts) for image in images])
+    torch.testing.assert_close(weights, alone)
+
+
+def test_batch_shapes_must_agree():
+    grid = (5, 7)
+    G, q, k = random_inputs(grid)
+    with pytest.raises(ValueError, match=r"\(B, H, N=35, D\)"):
+        nerve_propagate(torch.stack([G, G]), torch.stack([q, q, q]), torch.stack([k, k, k]), grid, steps=2, **WALK)
+    with pytest.raises(ValueError, match=r"G must be \(N, K\) with"):
+        nerve_closed_form(torch.stack([G, G]), torch.stack([q, q]), torch.stack([k, k]), grid, **WALK)
+
+
+def test_adapter_walks_a_batch_as_one_image_at_a_time():
+    grid = (6, 5)
+    images = [random_inputs(grid, heads=4, seed=30 + b) for b in range(2)]
+    cfg = RefineConfig(steps=12)
+    G_clip = torch.stack([G.T.reshape(-1, *grid) for G, _, _ in images])
+    q, k = torch.stack([q for _, q, _ in images]), torch.stack([k for _, _, k in images])
+    layers = [SimpleNamespace(q=q[:, :3], k=k[:, :3], grid=grid), SimpleNamespace(q=q[:, 3:], k=k[:, 3:], grid=grid)]
+    scores = refine_random_walk(G_clip, layers, cfg)
+    alone = [refine_random_walk(G_clip[b], [SimpleNamespace(q=l.q[b], k=l.k[b], grid=grid) for l in layers], cfg)
+             for b in range(2)]
+    assert scores.shape == (2, 4, *grid)
+    torch.testing.assert_close(scores, torch.stack(alone), atol=1e-6, rtol=1e-5)

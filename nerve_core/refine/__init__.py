@@ -4,7 +4,9 @@ Every refiner has the signature `refine(G_clip, layers, cfg) -> (K, h, w) scores
 G_clip (K, hc, wc) class probabilities on the CLIP patch grid of one image, `layers` the
 captured SD self-attention q/k of that image (`nerve_core.sd.features.LayerQK`, batch axis
 removed), cfg a `RefineConfig`. The registry says which need the SD attention, so that an
-engine without them never loads Stable Diffusion.
+engine without them never loads Stable Diffusion, and which also take a batch of images with the
+same K at once (G_clip (B, K, hc, wc), layers with their batch axis -> (B, K, h, w)), so that the
+engine pays their fixed per-call cost once per batch.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from nerve_core.refine.walk import refine_random_walk
 class Refiner:
     fn: Callable
     needs_attention: bool
+    batched: bool = False
 
 
 def refine_none(G_clip, layers, cfg):
@@ -29,7 +32,7 @@ def refine_none(G_clip, layers, cfg):
 
 REFINERS: dict[str, Refiner] = {
     "none": Refiner(refine_none, needs_attention=False),
-    "random_walk": Refiner(refine_random_walk, needs_attention=True),
+    "random_walk": Refiner(refine_random_walk, needs_attention=True, batched=True),
     "iseg": Refiner(refine_iseg, needs_attention=True),
     "dslo_optimal_path": Refiner(refine_dslo_optimal_path, needs_attention=True),
     "dslo_max_velocity": Refiner(refine_dslo_max_velocity, needs_attention=True),

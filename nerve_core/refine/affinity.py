@@ -78,7 +78,7 @@ def pair_affinity(cos: torch.Tensor, spec: AffinitySpec, *, up_to_scale: bool = 
 
 
 def low_rank_factors(qh: torch.Tensor, kh: torch.Tensor, spec: AffinitySpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """(φ, ψ), each (H, N, R), with a_ij = φ_i·ψ_j for every head, for the low-rank forms."""
+    """(φ, ψ), each (..., H, N, R), with a_ij = φ_i·ψ_j for every head, for the low-rank forms."""
     if spec.form == "cosine":
         return qh, kh
     if spec.form == "shifted_cosine":
@@ -101,9 +101,10 @@ def random_feature_maps(qh: torch.Tensor, kh: torch.Tensor, spec: AffinitySpec) 
     exp(4/τ), while s > 0 gives (1 + s²/(4(1+s)))^{D/2} exp(4/(τ(1+s))): `_variance_optimal_s`
     minimises it. The estimator stays noisy for sharp τ (e.g. τ = 0.1, D = 64): prefer the exact
     form there. Every feature is positive, so row sums are positive and need no sign guard.
-    One independent draw per head, from `seed` on the CPU, so any device gets the same features.
+    One independent draw per head, from `seed` on the CPU, so any device (and every image of a
+    batch (..., H, N, D)) gets the same features.
     """
-    heads, _, dim = qh.shape
+    heads, dim = qh.shape[-3], qh.shape[-1]
     generator = torch.Generator().manual_seed(int(spec.seed))
     omega = torch.stack([_orthogonal_gaussian(spec.features, dim, generator) for _ in range(heads)])
     omega = omega.to(device=qh.device, dtype=qh.dtype)

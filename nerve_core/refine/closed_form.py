@@ -33,7 +33,7 @@ def _row_normalise(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def dense_head_transitions(G, q, k, grid, *, beta, eps_self, affinity="cosine", **affinity_options):
     """(H, N, N) guarded S^(h) in float64, the sign guard of random_walk.py applied to dense matrices."""
     spec = affinity_spec(affinity, affinity_options)
-    check_inputs(G, q, k, grid)
+    check_inputs(G, q, k, grid, batch_allowed=False)
     qh, kh = unit(q.double()), unit(k.double())
     n = qh.shape[1]
     cos = qh @ kh.transpose(1, 2)

@@ -8,6 +8,8 @@ beyond that it is rebuilt block by block at every step (same result, H times the
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from nerve_core.refine.affinity import AffinitySpec, pair_affinity
@@ -20,49 +22,55 @@ def row_blocks(n: int, block: int):
     return [(start, min(start + block, n)) for start in range(0, n, block)]
 
 
-def row_minimum_cosines(qh: torch.Tensor, kh: torch.Tensor, block: int) -> torch.Tensor:
-    """(H, N) min_j q̂_i·k̂_j, in row blocks: detects the rows of `cosine` with a negative entry."""
-    out = qh.new_empty(qh.shape[:2])
-    for h in range(qh.shape[0]):
-        for start, stop in row_blocks(qh.shape[1], block):
-            out[h, start:stop] = (qh[h, start:stop] @ kh[h].T).amin(1)
-    return out
+def row_minimum_cosines(qh: torch.Tensor, kh: torch.Tensor, max_elements: int = 2**26) -> torch.Tensor:
+    """(..., N) min_j q̂_i·k̂_j of qh, kh (..., N, D): detects the rows of `cosine` with a negative entry.
+
+    All heads (and images) at once, in row blocks of at most `max_elements` cosines (2^26: 256 MiB
+    in float32), so that a batch costs a few products rather than a few per head.
+    """
+    n = qh.shape[-2]
+    rows = max(1, max_elements // (qh[..., 0, 0].numel() * n))
+    return torch.cat([(qh[..., start:stop, :] @ kh.transpose(-1, -2)).amin(-1) for start, stop in row_blocks(n, rows)], -1)
 
 
 class BlockedGlobal:
     """Per-head global rows of a non-negative, non-low-rank affinity, built block by block.
 
-    Same interface as LowRankGlobal: usable (H, N), times_G (H, N, K), combined(coef).
-    Affinities are used up to a per-form constant (pair_affinity up_to_scale): rows are normalised.
+    Same interface as LowRankGlobal: qh, kh (B, H, N, D), G (B, N, K); usable (B, H, N), times_G
+    (B, H, N, K), combined(coef). Affinities are used up to a per-form constant (pair_affinity
+    up_to_scale): rows are normalised.
     """
 
     def __init__(self, qh: torch.Tensor, kh: torch.Tensor, spec: AffinitySpec, G: torch.Tensor,
                  materialise_bytes: int = MATERIALISE_BYTES):
         self.qh, self.kh, self.spec, self.materialise_bytes = qh, kh, spec, materialise_bytes
-        heads, n, _ = qh.shape
-        self.row_sums = qh.new_empty(heads, n)
-        unnormalised = qh.new_empty(heads, n, G.shape[1])
-        for h in range(heads):
+        batch, heads, n, _ = qh.shape
+        self.row_sums = qh.new_empty(batch, heads, n)
+        unnormalised = qh.new_empty(batch, heads, n, G.shape[-1])
+        for b, h in itertools.product(range(batch), range(heads)):
             for start, stop in row_blocks(n, spec.block_size):
-                a = self._rows(h, start, stop)
-                self.row_sums[h, start:stop] = a.sum(1)
-                unnormalised[h, start:stop] = a @ G
+                a = self._rows(b, h, start, stop)
+                self.row_sums[b, h, start:stop] = a.sum(1)
+                unnormalised[b, h, start:stop] = a @ G[b]
         self.usable = self.row_sums > 0
         self.times_G = unnormalised * row_scale(1.0, self.row_sums, self.usable)[..., None]
 
-    def _rows(self, h: int, start: int, stop: int) -> torch.Tensor:
-        return pair_affinity(self.qh[h, start:stop] @ self.kh[h].T, self.spec, up_to_scale=True)
+    def _rows(self, b: int, h: int, start: int, stop: int) -> torch.Tensor:
+        return pair_affinity(self.qh[b, h, start:stop] @ self.kh[b, h].T, self.spec, up_to_scale=True)
 
     def combined(self, coef: torch.Tensor):
-        """P -> Σ_h diag(coef_h) S_global^(h) P: one dense product per step when it fits memory."""
+        """P (B, N, K) -> Σ_h diag(coef_h) S_global^(h) P: one dense product per image and step when
+        the B matrices fit memory."""
         scale = row_scale(coef, self.row_sums, self.usable)
-        n = self.qh.shape[1]
+        batch, heads, n, _ = self.qh.shape
         blocks = row_blocks(n, self.spec.block_size)
 
-        def mixed_rows(start, stop):
-            return sum(scale[h, start:stop, None] * self._rows(h, start, stop) for h in range(self.qh.shape[0]))
+        def mixed_rows(b, start, stop):
+            return sum(scale[b, h, start:stop, None] * self._rows(b, h, start, stop) for h in range(heads))
 
-        if n * n * self.qh.element_size() <= self.materialise_bytes:
-            matrix = torch.cat([mixed_rows(start, stop) for start, stop in blocks])
-            return lambda P: matrix @ P
-        return lambda P: torch.cat([mixed_rows(start, stop) @ P for start, stop in blocks])
+        if batch * n * n * self.qh.element_size() <= self.materialise_bytes:
+            matrices = torch.stack([torch.cat([mixed_rows(b, start, stop) for start, stop in blocks]) for b in range(batch)])
+            return lambda P: matrices @ P
+        return lambda P: torch.stack(
+            [torch.cat([mixed_rows(b, start, stop) @ P[b] for start, stop in blocks]) for b in range(batch)]
+        )

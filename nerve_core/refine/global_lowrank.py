@@ -16,23 +16,26 @@ def row_scale(coef, row_sums: torch.Tensor, usable: torch.Tensor) -> torch.Tenso
 class LowRankGlobal:
     """Per-head global rows of a low-rank affinity a_ij = φ_i·ψ_j.
 
-    usable (H, N): rows that are a probability vector (positive sum, plus whatever `usable`
-    the caller proved, e.g. no negative cosine); times_G (H, N, K): S_global^(h) G on usable rows,
-    0 on the others (they fall back to the local transition).
+    phi, psi (B, H, N, R) per image and head; G (B, N, K). usable (B, H, N): rows that are a
+    probability vector (positive sum, plus whatever `usable` the caller proved, e.g. no negative
+    cosine); times_G (B, H, N, K): S_global^(h) G on usable rows, 0 on the others (they fall back
+    to the local transition).
     """
 
     def __init__(self, phi: torch.Tensor, psi: torch.Tensor, G: torch.Tensor, usable: torch.Tensor | None = None):
         self.phi, self.psi = phi, psi
-        self.row_sums = (phi @ psi.sum(1).unsqueeze(-1)).squeeze(-1)
+        self.row_sums = (phi @ psi.sum(-2).unsqueeze(-1)).squeeze(-1)
         self.usable = self.row_sums > 0 if usable is None else usable & (self.row_sums > 0)
-        self.times_G = (phi @ (psi.transpose(1, 2) @ G)) * row_scale(1.0, self.row_sums, self.usable)[..., None]
+        self.times_G = (phi @ (psi.transpose(-1, -2) @ G[:, None])) * row_scale(1.0, self.row_sums, self.usable)[..., None]
 
     def combined(self, coef: torch.Tensor):
-        """P -> Σ_h diag(coef_h) S_global^(h) P as ONE (N, H·R) @ ((H·R, N) @ P) product.
+        """P (B, N, K) -> Σ_h diag(coef_h) S_global^(h) P as ONE (N, H·R) @ ((H·R, N) @ P) product
+        per image, batched over the images.
 
-        The per-row coefficients (entropy weight, β, α, 1/d) are folded into the query side once.
+        The per-row coefficients coef (B, H, N) (entropy weight, β, α, 1/d) are folded into the
+        query side once.
         """
-        heads, n, rank = self.phi.shape
-        left = (self.phi * row_scale(coef, self.row_sums, self.usable)[..., None]).permute(1, 0, 2).reshape(n, heads * rank)
-        right_t = self.psi.transpose(1, 2).reshape(heads * rank, n)
+        batch, heads, n, rank = self.phi.shape
+        left = (self.phi * row_scale(coef, self.row_sums, self.usable)[..., None]).transpose(1, 2).reshape(batch, n, heads * rank)
+        right_t = self.psi.transpose(-1, -2).reshape(batch, heads * rank, n)
         return lambda P: left @ (right_t @ P)

@@ -18,7 +18,9 @@ warning per call.
 Performance: everything runs in float32 on the device of q. The entropy weights, β, α and the row
 normalisers 1/d are folded into the query side, so that all heads' global terms are one
 (N, H·R) @ ((H·R, N) @ P) product per step for the low-rank forms (no N×N matrix, ever), and the
-heads' local stencils are merged once into one 9-tap table.
+heads' local stencils are merged once into one 9-tap table. A batch of images is walked as one
+sequence of batched products: a step costs the same number of kernel launches for 32 images as
+for one, which is what keeps the walk's fixed cost per image small on a GPU.
 """
 from __future__ import annotations
 
@@ -43,16 +45,16 @@ __all__ = ["nerve_propagate", "nerve_closed_form", "entropy_weights", "head_weig
 
 @dataclass
 class HeadTransitions:
-    """The guarded per-head transitions S^(h), kept in factored form."""
+    """The guarded per-head transitions S^(h) of a batch of images, kept in factored form."""
 
     glob: LowRankGlobal | BlockedGlobal
-    local: torch.Tensor  # (H, N, 9) row-stochastic local stencils
-    global_share: torch.Tensor  # (H, N): β on usable global rows, 0 where the row falls back to local
+    local: torch.Tensor  # (B, H, N, 9) row-stochastic local stencils
+    global_share: torch.Tensor  # (B, H, N): β on usable global rows, 0 where the row falls back to local
     index: torch.Tensor  # (N, 9) neighbour index of the stencil
-    G: torch.Tensor  # (N, K) the G whose one-step walks glob.times_G holds
+    G: torch.Tensor  # (B, N, K) the G whose one-step walks glob.times_G holds
 
     def one_step(self) -> torch.Tensor:
-        """(H, N, K) S^(h) G for every head (eq. 12)."""
+        """(B, H, N, K) S^(h) G for every image and head (eq. 12)."""
         share = self.global_share[..., None]
         return share * self.glob.times_G + (1 - share) * apply_stencil(self.local, self.G, self.index)
 
@@ -62,7 +64,7 @@ def _head_transitions(G, qh, kh, grid, beta, eps_self, spec: AffinitySpec) -> He
     local, local_fallback = local_transitions(local_affinities(qh, kh, index, spec, eps_self))
     if spec.low_rank:
         phi, psi = low_rank_factors(qh, kh, spec)
-        no_negative = row_minimum_cosines(qh, kh, spec.block_size) >= 0 if spec.form == "cosine" else None
+        no_negative = row_minimum_cosines(qh, kh) >= 0 if spec.form == "cosine" else None
         glob = LowRankGlobal(phi, psi, G, no_negative)
     else:
         glob = BlockedGlobal(qh, kh, spec, G)
@@ -74,28 +76,31 @@ def _head_transitions(G, qh, kh, grid, beta, eps_self, spec: AffinitySpec) -> He
             f"{spec.form} affinity: global rows with a negative entry or a sum <= 0 fell back to the local "
             "transition, local rows with one fell back to a self-loop (counts: logger nerve_core.refine, DEBUG)",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         logger.debug(
             "%s affinity: %d global rows fell back to the local transition and %d local rows to a self-loop, "
-            "out of %d heads x %d nodes", spec.form, replaced_global, replaced_local, qh.shape[0], qh.shape[1],
+            "out of %d images x %d heads x %d nodes", spec.form, replaced_global, replaced_local, *qh.shape[:3],
         )
     return HeadTransitions(glob, local, beta * glob.usable.to(qh.dtype), index, G)
 
 
 def _prepare(G, q, k):
-    """float32 on q's device, whatever came in; q and k unit-normalised per head and node."""
+    """float32 on q's device, whatever came in; q and k unit-normalised per head and node; a
+    leading batch axis added to unbatched inputs."""
     device = q.device
+    G, q, k = (G[None], q[None], k[None]) if G.ndim == 2 else (G, q, k)
     return G.to(device, torch.float32), unit(q.to(device, torch.float32)), unit(k.to(device, torch.float32))
 
 
 def head_weights(G, q, k, grid, *, beta, c, eps_self, affinity="cosine", **affinity_options) -> torch.Tensor:
-    """(H,) entropy weights w (eq. 13-14) of the guarded heads, as nerve_propagate uses them."""
+    """(H,) entropy weights w (eq. 13-14) of the guarded heads, as nerve_propagate uses them
+    ((B, H) for a batch)."""
     spec = affinity_spec(affinity, affinity_options)
     check_inputs(G, q, k, grid)
     check_walk(0.0, beta, eps_self)
-    G, qh, kh = _prepare(G, q, k)
-    return entropy_weights(_head_transitions(G, qh, kh, grid, beta, eps_self, spec).one_step(), c)
+    w = entropy_weights(_head_transitions(*_prepare(G, q, k), grid, beta, eps_self, spec).one_step(), c)
+    return w if G.ndim == 3 else w[0]
 
 
 def nerve_propagate(G, q, k, grid, *, alpha, beta, c, eps_self, steps, affinity="cosine", **affinity_options):
@@ -103,15 +108,28 @@ def nerve_propagate(G, q, k, grid, *, alpha, beta, c, eps_self, steps, affinity=
 
     G (N, K) row-stochastic; q, k (H, N, D) raw per-head queries and keys; grid (h, w), row-major.
     affinity_options: temperature, power, features, block_size, seed (see AffinitySpec).
+    A batch of images on one grid and with one K, G (B, N, K) and q, k (B, H, N, D), gives
+    (B, N, K), each image walked on its own (the same result as one call per image), in one
+    sequence of batched products: the per-call cost is paid once per batch, not once per image.
+    The exact sharp forms are walked image by image (their O(N²) steps gain nothing from
+    batching, and each image's dense operator then fits in memory on its own).
     """
     spec = affinity_spec(affinity, affinity_options)
     check_inputs(G, q, k, grid)
     check_walk(alpha, beta, eps_self, steps)
-    G, qh, kh = _prepare(G, q, k)
+    walk = dict(alpha=alpha, beta=beta, c=c, eps_self=eps_self, steps=steps, spec=spec)
+    if G.ndim == 3 and not spec.low_rank:
+        return torch.stack([_walk(*_prepare(G[b], q[b], k[b]), grid, **walk)[0] for b in range(G.shape[0])])
+    P = _walk(*_prepare(G, q, k), grid, **walk)
+    return P if G.ndim == 3 else P[0]
+
+
+def _walk(G, qh, kh, grid, *, alpha, beta, c, eps_self, steps, spec: AffinitySpec) -> torch.Tensor:
+    """(B, N, K) P_L for prepared, batched inputs."""
     heads = _head_transitions(G, qh, kh, grid, beta, eps_self, spec)
-    w = entropy_weights(heads.one_step(), c)
-    global_op = heads.glob.combined(alpha * w[:, None] * heads.global_share)
-    local_table = alpha * torch.einsum("h,hn,hnt->nt", w, 1 - heads.global_share, heads.local)
+    w = entropy_weights(heads.one_step(), c)  # (B, H)
+    global_op = heads.glob.combined(alpha * w[..., None] * heads.global_share)
+    local_table = alpha * torch.einsum("bh,bhn,bhnt->bnt", w, 1 - heads.global_share, heads.local)
     base = (1 - alpha) * G
     P = base
     for _ in range(int(steps)):

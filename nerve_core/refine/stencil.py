@@ -29,14 +29,15 @@ def neighbour_index(grid: tuple[int, int], device=None) -> torch.Tensor:
 def local_affinities(
     qh: torch.Tensor, kh: torch.Tensor, index: torch.Tensor, spec: AffinitySpec, eps_self: float
 ) -> torch.Tensor:
-    """(H, N, 9) raw local affinities: a_ij for in-grid neighbours, eps_self on the self tap, 0 outside.
+    """(..., N, 9) raw local affinities of qh, kh (..., N, D): a_ij for in-grid neighbours, eps_self
+    on the self tap, 0 outside.
 
     Kept in float64: only 9·N·H values, and exp(cos/τ) (up to e^{1/τ}) must neither overflow nor
     swamp eps_self through rounding before the row is normalised.
     """
-    heads, n, _ = qh.shape
-    keys = torch.cat([kh, kh.new_zeros(heads, 1, kh.shape[-1])], 1)
-    cos = torch.stack([(qh * keys[:, index[:, t]]).sum(-1) for t in range(len(OFFSETS))], -1).double()
+    n = qh.shape[-2]
+    keys = torch.cat([kh, kh.new_zeros(*kh.shape[:-2], 1, kh.shape[-1])], -2)
+    cos = torch.stack([(qh * keys[..., index[:, t], :]).sum(-1) for t in range(len(OFFSETS))], -1).double()
     raw = pair_affinity(cos, spec)
     raw = torch.where(index < n, raw, torch.zeros((), dtype=raw.dtype, device=raw.device))
     raw[..., SELF_TAP] = eps_self
@@ -47,7 +48,7 @@ def local_transitions(raw: torch.Tensor, dtype=torch.float32) -> tuple[torch.Ten
     """Row-normalise the raw local table, guarding rows that are not a probability vector.
 
     A row with a negative entry or a non-positive sum (possible for `cosine`, or eps_self = 0 with
-    all neighbours at 0) becomes a pure self-loop. Returns (table (H, N, 9), fallback (H, N) bool).
+    all neighbours at 0) becomes a pure self-loop. Returns (table (..., N, 9), fallback (..., N) bool).
     """
     sums = raw.sum(-1, keepdim=True)
     usable = (raw >= 0).all(-1) & (sums[..., 0] > 0)
@@ -58,6 +59,7 @@ def local_transitions(raw: torch.Tensor, dtype=torch.float32) -> tuple[torch.Ten
 
 
 def apply_stencil(table: torch.Tensor, P: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """table (..., N, 9) applied to P (N, K): out[..., i] = Σ_t table[..., i, t] P[index[i, t]]."""
-    padded = torch.cat([P, P.new_zeros(1, P.shape[1])])
-    return torch.einsum("...nt,ntk->...nk", table, padded[index])
+    """table (B, ..., N, 9) applied to P (B, N, K) image by image:
+    out[b, ..., i] = Σ_t table[b, ..., i, t] P[b, index[i, t]]."""
+    padded = torch.cat([P, P.new_zeros(P.shape[0], 1, P.shape[2])], 1)
+    return torch.einsum("b...nt,bntk->b...nk", table, padded[:, index])
