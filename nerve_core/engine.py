@@ -30,6 +30,7 @@ from nerve_core.upsample import upsample_chunks
 from nerve_core.vocab import Vocabulary
 
 MODES = ("open", "wsss")
+REFINE_BATCHINGS = ("auto", "batch", "image")  # engine.refine.batching
 
 
 @dataclass
@@ -53,10 +54,14 @@ class Engine:
         if cfg.mode not in MODES:
             raise ValueError(f"unknown engine.mode {cfg.mode!r}; expected one of {MODES}")
         check_compile_mode(cfg.compile)  # before minutes of model loading
+        if cfg.refine.batching not in REFINE_BATCHINGS:
+            raise ValueError(f"unknown engine.refine.batching {cfg.refine.batching!r}; expected one of {REFINE_BATCHINGS}")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.refiner = get_refiner(cfg.refine.name)
+        batching = cfg.refine.batching if cfg.refine.batching != "auto" else "batch" if self.device.type == "cuda" else "image"
+        self.refine_in_batches = self.refiner.batched and batching == "batch"
         self.timer = StageTimer(self.device)  # stages: prepare, clip, sd, refine, upsample
         model, tokenizer = load_clip(cfg.clip, self.device, self.dtype)
         self.head = DenseClipHead(model, tokenizer, cfg.clip)
@@ -117,11 +122,11 @@ class Engine:
         return results
 
     def _refine(self, probs: list[torch.Tensor], layers) -> list[torch.Tensor]:
-        """Per image refined scores. A batched refiner gets the images whose probabilities have one
-        shape (number of classes, CLIP grid: all of them in open mode with square CLIP inputs) in
-        one call; the other refiners get one call per image."""
+        """Per image refined scores. With refine_in_batches the refiner gets the images whose
+        probabilities have one shape (number of classes, CLIP grid: all of them in open mode with
+        square CLIP inputs) in one call; otherwise one call per image (refine.batching)."""
         cfg = self.cfg.refine
-        if not self.refiner.batched:
+        if not self.refine_in_batches:
             return [self.refiner.fn(p, [replace(l, q=l.q[i], k=l.k[i]) for l in layers], cfg) for i, p in enumerate(probs)]
         groups: dict[tuple, list[int]] = {}
         for i, p in enumerate(probs):

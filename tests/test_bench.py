@@ -68,6 +68,16 @@ def test_refine_bench_reports_random_feature_error_against_exact(refine_results)
             assert 0 < row["max_abs_error"] < 1  # an approximation: a real, bounded error
 
 
+def test_refine_bench_times_a_batch_of_images_per_image_with_the_same_result(tmp_path):
+    argv = ["refine", f"output={tmp_path}", *TINY_REFINE, "methods=[lowrank]", "forms=[shifted_cosine]", "images=[1,3]"]
+    assert bench_main(argv) == 0
+    runs = {(r["case"], r["N"]): r for r in _read(tmp_path, "refine")["runs"]}
+    for n in (16, 36, 64):
+        batched = runs[("lowrank/shifted_cosine/x3", n)]
+        assert batched["images"] == 3 and batched["seconds"] > 0
+        assert batched["reference"] == "lowrank/shifted_cosine" and batched["max_abs_error"] < 1e-6
+
+
 def test_refine_bench_skips_dense_methods_over_the_memory_budget(tmp_path):
     budget = 3 * 36 * 36 * 4  # the dense working set at N = 36 fits, at N = 64 it does not
     argv = ["refine", f"output={tmp_path}", *TINY_REFINE, f"max_dense_bytes={budget}", "forms=[exp_cosine]", "ranks=[8]"]

@@ -56,9 +56,22 @@ def test_wsss_mode_restricts_to_image_labels(tiny_engine_config):
     assert set(np.unique(maps[2])) == {0}  # no labels: all background
 
 
+def test_walking_the_batch_at_once_gives_the_per_image_maps(open_engine, tiny_engine_config):
+    assert not open_engine.refine_in_batches  # auto on CPU: one walk per image (cache-friendly)
+    engine = build_engine(OmegaConf.merge(tiny_engine_config, {"refine": {"batching": "batch"}}))
+    assert engine.refine_in_batches
+    for a, b in zip(engine.segment(IMAGES, VOCAB), open_engine.segment(IMAGES, VOCAB)):
+        assert (a == b).mean() > 0.99  # float reduction order may flip a rare tie
+
+
+def test_unknown_refine_batching_is_refused_before_loading(tiny_engine_config):
+    with pytest.raises(ValueError, match="refine.batching 'sometimes'.*auto"):
+        build_engine(OmegaConf.merge(tiny_engine_config, {"refine": {"batching": "sometimes"}, "clip": {"model": "/nonexistent"}}))
+
+
 def test_wsss_batch_groups_images_by_class_count_and_equals_one_at_a_time(tiny_engine_config):
     """The walk takes the images with the same number of classes together; each must come out as alone."""
-    engine = build_engine(OmegaConf.merge(tiny_engine_config, {"mode": "wsss", "batch_size": 5}))
+    engine = build_engine(OmegaConf.merge(tiny_engine_config, {"mode": "wsss", "batch_size": 5, "refine": {"batching": "batch"}}))
     labels = [[1], [2, 3], [], [3], [1, 2]]  # 2, 3, 1, 2, 3 classes with the background
     together = engine.segment(IMAGES, VOCAB, image_labels=labels)
     alone = [engine.segment([im], VOCAB, image_labels=[lab])[0] for im, lab in zip(IMAGES, labels)]

@@ -5,7 +5,8 @@ memory, fits how both grow with N (the exponent of a power law), and runs every 
 form: the sharp ones exact in row blocks, exp_cosine also with random features of a few ranks,
 each with its error against the exact result (the dense walk of the same form where it fits in the
 memory budget, else the exact block form). Dense methods whose N x N matrices would exceed the
-budget are skipped and say so.
+budget are skipped and say so. With `images`, the low-rank walk is also timed on B images walked in
+one batched call (seconds per image), against the same walk one image at a time.
 
 Inputs are synthetic but shaped like the engine's: H heads of D-dim q, k on an h x w grid, built
 as noisy copies of a few per-segment prototypes over blob-shaped segments (so affinities have the
@@ -15,7 +16,7 @@ changes the equations under comparison; G is a softmax of random logits.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ class RefineBenchConfig:
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     forms: list[str] = field(default_factory=lambda: list(FORMS))
     ranks: list[int] = field(default_factory=lambda: [64, 256])  # exp_cosine random-feature ranks
+    images: list[int] = field(default_factory=lambda: [1])  # low-rank walk: also B images in one call
     # Dense methods whose working set would exceed this are skipped (the row says so).
     max_dense_bytes: int = 2 * 1024**3
     repeats: int = 1  # timed runs per point after one untimed warm-up; the median is reported
@@ -60,12 +62,14 @@ class Case:
     method: str
     form: str  # the global-affinity form ("-" for the registry refiners, which have their own)
     features: int = 0  # exp_cosine random-feature rank; 0 = exact
+    images: int = 1  # images walked in one batched call (low-rank walk only)
 
     @property
     def name(self) -> str:
         if self.method in REGISTRY_METHODS:
             return self.method
-        return f"{self.method}/{self.form}" + (f"/rf{self.features}" if self.features else "")
+        return f"{self.method}/{self.form}" + (f"/rf{self.features}" if self.features else "") + (
+            f"/x{self.images}" if self.images > 1 else "")
 
 
 def cases(cfg: RefineBenchConfig) -> list[Case]:
@@ -77,9 +81,10 @@ def cases(cfg: RefineBenchConfig) -> list[Case]:
             raise ValueError(f"unknown affinity form {form!r}; expected some of {FORMS}")
     out = []
     if "lowrank" in cfg.methods:
-        out += [Case("lowrank", form) for form in cfg.forms]
+        single = [Case("lowrank", form) for form in cfg.forms]
         if "exp_cosine" in cfg.forms:
-            out += [Case("lowrank", "exp_cosine", r) for r in cfg.ranks]
+            single += [Case("lowrank", "exp_cosine", r) for r in cfg.ranks]
+        out += single + [replace(case, images=b) for b in cfg.images if b > 1 for case in single]
     if "dense" in cfg.methods:
         out += [Case("dense", form) for form in cfg.forms]
     out += [Case(name, "-") for name in REGISTRY_METHODS if name in cfg.methods]
@@ -117,7 +122,7 @@ def dense_bytes(case: Case, n: int) -> int:
 
 
 def run_case(case: Case, G, q, k, grid, cfg: RefineBenchConfig):
-    """The (N, K) refined probabilities of one method on one input."""
+    """The (N, K) refined probabilities of one method on one input (of the first image of a batch)."""
     w = cfg.walk
     walk = dict(alpha=w.alpha, beta=w.beta, c=w.c, eps_self=w.eps_self, steps=w.steps)
     if case.method == "lowrank":
@@ -126,6 +131,9 @@ def run_case(case: Case, G, q, k, grid, cfg: RefineBenchConfig):
         options = dict(temperature=w.temperature, power=w.power, block_size=w.block_size)
         if case.features:
             options.update(features=case.features, seed=cfg.seed)
+        if case.images > 1:  # the same image B times: the batched call does B images' work
+            batch = [x.expand(case.images, *x.shape) for x in (G, q, k)]
+            return nerve_propagate(*batch, grid, affinity=case.form, **walk, **options)[0]
         return nerve_propagate(G, q, k, grid, affinity=case.form, **walk, **options)
     if case.method == "dense":
         return dense_walk(G, q, k, grid, form=case.form, temperature=w.temperature, power=w.power, **walk)
@@ -165,7 +173,8 @@ def bench_point(n: int, num_classes: int, cfg: RefineBenchConfig, device) -> lis
     order = sorted(cases(cfg), key=lambda c: (c.method != "dense", c.features != 0))
     results, rows = {}, []
     for case in order:
-        row = dict(method=case.method, form=case.form, features=case.features, case=case.name, N=n, K=num_classes)
+        row = dict(method=case.method, form=case.form, features=case.features, images=case.images, case=case.name,
+                   N=n, K=num_classes)
         need = dense_bytes(case, n)
         if need > cfg.max_dense_bytes:
             row.update(status=f"skipped: needs {need / 2**30:.1f} GiB > max_dense_bytes {cfg.max_dense_bytes / 2**30:.1f} GiB")
@@ -173,7 +182,8 @@ def bench_point(n: int, num_classes: int, cfg: RefineBenchConfig, device) -> lis
             continue
         seconds, peak, method, P = _timed(case, inputs, cfg, device)
         results[case.name] = P
-        row.update(status="ok", seconds=seconds, peak_bytes=peak, memory_method=method, estimated_bytes=need or None)
+        # seconds per image; peak memory of the whole call
+        row.update(status="ok", seconds=seconds / case.images, peak_bytes=peak, memory_method=method, estimated_bytes=need or None)
         ref_name, ref = _reference(case, results)
         if ref is not None:
             diff = (P.float() - ref.float()).abs()
