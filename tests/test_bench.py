@@ -76,6 +76,10 @@ def test_refine_bench_times_a_batch_of_images_per_image_with_the_same_result(tmp
         batched = runs[("lowrank/shifted_cosine/x3", n)]
         assert batched["images"] == 3 and batched["seconds"] > 0
         assert batched["reference"] == "lowrank/shifted_cosine" and batched["max_abs_error"] < 1e-6
+        alone = runs[("lowrank/shifted_cosine", n)]
+        assert alone["ops_per_image"] > 100  # L = 6 steps of a few ops, plus the set-up
+        # the batch dispatches about the ops of one image in all (a few more for the batch's copies)
+        assert batched["ops_per_image"] * 3 <= alone["ops_per_image"] + 10
 
 
 def test_refine_bench_skips_dense_methods_over_the_memory_budget(tmp_path):
@@ -191,3 +195,11 @@ def test_bench_cli_rejects_unknown_benchmarks_and_keys(capsys):
     assert bench_main(["nope"]) == 2
     assert bench_main(["refine", "sizes_typo=[16]"]) == 2
     assert "sizes_typo" in capsys.readouterr().err
+
+
+def test_count_ops_counts_compute_and_not_views():
+    from pipeline.bench.ops import count_ops
+
+    x = torch.randn(4, 5)
+    assert count_ops(lambda: (x.T @ x).view(-1).sum()) == 2  # mm, sum; the transpose and view touch no data
+    assert count_ops(lambda: x[1:, :2].permute(1, 0).unsqueeze(0)) == 0

@@ -6,7 +6,8 @@ form: the sharp ones exact in row blocks, exp_cosine also with random features o
 each with its error against the exact result (the dense walk of the same form where it fits in the
 memory budget, else the exact block form). Dense methods whose N x N matrices would exceed the
 budget are skipped and say so. With `images`, the low-rank walk is also timed on B images walked in
-one batched call (seconds per image), against the same walk one image at a time.
+one batched call (seconds per image), against the same walk one image at a time. The low-rank
+rows also count the ATen compute ops per image (`ops`: kernel launches on a GPU).
 
 Inputs are synthetic but shaped like the engine's: H heads of D-dim q, k on an h x w grid, built
 as noisy copies of a few per-segment prototypes over blob-shaped segments (so affinities have the
@@ -26,6 +27,7 @@ from nerve_core.config import RefineConfig
 from nerve_core.devices import resolve_device
 from pipeline.bench.dense_walk import dense_walk, dense_walk_bytes
 from pipeline.bench.measure import peak_memory, time_call, torch_threads
+from pipeline.bench.ops import count_ops
 
 # The engine's dense refiners, called through the registry exactly as the engine calls them.
 REGISTRY_METHODS = ("iseg", "dslo_optimal_path", "dslo_max_velocity")
@@ -145,8 +147,9 @@ def run_case(case: Case, G, q, k, grid, cfg: RefineBenchConfig):
     return scores.reshape(scores.shape[0], -1).T
 
 
-def _timed(case, inputs, cfg, device) -> tuple[float, int | None, str, torch.Tensor]:
-    """(median seconds, peak bytes, memory method, result): timed runs, then one memory-probe run."""
+def _timed(case, inputs, cfg, device) -> tuple[float, int | None, str, int | None, torch.Tensor]:
+    """(median seconds, peak bytes, memory method, ATen ops, result): timed runs, one memory-probe
+    run and, for the low-rank walk (the engine's), one run counting its ops."""
     def call():
         return run_case(case, *inputs, cfg)
 
@@ -154,7 +157,8 @@ def _timed(case, inputs, cfg, device) -> tuple[float, int | None, str, torch.Ten
         call()  # warm-up: kernels, allocator, lazy imports
         runs = [time_call(call, device) for _ in range(max(1, cfg.repeats))]
         peak, method = peak_memory(call, device)
-    return float(np.median([seconds for seconds, _ in runs])), peak, method, runs[-1][1]
+        ops = count_ops(call) if case.method == "lowrank" else None
+    return float(np.median([seconds for seconds, _ in runs])), peak, method, ops, runs[-1][1]
 
 
 def _reference(case: Case, results: dict) -> tuple[str | None, torch.Tensor | None]:
@@ -180,10 +184,11 @@ def bench_point(n: int, num_classes: int, cfg: RefineBenchConfig, device) -> lis
             row.update(status=f"skipped: needs {need / 2**30:.1f} GiB > max_dense_bytes {cfg.max_dense_bytes / 2**30:.1f} GiB")
             rows.append(row)
             continue
-        seconds, peak, method, P = _timed(case, inputs, cfg, device)
+        seconds, peak, method, ops, P = _timed(case, inputs, cfg, device)
         results[case.name] = P
-        # seconds per image; peak memory of the whole call
-        row.update(status="ok", seconds=seconds / case.images, peak_bytes=peak, memory_method=method, estimated_bytes=need or None)
+        # seconds and ops per image; peak memory of the whole call
+        row.update(status="ok", seconds=seconds / case.images, peak_bytes=peak, memory_method=method,
+                   estimated_bytes=need or None, ops_per_image=None if ops is None else ops / case.images)
         ref_name, ref = _reference(case, results)
         if ref is not None:
             diff = (P.float() - ref.float()).abs()

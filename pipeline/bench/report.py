@@ -40,10 +40,11 @@ def refine_table(results: dict) -> str:
     rows = []
     for r in results["runs"]:
         if r["status"] != "ok":
-            rows.append([r["case"], r["N"], r["K"], None, None, None, None, r["status"]])
+            rows.append([r["case"], r["N"], r["K"], None, None, None, None, None, r["status"]])
             continue
-        rows.append([r["case"], r["N"], r["K"], r["seconds"], _mib(r["peak_bytes"]), r.get("max_abs_error"), r.get("reference"), "ok"])
-    text = format_table(["case", "N", "K", "s/image", "peak MiB", "max|ΔP|", "vs", "status"], rows)
+        rows.append([r["case"], r["N"], r["K"], r["seconds"], _mib(r["peak_bytes"]), r.get("ops_per_image"),
+                     r.get("max_abs_error"), r.get("reference"), "ok"])
+    text = format_table(["case", "N", "K", "s/image", "peak MiB", "ops/image", "max|ΔP|", "vs", "status"], rows)
     fits = [[e["case"], e["K"], e["time_exponent"], e["memory_exponent"], len(e["sizes"])] for e in results["exponents"]]
     text += "\n\ngrowth with N (value ∝ N^exponent)\n" + format_table(["case", "K", "time exp", "memory exp", "points"], fits)
     check = results["cross_check"]
