@@ -92,6 +92,10 @@ def _schema(command: str, args: list[str]):
     from jobs.shards import MAKERS
     from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
 
+    if command == "bench":
+        from jobs.bench import config_class
+
+        return config_class(args[0]), args[1:]
     if command in ("shards", "export"):
         kinds = MAKERS if command == "shards" else {"png": (PngExport,), "coco": (CocoExport,)}
         return kinds[args[0]][0], args[1:]
