@@ -78,8 +78,8 @@ class RefineConfig:
     block_size: int = 1024  # rows per block for the exact sharp forms
     # How the engine calls a refiner that can take many images at once (random_walk): batch = the
     # engine's batch in one call (one sequence of batched kernels: a GPU's per-launch cost is paid
-    # once per batch), image = one call per image (the working set stays in a CPU's caches: 1.3-2x
-    # faster than batch on CPU at N = 4096), auto = batch on CUDA, image elsewhere.
+    # once per batch), image = one call per image (the working set stays in a CPU's caches: up to
+    # 1.6x faster than batch on CPU at N = 4096), auto = batch on CUDA, image elsewhere.
     batching: str = "auto"
     # iSeg refinement: entropy-reduced dense propagation.
     iseg_iterations: int = 10  # iSeg's public code: 10 refinement iterations

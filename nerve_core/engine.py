@@ -2,8 +2,9 @@
 
 Built from parts chosen by the config: a dense CLIP head (G), an optional Stable Diffusion
 attention source (q, k of the configured layers), a refiner, an upsampler and the dataset's
-background rule. A batch costs one CLIP forward and one SD forward; refinement and the output
-stage run per image because each image may have its own class subset (WSSS mode). With
+background rule. A batch costs one CLIP forward and one SD forward; the output stage runs per
+image because each image may have its own class subset (WSSS mode), and so does refinement unless
+the refiner walks the images of one class count together (engine.refine.batching). With
 engine.compile, CLIP's trunk, the VAE encoder and the UNet run under torch.compile.
 """
 from __future__ import annotations
@@ -33,6 +34,16 @@ MODES = ("open", "wsss")
 REFINE_BATCHINGS = ("auto", "batch", "image")  # engine.refine.batching
 
 
+def refine_batching(batching: str, device) -> str:
+    """engine.refine.batching resolved for a device: auto is batch on CUDA (kernel launches are the
+    walk's fixed cost there), image elsewhere (one image's working set stays in a CPU's caches)."""
+    if batching not in REFINE_BATCHINGS:
+        raise ValueError(f"unknown engine.refine.batching {batching!r}; expected one of {REFINE_BATCHINGS}")
+    if batching != "auto":
+        return batching
+    return "batch" if torch.device(device).type == "cuda" else "image"
+
+
 @dataclass
 class Segmentation:
     labels: np.ndarray  # (H, W) uint8 class ids, 255 = unlabeled
@@ -54,14 +65,12 @@ class Engine:
         if cfg.mode not in MODES:
             raise ValueError(f"unknown engine.mode {cfg.mode!r}; expected one of {MODES}")
         check_compile_mode(cfg.compile)  # before minutes of model loading
-        if cfg.refine.batching not in REFINE_BATCHINGS:
-            raise ValueError(f"unknown engine.refine.batching {cfg.refine.batching!r}; expected one of {REFINE_BATCHINGS}")
+        refine_batching(cfg.refine.batching, "cpu")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.refiner = get_refiner(cfg.refine.name)
-        batching = cfg.refine.batching if cfg.refine.batching != "auto" else "batch" if self.device.type == "cuda" else "image"
-        self.refine_in_batches = self.refiner.batched and batching == "batch"
+        self.refine_in_batches = self.refiner.batched and refine_batching(cfg.refine.batching, self.device) == "batch"
         self.timer = StageTimer(self.device)  # stages: prepare, clip, sd, refine, upsample
         model, tokenizer = load_clip(cfg.clip, self.device, self.dtype)
         self.head = DenseClipHead(model, tokenizer, cfg.clip)

@@ -29,7 +29,8 @@ def row_minimum_cosines(qh: torch.Tensor, kh: torch.Tensor, max_elements: int = 
     in float32), so that a batch costs a few products rather than a few per head.
     """
     n = qh.shape[-2]
-    rows = max(1, max_elements // (qh[..., 0, 0].numel() * n))
+    heads = qh.numel() // (n * qh.shape[-1])  # all heads of all images
+    rows = max(1, max_elements // (heads * n))
     return torch.cat([(qh[..., start:stop, :] @ kh.transpose(-1, -2)).amin(-1) for start, stop in row_blocks(n, rows)], -1)
 
 
