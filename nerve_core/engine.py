@@ -28,6 +28,7 @@ from nerve_core.models.clip_loader import load_clip
 from nerve_core.refine import get_refiner
 from nerve_core.timing import StageTimer
 from nerve_core.upsample import upsample_chunks
+from nerve_core.version import code_version
 from nerve_core.vocab import Vocabulary
 
 MODES = ("open", "wsss")
@@ -199,12 +200,7 @@ class Engine:
 
     def fingerprint(self) -> dict:
         """What determines the output: the resolved engine config and the code version."""
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            code = version("nerve")
-        except PackageNotFoundError:
-            code = "source"
+        code = code_version()
         config = asdict(self.cfg) if is_dataclass(self.cfg) else dict(self.cfg)
         blob = json.dumps({"engine": config, "code": code}, sort_keys=True)
         return {"engine": config, "code": code, "digest": hashlib.sha256(blob.encode()).hexdigest()[:16]}

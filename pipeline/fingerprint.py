@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib.metadata import PackageNotFoundError, version
 
 from omegaconf import OmegaConf
 
+from nerve_core.version import code_version
+
 # Engine fields that change speed, never the labels.
 _THROUGHPUT_FIELDS = ("batch_size",)
-
-
-def code_version() -> str:
-    try:
-        return version("nerve")
-    except PackageNotFoundError:
-        return "source"
 
 
 def job_fingerprint(cfg, class_synonyms: list[list[str]]) -> dict:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 from pycocotools import mask as mask_utils
 
+from pipeline.pngcodec import encode_index_png
 from pipeline.storage import atomic_write, join
 
 UNLABELED = 255
@@ -33,20 +33,6 @@ ROW_SCHEMA = pa.schema([
     ("confidence_png", pa.binary()),  # quantised top-class probability (0..255), when asked for
     ("fingerprint", pa.string()),
 ])
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    """Lossless single-channel 8-bit PNG."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L").save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
-        if img.mode != "L":
-            raise ValueError(f"expected a single-channel PNG, got mode {img.mode}")
-        return np.asarray(img)
 
 
 def classes_present(labels: np.ndarray) -> list[int]:
@@ -77,9 +63,9 @@ class ShardResult:
 
     def add_ok(self, key: str, image_id: int, labels: np.ndarray, confidence: np.ndarray | None,
                occurrence: int = 0) -> None:
-        self.rows.append(self._row(key, occurrence, image_id, "ok", None, labels.shape, encode_png(labels),
+        self.rows.append(self._row(key, occurrence, image_id, "ok", None, labels.shape, encode_index_png(labels),
                                    classes_present(labels),
-                                   None if confidence is None else encode_png(confidence)))
+                                   None if confidence is None else encode_index_png(confidence)))
         self.coco.extend(coco_results(image_id, labels))
 
     def add_error(self, key: str, image_id: int, error: str, shape=None, occurrence: int = 0) -> None:
@@ -122,7 +108,3 @@ def read_json(fs, path: str):
     with fs.open(path, "r") as f:
         return json.load(f)
 
-
-def read_rows(fs, path: str, columns: list[str] | None = None) -> list[dict]:
-    with fs.open(path, "rb") as f:
-        return pq.read_table(f, columns=columns).to_pylist()

@@ -2,19 +2,20 @@
 import json
 
 import numpy as np
-import pytest
 import pyarrow.parquet as pq
+import pytest
 from pycocotools import mask as mask_utils
 
+from pipeline.pngcodec import decode_index_png, encode_index_png
 from pipeline.storage import atomic_write, filesystem
 from pipeline.verify import coco_loads
-from pipeline.writers import ROW_SCHEMA, ShardResult, decode_png, encode_png, shard_paths, write_shard_outputs
+from pipeline.writers import ROW_SCHEMA, ShardResult, shard_paths, write_shard_outputs
 
 
 def test_masks_round_trip_exactly_and_rle_matches():
     rng = np.random.default_rng(0)
     labels = rng.choice([0, 3, 7, 255], size=(37, 53)).astype(np.uint8)
-    np.testing.assert_array_equal(decode_png(encode_png(labels)), labels)
+    np.testing.assert_array_equal(decode_index_png(encode_index_png(labels)), labels)
     result = ShardResult("s-000000", "fp")
     result.add_ok("k", 5, labels, None)
     assert [r["category_id"] for r in result.coco] == [0, 3, 7]  # 255 is not a class
@@ -40,7 +41,7 @@ def test_shard_outputs_are_written_atomically_stats_last(tmp_path):
     assert table.schema.equals(ROW_SCHEMA)
     rows = table.to_pylist()
     assert [(r["key"], r["status"], r["error"]) for r in rows] == [("a", "ok", None), ("b", "error", "decode_image: broken")]
-    np.testing.assert_array_equal(decode_png(rows[0]["confidence_png"]), conf)
+    np.testing.assert_array_equal(decode_index_png(rows[0]["confidence_png"]), conf)
     assert rows[1]["mask_png"] is None and rows[1]["height"] is None
     assert json.loads(open(paths["stats"]).read()) == {"samples": 2}
     assert len(json.loads(open(paths["coco"]).read())) == 1
