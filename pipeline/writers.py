@@ -14,12 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pycocotools import mask as mask_utils
 
+from pipeline.hf_features import IMAGE_TYPE, image_value, with_image_features
 from pipeline.pngcodec import encode_index_png
 from pipeline.storage import atomic_write, join
 
 UNLABELED = 255
 
-ROW_SCHEMA = pa.schema([
+ROW_SCHEMA = with_image_features(pa.schema([
     ("key", pa.string()),
     ("shard", pa.string()),
     ("occurrence", pa.int32()),  # earlier samples of the shard with this key: (shard, key, occurrence) is unique
@@ -32,7 +33,10 @@ ROW_SCHEMA = pa.schema([
     ("classes", pa.list_(pa.int32())),
     ("confidence_png", pa.binary()),  # quantised top-class probability (0..255), when asked for
     ("fingerprint", pa.string()),
-])
+    # The same PNG as mask_png, as a Hugging Face Image (struct {bytes, path}): datasets and viewers
+    # open it as an image. Confidence maps are not duplicated this way (they are much larger).
+    ("mask", IMAGE_TYPE),
+]), image_columns=("mask",))
 
 
 def classes_present(labels: np.ndarray) -> list[int]:
@@ -75,7 +79,8 @@ class ShardResult:
         height, width = shape if shape is not None else (None, None)
         return {"key": key, "shard": self.shard, "occurrence": occurrence, "image_id": int(image_id), "status": status,
                 "error": error, "height": height, "width": width, "mask_png": mask_png,
-                "classes": classes, "confidence_png": confidence_png, "fingerprint": self.fingerprint}
+                "classes": classes, "confidence_png": confidence_png, "fingerprint": self.fingerprint,
+                "mask": image_value(mask_png, f"{key}.png")}
 
 
 def shard_paths(out_dir: str, shard: str) -> dict[str, str]:
