@@ -1,4 +1,5 @@
-"""Sample images for the report: image, ground truth and prediction side by side, VOC colours.
+"""Sample images for the report: image, ground truth and prediction side by side, in the report's
+class colours (palette.py; the legend shows them).
 
 Samples are spread over the shards (the first ones of each, round-robin) so that a sheet of a
 multi-shard run is not all from one shard; the choice depends only on the run, so two runs of the
@@ -16,7 +17,7 @@ from PIL import Image
 from pipeline.outputdir import OutputDir
 from pipeline.pngcodec import decode_index_png
 from pipeline.reader import decode_sample, raw_samples
-from pipeline.report.palette import colorize
+from pipeline.report.palette import class_palette, colorize
 from pipeline.scoring import confusion_matrix, per_class_iou
 from pipeline.shardlist import expand_shards, shard_id
 
@@ -69,7 +70,8 @@ def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[Shee
         return []
     out = OutputDir(out_dir)
     record = out.existing_record()
-    num_classes = len(record["fingerprint"]["classes"])
+    class_names = [synonyms[0] for synonyms in record["fingerprint"]["classes"]]
+    num_classes, palette = len(class_names), class_palette(class_names)
     ignore = int(record["config"]["dataset"]["ignore_index"])
     done = out.done_shards()
     urls = [u for u in expand_shards(record["config"]["input"]["shards"]) if shard_id(u) in done]
@@ -84,21 +86,23 @@ def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[Shee
         for raw in raw_samples(url) if n else ():
             sample = decode_sample(raw) if raw["__key__"] in wanted else None
             if sample is not None and sample.ok:
-                entries.append(_write_entry(sample, shard_id(url), wanted[sample.key], images, num_classes, ignore))
+                entries.append(_write_entry(sample, shard_id(url), wanted[sample.key], images, num_classes, ignore,
+                                            palette))
                 written += 1
                 if written == n:
                     break
     return entries
 
 
-def _write_entry(sample, shard: str, pred: np.ndarray, images: Path, num_classes: int, ignore: int) -> SheetEntry:
+def _write_entry(sample, shard: str, pred: np.ndarray, images: Path, num_classes: int, ignore: int,
+                 palette: list[int]) -> SheetEntry:
     stem = re.sub(r"[^A-Za-z0-9_-]", "_", f"{shard}.{sample.key}")  # keys may hold "/"
     names = {"image": f"{stem}.image.png", "pred": f"{stem}.pred.png", "gt": f"{stem}.gt.png"}
     _thumbnail(sample.image, nearest=False).save(images / names["image"])
-    _thumbnail(colorize(pred), nearest=True).save(images / names["pred"])
+    _thumbnail(colorize(pred, palette), nearest=True).save(images / names["pred"])
     miou = None
     if sample.gt is not None:
-        _thumbnail(colorize(sample.gt), nearest=True).save(images / names["gt"])
+        _thumbnail(colorize(sample.gt, palette), nearest=True).save(images / names["gt"])
         miou = _image_miou(pred, sample.gt, num_classes, ignore)
     return SheetEntry(
         key=sample.key, shard=shard, image=f"images/{names['image']}",
