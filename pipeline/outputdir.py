@@ -87,6 +87,9 @@ class OutputDir:
 
     def _stems(self, suffix: str) -> list[str]:
         folder = join(self.root, "shards")
+        # Actors on other processes and nodes write here: a listing cached by this process (object
+        # stores' filesystems keep one) would hide what they wrote since.
+        self.fs.invalidate_cache(folder)
         if not self.fs.exists(folder):
             return []
         names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))

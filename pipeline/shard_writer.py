@@ -88,7 +88,10 @@ def clear_old_shards(fs, root: str, output_dir, prefix: str, overwrite: bool) ->
     A label job given the directory reads every shard in it, so old shards left beside new ones
     would be labeled as if they were part of the new set.
     """
-    names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+    try:
+        names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+    except FileNotFoundError:  # object stores have no empty directories
+        names = []
     present = [n for n in names if n.endswith(SHARD_SUFFIXES)]
     if not present:
         return
