@@ -105,9 +105,10 @@ class OutputDir:
                 continue
         return found
 
-    def done_shards(self) -> set[str]:
-        """Shards whose stats file is complete and not marked partial."""
-        return {shard for shard, stats in self.stats().items() if not stats.get("partial")}
+    def done_shards(self, stats: dict[str, dict] | None = None) -> set[str]:
+        """Shards whose stats file is complete and not marked partial (`stats`: from `stats()`,
+        when the caller has read them already)."""
+        return {shard for shard, s in (self.stats() if stats is None else stats).items() if not s.get("partial")}
 
     def labeled_shards(self) -> list[str]:
         """Shards with a Parquet file, done or not."""

@@ -39,7 +39,7 @@ def rescore(out_dir: str, shards=None) -> dict:
     k = len(class_names)
     urls = expand_shards(shards if shards is not None else record["config"]["input"]["shards"])
     stats_of = out.stats()
-    done = out.done_shards()
+    done = out.done_shards(stats_of)
     for url in urls:
         shard = shard_id(url)
         if shard not in done:
