@@ -60,8 +60,9 @@ def main(argv: list[str]) -> int:
             raise ConfigError(f"models must be tiny or real, not {cfg.models!r}")
         root = Path(cfg.dir).resolve()
         shard_dir, out_dir = root / "shards", root / f"out-{cfg.models}"
+        # The demo remakes its own shard set on every run: the previous run's shards are replaced.
         manifest = write_shards(demo_samples(cfg.num_samples, seed=cfg.seed), shard_dir, per_shard=cfg.per_shard,
-                                progress=False)
+                                progress=False, overwrite=True)
         shards = [str(shard_dir / s["file"]) for s in manifest["shards"]]
         overrides = label_overrides(cfg, shards, out_dir)
         result = run_label_job(load_config(LabelJobConfig, overrides))

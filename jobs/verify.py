@@ -11,8 +11,6 @@ def main(argv: list[str]) -> int:
     try:
         args = parse_argv(argv, flags=("--json",))
         cfg = load_config(VerifyJobConfig, args.overrides, args.config_file)
-        if not cfg.output.dir:
-            raise ConfigError("output.dir is required")
         report = verify_output(cfg.output.dir, cfg.input.shards)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))

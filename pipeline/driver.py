@@ -24,10 +24,9 @@ from pipeline.actors import plan_actors, start_labeler, start_progress_counter
 from pipeline.config import LabelJobConfig
 from pipeline.fingerprint import job_fingerprint
 from pipeline.job import ActorJob, label_job
-from pipeline.outputdir import done_shards, prepare_output, record_failures
+from pipeline.outputdir import OutputDir
 from pipeline.progress import JobProgress
 from pipeline.shardlist import expand_shards, manifest_counts, shard_id
-from pipeline.storage import filesystem
 from pipeline.summary import write_summary
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -92,13 +91,11 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     `cfg`: the loaded config (omegaconf) or the typed job (pipeline.job.label_job).
     """
     cfg = label_job(cfg)
-    if not cfg.output.dir:
-        raise ValueError("output.dir is required")
+    out = OutputDir(cfg.output.dir)
     resolved, vocab, fingerprint = job_description(cfg)
     urls = expand_shards(cfg.input.shards)
-    fs, root = filesystem(cfg.output.dir)
-    prepare_output(fs, root, resolved, fingerprint, cfg.output.mode)
-    done_before = done_shards(fs, root)
+    out.prepare(resolved, fingerprint, cfg.output.mode)
+    done_before = out.done_shards()
     todo = [u for u in urls if shard_id(u) not in done_before]
     result = JobResult(shards=len(urls), skipped=len(urls) - len(todo))
     start = time.perf_counter()
@@ -107,8 +104,8 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
         with ray_session(cfg.ray.address, cfg.ray.local_num_cpus) as ray:
             pool = _Pool(ray, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
             stats = pool.run(todo, result, manifest_counts(todo))
-    record_failures(fs, root, result.failed)
-    done_now = done_shards(fs, root)
+    out.record_failures(result.failed)
+    done_now = out.done_shards()
     result.not_done = [shard_id(u) for u in urls if shard_id(u) not in done_now]
     seconds = time.perf_counter() - start
     images = sum(s["samples"] for s in stats)
@@ -123,7 +120,7 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
         # The engine alone on the same images: its batches' wall time summed over actors.
         "engine_images_per_second": sum(s["ok"] for s in stats) / engine_seconds if engine_seconds else None,
     }
-    result.summary = write_summary(fs, root, vocab.names, fingerprint, run)
+    result.summary = write_summary(out, vocab.names, fingerprint, run)
     return result
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.batch_split import run_bisecting
 from pipeline.job import ActorJob
+from pipeline.outputdir import OutputDir
 from pipeline.prefetch import SourceError, prefetch_map
 from pipeline.reader import (
     Sample,
@@ -31,8 +32,7 @@ from pipeline.reader import (
 )
 from pipeline.scoring import confusion_matrix, reduce_zero_label
 from pipeline.shardlist import shard_id
-from pipeline.storage import filesystem
-from pipeline.writers import ShardResult, write_shard_outputs
+from pipeline.writers import ShardResult
 
 
 class EngineBuildError(RuntimeError):
@@ -125,13 +125,12 @@ class Labeler:
             read_error = f"the tar ended cleanly but its manifest.json lists {expected_samples} samples"
         if read_error is not None and state.samples == 0:
             raise ShardReadError(f"shard {shard} unreadable: {read_error}")
-        fs, root = filesystem(self.job.config.output.dir)
         state.seconds["total"] = time.perf_counter() - start
         stats = state.stats(url, attempt, self.info(), engine.fingerprint()["digest"])
         stats["expected_samples"] = expected_samples
         if read_error is not None:  # the rows before the damage are kept; the driver decides
             stats.update(partial=True, read_error=f"unreadable after {state.samples} samples: {read_error}")
-        write_shard_outputs(fs, root, state.result, stats, self.job.config.output.parquet_compression)
+        OutputDir(self.job.config.output.dir).write_shard(state.result, stats, self.job.config.output.parquet_compression)
         return stats
 
     def _decode(self, raw: dict) -> tuple[Sample, object]:

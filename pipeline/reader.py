@@ -28,11 +28,10 @@ from PIL import Image
 from webdataset.tariterators import base_plus_ext
 
 from nerve_core.imageprep import to_rgb
+from pipeline.pngcodec import index_array
 from pipeline.storage import filesystem
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
-# Modes whose pixel values are the class indices themselves.
-_INDEX_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L")
 # PIL's own decompression-bomb threshold (it warns above it and refuses above twice it).
 DEFAULT_MAX_PIXELS = 89_478_485
 
@@ -93,13 +92,26 @@ def _new_sample(key: str, seen: Counter) -> dict:
     return sample
 
 
+def starts_sample(current: dict | None, key: str, ext: str) -> bool:
+    """Whether member `key.ext` begins a new sample after `current` (the sample being grouped).
+
+    It does where the key changes, where an extension repeats, and where a second image arrives:
+    two consecutive samples with one key (`k.png k.seg.png` then `k.jpg k.seg.png`) stay two
+    samples, each with its own image. A member that repeats nothing (`k.json` after `k.png`) joins
+    the current sample.
+    """
+    if current is None or key != current["__key__"] or ext in current:
+        return True
+    return ext in IMAGE_EXTS and any(e in current for e in IMAGE_EXTS)
+
+
 def group_members(files: Iterator[dict]) -> Iterator[dict]:
     """Tar members {"fname", "data"} -> samples {"__key__", "__occurrence__", ext: bytes, ...}.
 
-    A sample ends where the key changes or where an extension repeats (the same key written twice
-    in a row); each sample's occurrence counts the earlier samples of the shard with its key.
-    Where the tar breaks, the sample the damage is in is still yielded, flagged `__truncated__`
-    (it exists in the input, so it must be accounted for), then the error is raised again.
+    Samples are split by `starts_sample`; each sample's occurrence counts the earlier samples of
+    the shard with its key. Where the tar breaks, the sample the damage is in is still yielded,
+    flagged `__truncated__` (it exists in the input, so it must be accounted for), then the error
+    is raised again.
     """
     seen: Counter = Counter()
     current = None
@@ -109,14 +121,14 @@ def group_members(files: Iterator[dict]) -> Iterator[dict]:
             if key is None:
                 continue
             ext = ext.lower()
-            if current is None or key != current["__key__"] or ext in current:
+            if starts_sample(current, key, ext):
                 if current is not None:
                     yield current
                 current = _new_sample(key, seen)
             current[ext] = member["data"]
     except MemberCut as cut:
         key, ext = base_plus_ext(cut.name)
-        if key is not None and current is not None and (key != current["__key__"] or ext.lower() in current):
+        if key is not None and current is not None and starts_sample(current, key, ext.lower()):
             yield current  # complete: the broken member starts another sample
             current = _new_sample(key, seen)
         elif key is not None and current is None:
@@ -179,18 +191,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
 
 
 def decode_label_png(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Raw class indices of a single-channel PNG (palette indices stay indices)."""
+    """Raw class indices of a single-channel PNG (palette indices stay indices), size-checked first."""
     with open_checked(data, max_pixels) as img:
-        if img.mode not in _INDEX_MODES:
-            raise ValueError(f"seg.png must be single-channel class ids, got mode {img.mode}")
-        arr = np.asarray(img)
-    if arr.ndim != 2:
-        raise ValueError(f"seg.png must be 2-D, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        if arr.min() < 0 or arr.max() > 255:
-            raise ValueError(f"seg.png values outside 0..255 ({arr.min()}..{arr.max()})")
-        arr = arr.astype(np.uint8)
-    return arr
+        return index_array(img)
 
 
 def _image_member(raw: dict) -> tuple[str, bytes] | None:

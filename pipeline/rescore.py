@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.outputdir import done_shards, read_job_record
+from pipeline.outputdir import OutputDir
+from pipeline.pngcodec import decode_index_png
 from pipeline.reader import decode_label_png, raw_samples
 from pipeline.scoring import confusion_matrix, reduce_zero_label
 from pipeline.shardlist import expand_shards, shard_id
-from pipeline.storage import filesystem
 from pipeline.summary import write_summary
-from pipeline.writers import decode_png, read_json, read_rows, shard_paths, write_json
 
 
 def shard_ground_truth(url: str, reduce_zero: bool = False, ignore_index: int = 255) -> dict[tuple[str, int], np.ndarray]:
@@ -32,29 +31,27 @@ def shard_ground_truth(url: str, reduce_zero: bool = False, ignore_index: int = 
 
 def rescore(out_dir: str, shards=None) -> dict:
     """Recompute every done shard's confusion matrix from its written masks; return the summary."""
-    fs, root = filesystem(out_dir)
-    record = read_job_record(fs, root)
-    if record is None:
-        raise FileNotFoundError(f"{out_dir} has no config.yaml: not an output directory")
+    out = OutputDir(out_dir)
+    record = out.existing_record()
     fingerprint = record["fingerprint"]
     class_names = [synonyms[0] for synonyms in fingerprint["classes"]]
     ignore = int(record["config"]["dataset"]["ignore_index"])
     k = len(class_names)
     urls = expand_shards(shards if shards is not None else record["config"]["input"]["shards"])
-    done = done_shards(fs, root)
+    stats_of = out.stats()
+    done = out.done_shards(stats_of)
     for url in urls:
         shard = shard_id(url)
         if shard not in done:
             continue
-        paths = shard_paths(root, shard)
         gts = shard_ground_truth(url, record["config"]["dataset"].get("reduce_zero_label", False), ignore)
         confusion, scored = np.zeros((k, k + 1), dtype=np.int64), 0
-        for row in read_rows(fs, paths["parquet"]):
+        for row in out.rows(shard):
             ident = (row["key"], row.get("occurrence") or 0)  # outputs older than the column: 0
             if row["status"] == "ok" and ident in gts:
-                confusion += confusion_matrix(decode_png(row["mask_png"]), gts[ident], k, ignore)
+                confusion += confusion_matrix(decode_index_png(row["mask_png"]), gts[ident], k, ignore)
                 scored += 1
-        stats = read_json(fs, paths["stats"])
+        stats = stats_of[shard]
         stats.update(confusion=confusion.tolist() if scored else None, gt_images=scored)
-        write_json(fs, paths["stats"], stats)
-    return write_summary(fs, root, class_names, fingerprint)
+        out.write_stats(shard, stats)
+    return write_summary(out, class_names, fingerprint)

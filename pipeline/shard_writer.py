@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Iterable
 
 import webdataset as wds
 
-from pipeline.storage import atomic_write, filesystem, join
+from pipeline.shardlist import SHARD_SUFFIXES
+from pipeline.storage import AtomicFile, atomic_write, filesystem, join
 
 IMAGE_EXTS = ("jpg", "png", "webp")
+MANIFEST_FILE = "manifest.json"
 _KEY_OK = re.compile(r"^[A-Za-z0-9_\-]+$")
 # A fixed tar member time makes shards byte-identical across runs on the same samples.
 _MTIME = 0.0
@@ -59,10 +60,8 @@ class _ShardFile:
     """One shard being written under a temporary name; `commit` renames it into place."""
 
     def __init__(self, fs, path: str):
-        self.fs, self.path = fs, path
-        self.tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        self.stream = fs.open(self.tmp, "wb")
-        self.writer = wds.TarWriter(self.stream, encoder=False, mtime=_MTIME)
+        self.file = AtomicFile(fs, path)
+        self.writer = wds.TarWriter(self.file.stream, encoder=False, mtime=_MTIME)
         self.count = 0
 
     def write(self, record: dict) -> None:
@@ -71,13 +70,46 @@ class _ShardFile:
 
     def commit(self) -> None:
         self.writer.close()
-        self.stream.close()
-        self.fs.mv(self.tmp, self.path)
+        self.file.commit()
 
     def abort(self) -> None:
         self.writer.close()
-        self.stream.close()
-        self.fs.rm(self.tmp)
+        self.file.abort()
+
+
+class ShardsExist(ValueError):
+    """The output directory already holds shards: writing more would mix two shard sets."""
+
+
+def clear_old_shards(fs, root: str, output_dir, prefix: str, overwrite: bool) -> None:
+    """Refuse a directory that holds shards unless `overwrite`, which removes this prefix's shards
+    and the manifest (shards of another prefix are never removed: they are refused instead).
+
+    A label job given the directory reads every shard in it, so old shards left beside new ones
+    would be labeled as if they were part of the new set.
+    """
+    try:
+        names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+    except FileNotFoundError:  # object stores have no empty directories
+        names = []
+    present = [n for n in names if n.endswith(SHARD_SUFFIXES)]
+    if not present:
+        return
+    if not overwrite:
+        raise ShardsExist(f"{output_dir} already holds shards ({_listed(present)}); pass overwrite=true to "
+                          f"replace the {prefix}-NNNNNN.tar shards, or write to another directory")
+    ours = re.compile(rf"^{re.escape(prefix)}-\d{{6}}\.tar$")
+    others = [n for n in present if not ours.match(n)]
+    if others:
+        raise ShardsExist(f"{output_dir} holds shards that are not {prefix}-NNNNNN.tar ({_listed(others)}); "
+                          "overwrite=true only replaces its own prefix: remove them or write to another directory")
+    for name in [*present, MANIFEST_FILE]:
+        if fs.exists(join(root, name)):
+            fs.rm(join(root, name))
+
+
+def _listed(names: list[str], limit: int = 3) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def write_shards(
@@ -86,18 +118,23 @@ def write_shards(
     prefix: str = "shard",
     per_shard: int = 1000,
     progress: bool = True,
+    overwrite: bool = False,
+    manifest_extra: dict | None = None,
 ) -> dict:
     """Write `samples` into `{prefix}-{000000}.tar`, ... under `output_dir`; return the manifest.
 
-    The manifest ({"shards": [{"name", "file", "samples"}], "num_samples", "per_shard"}) is also
-    written to `output_dir/manifest.json`. Duplicate keys are refused: every key must name one
-    sample across the whole set, since outputs are joined back to inputs by key.
+    The manifest ({"shards": [{"name", "file", "samples"}], "num_samples", "per_shard", plus
+    `manifest_extra`, e.g. a source's category ids}) is also written to `output_dir/manifest.json`
+    and lists exactly the shards in the directory. A directory that already holds shards is
+    refused unless `overwrite` (see `clear_old_shards`). Duplicate keys are refused: every key
+    must name one sample across the whole set, since outputs are joined back to inputs by key.
     """
     if per_shard < 1:
         raise ValueError("per_shard must be >= 1")
     validate_key(prefix)
     fs, root = filesystem(output_dir)
     fs.makedirs(root, exist_ok=True)
+    clear_old_shards(fs, root, output_dir, prefix, overwrite)
     shards, seen, current = [], set(), None
     bar = _progress_bar(progress)
     try:
@@ -123,8 +160,8 @@ def write_shards(
         raise
     finally:
         bar.close()
-    manifest = {"shards": shards, "num_samples": len(seen), "per_shard": per_shard}
-    atomic_write(fs, join(root, "manifest.json"), json.dumps(manifest, indent=1).encode("utf-8"))
+    manifest = {"shards": shards, "num_samples": len(seen), "per_shard": per_shard, **(manifest_extra or {})}
+    atomic_write(fs, join(root, MANIFEST_FILE), json.dumps(manifest, indent=1).encode("utf-8"))
     return manifest
 
 

@@ -70,18 +70,28 @@ def expand_shards(spec) -> list[str]:
     return urls
 
 
-def manifest_counts(urls: list[str]) -> dict[str, int]:
-    """Sample counts per shard id from the manifest.json next to the shards, where one exists."""
-    counts = {}
+def read_manifests(urls: list[str]) -> list[dict]:
+    """The readable manifest.json files next to the shards (one per shard directory)."""
+    manifests = []
     for parent in sorted({u.rsplit("/", 1)[0] if "/" in u else "." for u in urls}):
         fs, path = filesystem(join(parent, "manifest.json"))
-        if not fs.exists(path):
-            continue
         try:
             with fs.open(path, "r") as f:
                 manifest = json.load(f)
+        except (OSError, ValueError):  # absent or unreadable: no manifest for these shards
+            continue
+        if isinstance(manifest, dict):
+            manifests.append(manifest)
+    return manifests
+
+
+def manifest_counts(urls: list[str]) -> dict[str, int]:
+    """Sample counts per shard id from the manifest.json next to the shards, where one exists."""
+    counts = {}
+    for manifest in read_manifests(urls):
+        try:
             counts.update({s["name"]: int(s["samples"]) for s in manifest.get("shards", [])})
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             continue
     wanted = {shard_id(u) for u in urls}
     return {k: v for k, v in counts.items() if k in wanted}

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.outputdir import SUMMARY_FILE, all_stats
+from pipeline.outputdir import OutputDir
 from pipeline.scoring import summarize_confusion
-from pipeline.storage import join
-from pipeline.writers import write_json
 
 
 def merge_stats(stats: list[dict], class_names: list[str], fingerprint: dict) -> dict:
@@ -37,10 +35,11 @@ def merge_stats(stats: list[dict], class_names: list[str], fingerprint: dict) ->
     }
 
 
-def write_summary(fs, root: str, class_names: list[str], fingerprint: dict, run: dict | None = None) -> dict:
-    """Summary over every done shard in the directory (earlier runs included); `run` = this run's figures."""
-    summary = merge_stats(all_stats(fs, root), class_names, fingerprint)
+def write_summary(out: OutputDir, class_names: list[str], fingerprint: dict, run: dict | None = None) -> dict:
+    """Summary over every shard with stats in the directory (earlier runs included; partial ones
+    counted and listed); `run` = this run's figures."""
+    summary = merge_stats(list(out.stats().values()), class_names, fingerprint)
     if run is not None:
         summary["last_run"] = run
-    write_json(fs, join(root, SUMMARY_FILE), summary)
+    out.write_summary(summary)
     return summary

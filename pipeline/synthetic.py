@@ -13,6 +13,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pipeline.pngcodec import encode_index_png
 from pipeline.shard_writer import ShardSample
 
 # class id -> (shape, RGB colour); ids match the lines of configs/classes/demo.txt.
@@ -86,13 +87,6 @@ def encode_image(image: Image.Image, ext: str) -> bytes:
     return buf.getvalue()
 
 
-def encode_label_png(seg: np.ndarray) -> bytes:
-    """Single-channel ("L") PNG: the raw class ids, lossless."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(seg, dtype=np.uint8), mode="L").save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def demo_samples(
     num_samples: int,
     seed: int = 0,
@@ -110,6 +104,6 @@ def demo_samples(
             key=f"{key_prefix}{i:06d}",
             image=encode_image(image, ext),
             image_ext=ext,
-            seg_png=encode_label_png(seg),
+            seg_png=encode_index_png(seg),
             meta={"image_id": i, "labels": labels, "source": "demo"},
         )

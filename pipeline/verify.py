@@ -19,11 +19,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from pipeline.outputdir import FAILED_FILE, done_shards, read_job_record
+from pipeline.outputdir import OutputDir
+from pipeline.pngcodec import decode_index_png
 from pipeline.reader import IMAGE_EXTS, error_reason, raw_samples
 from pipeline.shardlist import expand_shards, manifest_counts, shard_id
-from pipeline.storage import filesystem, join
-from pipeline.writers import decode_png, read_json, read_rows, shard_paths
 
 _TRANSPOSING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
@@ -143,7 +142,7 @@ def _check_rows(shard: str, rows: list[dict], sizes: dict, report: VerifyReport)
             continue
         report.ok_rows += 1
         try:
-            mask = decode_png(row["mask_png"])
+            mask = decode_index_png(row["mask_png"])
         except Exception as exc:
             report.mask_problems.append(f"{where}: mask does not decode ({exc})")
             continue
@@ -152,6 +151,8 @@ def _check_rows(shard: str, rows: list[dict], sizes: dict, report: VerifyReport)
             report.mask_problems.append(f"{where}: mask {mask.shape}, row {(row['height'], row['width'])}, image {expected}")
         if sorted(int(c) for c in np.unique(mask) if c != 255) != list(row["classes"]):
             report.mask_problems.append(f"{where}: classes column differs from the mask")
+        if "mask" in row and (row["mask"] or {}).get("bytes") != row["mask_png"]:  # outputs older than it lack it
+            report.mask_problems.append(f"{where}: the mask image column differs from mask_png")
         masks.append((row["image_id"], mask))
     return masks
 
@@ -185,15 +186,11 @@ def _check_coco(shard: str, results: list[dict], masks: list[tuple[int, np.ndarr
 
 def verify_output(out_dir: str, shards=None) -> VerifyReport:
     """Check `out_dir` against `shards` (default: the input recorded in OUT/config.yaml)."""
-    fs, root = filesystem(out_dir)
-    if shards is None:
-        record = read_job_record(fs, root)
-        if record is None:
-            raise FileNotFoundError(f"{out_dir} has no config.yaml; give input.shards")
-        shards = record["config"]["input"]["shards"]
-    urls = expand_shards(shards)
+    out = OutputDir(out_dir)
+    urls = expand_shards(shards if shards is not None else out.config()["input"]["shards"])
     report = VerifyReport(shards=len(urls))
-    done = done_shards(fs, root)
+    stats_of = out.stats()
+    done, labeled = out.done_shards(stats_of), set(out.labeled_shards())
     counts = manifest_counts(urls)
     inputs = {}
     for url in urls:
@@ -202,22 +199,20 @@ def verify_output(out_dir: str, shards=None) -> VerifyReport:
         report.inputs += len(sizes)
         if shard in counts and len(sizes) < counts[shard]:
             report.short_shards.append(f"{shard}: {len(sizes)} samples in the tar, {counts[shard]} in manifest.json")
-        paths = shard_paths(root, shard)
         if shard not in done:
             report.shards_not_done.append(shard)
-            if fs.exists(paths["stats"]):
-                report.partial_shards.append(f"{shard}: {read_json(fs, paths['stats']).get('read_error')}")
-        rows = read_rows(fs, paths["parquet"]) if fs.exists(paths["parquet"]) else []
+            if shard in stats_of:
+                report.partial_shards.append(f"{shard}: {stats_of[shard].get('read_error')}")
+        rows = list(out.rows(shard)) if shard in labeled else []
         masks = _check_rows(shard, rows, sizes, report)
-        if fs.exists(paths["coco"]):
-            _check_coco(shard, read_json(fs, paths["coco"]), masks, report)
+        results = out.coco_results(shard)
+        if results is not None:
+            _check_coco(shard, results, masks, report)
         elif masks:
             report.coco_problems.append(f"{shard}: no coco.json")
     report.duplicate_input_keys = _repeated_keys(inputs)
-    failed_path = join(root, FAILED_FILE)
-    if fs.exists(failed_path):
-        report.failed_shards = [f"{f['shard']}: {f['reason']}" for f in read_json(fs, failed_path)["failed"]
-                                 if f["shard"] in inputs]  # shards outside the checked inputs are not its concern
+    # Shards outside the checked inputs are not its concern.
+    report.failed_shards = [f"{f['shard']}: {f['reason']}" for f in out.failures() if f["shard"] in inputs]
     return report
 
 

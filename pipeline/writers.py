@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 from pycocotools import mask as mask_utils
 
+from pipeline.hf_features import IMAGE_TYPE, image_value, with_image_features
+from pipeline.pngcodec import encode_index_png
 from pipeline.storage import atomic_write, join
 
 UNLABELED = 255
 
-ROW_SCHEMA = pa.schema([
+ROW_SCHEMA = with_image_features(pa.schema([
     ("key", pa.string()),
     ("shard", pa.string()),
     ("occurrence", pa.int32()),  # earlier samples of the shard with this key: (shard, key, occurrence) is unique
@@ -32,21 +33,10 @@ ROW_SCHEMA = pa.schema([
     ("classes", pa.list_(pa.int32())),
     ("confidence_png", pa.binary()),  # quantised top-class probability (0..255), when asked for
     ("fingerprint", pa.string()),
-])
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    """Lossless single-channel 8-bit PNG."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L").save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
-        if img.mode != "L":
-            raise ValueError(f"expected a single-channel PNG, got mode {img.mode}")
-        return np.asarray(img)
+    # The same PNG as mask_png, as a Hugging Face Image (struct {bytes, path}): datasets and viewers
+    # open it as an image. Confidence maps are not duplicated this way (they are much larger).
+    ("mask", IMAGE_TYPE),
+]), image_columns=("mask",))
 
 
 def classes_present(labels: np.ndarray) -> list[int]:
@@ -77,9 +67,9 @@ class ShardResult:
 
     def add_ok(self, key: str, image_id: int, labels: np.ndarray, confidence: np.ndarray | None,
                occurrence: int = 0) -> None:
-        self.rows.append(self._row(key, occurrence, image_id, "ok", None, labels.shape, encode_png(labels),
+        self.rows.append(self._row(key, occurrence, image_id, "ok", None, labels.shape, encode_index_png(labels),
                                    classes_present(labels),
-                                   None if confidence is None else encode_png(confidence)))
+                                   None if confidence is None else encode_index_png(confidence)))
         self.coco.extend(coco_results(image_id, labels))
 
     def add_error(self, key: str, image_id: int, error: str, shape=None, occurrence: int = 0) -> None:
@@ -89,7 +79,8 @@ class ShardResult:
         height, width = shape if shape is not None else (None, None)
         return {"key": key, "shard": self.shard, "occurrence": occurrence, "image_id": int(image_id), "status": status,
                 "error": error, "height": height, "width": width, "mask_png": mask_png,
-                "classes": classes, "confidence_png": confidence_png, "fingerprint": self.fingerprint}
+                "classes": classes, "confidence_png": confidence_png, "fingerprint": self.fingerprint,
+                "mask": image_value(mask_png, f"{key}.png")}
 
 
 def shard_paths(out_dir: str, shard: str) -> dict[str, str]:
@@ -122,7 +113,3 @@ def read_json(fs, path: str):
     with fs.open(path, "r") as f:
         return json.load(f)
 
-
-def read_rows(fs, path: str, columns: list[str] | None = None) -> list[dict]:
-    with fs.open(path, "rb") as f:
-        return pq.read_table(f, columns=columns).to_pylist()

@@ -17,10 +17,11 @@ from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
 from pipeline.driver import run_label_job
+from pipeline.pngcodec import decode_index_png as decode_png
+from pipeline.pngcodec import encode_index_png as encode_label_png
 from pipeline.reader import decode_sample
-from pipeline.synthetic import encode_image, encode_label_png
+from pipeline.synthetic import encode_image
 from pipeline.verify import verify_output
-from pipeline.writers import decode_png
 from tests import faults as F
 from tests.faults import in_process_labeler
 from tests.shards import make_demo_shards, write_raw_tar

@@ -6,8 +6,7 @@ from jobs.config import load_config
 from pipeline.config import LabelJobConfig
 from pipeline.driver import job_description
 from pipeline.job import label_job
-from pipeline.outputdir import prepare_output
-from pipeline.storage import filesystem
+from pipeline.outputdir import OutputDir
 from tests.shards import make_demo_shards
 
 
@@ -41,8 +40,7 @@ def test_fingerprint_mismatch_is_refused_unless_overwrite(tmp_path, capsys):
     base = ["dataset=demo", f"input.shards={tmp_path / 'in'}", f"output.dir={out}", "progress=false"]
     first = label_job(load_config(LabelJobConfig, base))
     resolved, _, fingerprint = job_description(first)
-    fs, root = filesystem(str(out))
-    prepare_output(fs, root, resolved, fingerprint, "resume")
+    OutputDir(str(out)).prepare(resolved, fingerprint, "resume")
     (out / "shards" / "keep.stats.json").write_text("{}")
 
     # Throughput knobs do not change the fingerprint; what decides the labels does.
@@ -54,7 +52,7 @@ def test_fingerprint_mismatch_is_refused_unless_overwrite(tmp_path, capsys):
     assert "fingerprint" in err and "output.mode=overwrite" in err
     assert (out / "shards" / "keep.stats.json").exists()
     changed = label_job(load_config(LabelJobConfig, base + ["engine.refine.steps=7"]))
-    prepare_output(fs, root, *job_description(changed)[::2], "overwrite")
+    OutputDir(str(out)).prepare(*job_description(changed)[::2], "overwrite")
     assert not (out / "shards" / "keep.stats.json").exists()
 
 

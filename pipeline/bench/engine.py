@@ -30,7 +30,8 @@ from nerve_core.vocab import Vocabulary
 from pipeline.bench.flops import FlopStageTimer, achieved_fraction, peak_tflops
 from pipeline.bench.measure import module_bytes, peak_memory, torch_threads
 from pipeline.bench.models import model_overrides
-from pipeline.writers import coco_results, encode_png
+from pipeline.pngcodec import encode_index_png
+from pipeline.writers import coco_results
 
 # Disjoint stages in report order. The SD extractor splits the engine's "sd" stage into "vae" and
 # "unet"; what is left of it (moving pixels to the device) is "sd_other".
@@ -102,7 +103,7 @@ def run_batch(engine, images, vocab, seconds: dict[str, float]) -> None:
         seconds[stage] += value
     start = time.perf_counter()
     for image_id, seg in enumerate(segmentations):
-        encode_png(seg.labels)
+        encode_index_png(seg.labels)
         coco_results(image_id, seg.labels)
     seconds["encode"] += time.perf_counter() - start
 

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.storage import atomic_write_local
+
 FORMAT = "nerve-regress-baseline/1"
 
 
@@ -57,9 +59,7 @@ def write_baseline(path, baseline: dict) -> None:
     """Written via a temporary name, so a crash never leaves a half-written baseline behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_local(path, (json.dumps(baseline, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def _floor_check(name: str, measured, base, tolerance: float) -> Check:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pipeline.report.model import RunReport, fmt
+from pipeline.report.palette import hex_colour
 
 
 def _cell(text: str) -> str:
@@ -36,4 +37,9 @@ def render_markdown(report: RunReport) -> str:
             gt = f"![GT]({e.gt})" if e.gt else "no GT"
             label = f"{e.shard}/{e.key}<br>mIoU {fmt(e.miou)}"
             lines.append(f"| {_cell(label)} | ![image]({e.image}) | {gt} | ![prediction]({e.prediction}) |")
+    lines += ["", "## Colours", ""]
+    if report.legend_image:
+        lines += [f"![colour legend]({report.legend_image})", ""]
+    lines += ["| class | colour |", "|---|---|"]
+    lines += [f"| {_cell(name)} | `{hex_colour(rgb)}` |" for name, rgb in report.legend()]
     return "\n".join(lines) + "\n"

@@ -25,11 +25,11 @@ from typing import Iterator
 import numpy as np
 from pycocotools.coco import COCO
 
+from pipeline.pngcodec import encode_index_png
 from pipeline.shard_writer import ShardSample
 from pipeline.sources.files import (
     SkipSample,
     check_mask_size,
-    encode_index_png,
     labels_present,
     read_image,
 )
@@ -72,8 +72,18 @@ def semantic_mask(coco: COCO, image_id: int, class_of: dict[int, int]) -> np.nda
     return mask
 
 
-def coco_samples(root: str | Path, split: str, skips: SkipLog) -> Iterator[ShardSample]:
-    """One sample per image in the instances file (images without annotations: all background)."""
+def category_table(coco: COCO, class_of: dict[int, int]) -> list[dict]:
+    """[{"class_id", "id", "name"}] in class-id order: how a mask's class ids map back to the
+    dataset's own COCO category ids (recorded in manifest.json, read by `nerve export coco`)."""
+    return [{"class_id": class_id, "id": int(cat), "name": coco.cats[cat]["name"]}
+            for cat, class_id in sorted(class_of.items(), key=lambda item: item[1])]
+
+
+def coco_source(root: str | Path, split: str, skips: SkipLog) -> tuple[Iterator[ShardSample], dict]:
+    """(one sample per image in the instances file, manifest fields {"coco_categories": ...}).
+
+    Images without annotations are all background.
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown COCO split {split!r}; choose one of {', '.join(SPLITS)}")
     root = Path(root)
@@ -98,4 +108,5 @@ def coco_samples(root: str | Path, split: str, skips: SkipLog) -> Iterator[Shard
     def name(image_id: int) -> str:
         return coco.imgs[image_id].get("file_name", str(image_id))
 
-    return collect(sorted(coco.getImgIds()), build, skips, name=name)
+    samples = collect(sorted(coco.getImgIds()), build, skips, name=name)
+    return samples, {"coco_categories": category_table(coco, class_of)}

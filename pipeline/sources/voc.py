@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+from pipeline.pngcodec import encode_index_png
 from pipeline.shard_writer import ShardSample
 from pipeline.sources.files import (
     check_mask_ids,
     check_mask_size,
-    encode_index_png,
     labels_present,
     read_image,
     read_index_mask,
