@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from nerve_core.config import RefineConfig
 from nerve_core.refine.affinity import AffinitySpec, random_feature_maps
 from nerve_core.refine.random_walk import entropy_weights, head_weights, nerve_closed_form, nerve_propagate, walk_diagnostics
-from nerve_core.refine.walk import refine_random_walk
+from nerve_core.refine.walk import refine_random_walk, refine_random_walk_diagnosed
 
 FORMS = [
     ("cosine", {}),
@@ -308,6 +309,42 @@ def test_adapter_resamples_G_to_the_node_grid():
     expected = ((1 - fy) * (1 - fx) * G_clip[:, y0][:, :, x0] + (1 - fy) * fx * G_clip[:, y0][:, :, x1]
                 + fy * (1 - fx) * G_clip[:, y1][:, :, x0] + fy * fx * G_clip[:, y1][:, :, x1])
     torch.testing.assert_close(scores, expected / expected.sum(0), atol=1e-6, rtol=1e-5)
+
+
+def test_adapter_walks_the_remainder_as_one_more_column():
+    """CLIP's class probabilities (max over synonyms) sum to less than 1: the walk carries the rest
+    as a column, so scores keep CLIP's scale; remainder=renormalise divides rows instead."""
+    grid = (5, 6)
+    G, q, k = random_inputs(grid, seed=5)
+    mass = torch.linspace(0.3, 0.9, G.shape[0])[:, None]
+    G_clip = (G * mass).T.reshape(-1, *grid)
+    layers = [SimpleNamespace(q=q, k=k, grid=grid)]
+    cfg = RefineConfig(steps=0)
+    torch.testing.assert_close(refine_random_walk(G_clip, layers, cfg), G_clip)  # zero steps: P = G, unscaled
+    cfg = RefineConfig(steps=9, sign_handling="row_sum")
+    with_rest = torch.cat([G * mass, 1 - mass], 1)
+    expected = nerve_propagate(with_rest, q, k, grid, alpha=cfg.alpha, beta=cfg.beta, c=cfg.c, eps_self=cfg.eps_self,
+                               steps=9, sign_handling="row_sum", row_floor=cfg.row_floor)[:, :-1]
+    torch.testing.assert_close(refine_random_walk(G_clip, layers, cfg), expected.T.reshape(-1, *grid))
+    renormalised = replace(cfg, remainder="renormalise")
+    expected = nerve_propagate(G, q, k, grid, alpha=cfg.alpha, beta=cfg.beta, c=cfg.c, eps_self=cfg.eps_self,
+                               steps=9, sign_handling="row_sum", row_floor=cfg.row_floor)
+    torch.testing.assert_close(refine_random_walk(G_clip, layers, renormalised), expected.T.reshape(-1, *grid))
+    with pytest.raises(ValueError, match="remainder"):
+        refine_random_walk(G_clip, layers, replace(cfg, remainder="drop"))
+
+
+def test_adapter_returns_the_walk_diagnostics_per_image():
+    grid = (5, 6)
+    images = [random_inputs(grid, seed=30 + b) for b in range(2)]
+    G, q, k = (torch.stack(parts) for parts in zip(*images))
+    layers = [SimpleNamespace(q=q, k=k, grid=grid)]
+    scores, found = refine_random_walk_diagnosed(G.transpose(1, 2).reshape(2, -1, *grid), layers, RefineConfig(steps=5))
+    assert scores.shape == (2, G.shape[-1], *grid) and len(found) == 2
+    assert set(found[0]) == {"head_weights", "negative_fraction", "global_rows_kept", "local_rows_kept", "mass_moved"}
+    one, alone = refine_random_walk_diagnosed(G[1].T.reshape(-1, *grid), [SimpleNamespace(q=q[1], k=k[1], grid=grid)],
+                                              RefineConfig(steps=5))
+    assert alone["negative_fraction"] == pytest.approx(found[1]["negative_fraction"])
 
 
 def test_adapter_refuses_layers_on_different_grids():
