@@ -6,6 +6,7 @@ import numpy as np
 from pipeline.outputdir import SUMMARY_FILE, all_stats
 from pipeline.scoring import summarize_confusion
 from pipeline.storage import join
+from pipeline.walk_stats import merge_walk
 from pipeline.writers import write_json
 
 
@@ -34,6 +35,7 @@ def merge_stats(stats: list[dict], class_names: list[str], fingerprint: dict) ->
         "confusion": confusion.tolist() if scored else None,
         "class_names": list(class_names),
         "fingerprint": fingerprint["digest"],
+        "walk": merge_walk(stats),  # the random walk's diagnostics (pipeline/walk_stats.py); None without a walk
     }
 
 
