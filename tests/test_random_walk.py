@@ -10,7 +10,14 @@ import torch
 
 from nerve_core.config import RefineConfig
 from nerve_core.refine.affinity import AffinitySpec, random_feature_maps
-from nerve_core.refine.random_walk import entropy_weights, head_weights, nerve_closed_form, nerve_propagate, walk_diagnostics
+from nerve_core.refine.random_walk import (
+    entropy_weights,
+    head_weights,
+    nerve_closed_form,
+    nerve_propagate,
+    nerve_propagate_settings,
+    walk_diagnostics,
+)
 from nerve_core.refine.walk import refine_random_walk, refine_random_walk_diagnosed
 
 FORMS = [
@@ -393,3 +400,14 @@ def test_adapter_walks_a_batch_as_one_image_at_a_time():
              for b in range(2)]
     assert scores.shape == (2, 4, *grid)
     torch.testing.assert_close(scores, torch.stack(alone), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("form,opts", [FORMS[1], FORMS[4]], ids=["cosine_signed", "exp"])
+def test_settings_share_transitions_and_equal_separate_walks(form, opts):
+    grid = (5, 7)
+    G, q, k = random_inputs(grid, seed=41)
+    settings = [(0.8, 0.3, 3.0), (0.95, 0.7, 30.0)]
+    walks = nerve_propagate_settings(G, q, k, grid, settings=settings, eps_self=0.1, steps=12, affinity=form, **opts)
+    for (alpha, beta, c), P in zip(settings, walks):
+        alone = nerve_propagate(G, q, k, grid, alpha=alpha, beta=beta, c=c, eps_self=0.1, steps=12, affinity=form, **opts)
+        torch.testing.assert_close(P, alone)

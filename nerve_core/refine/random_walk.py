@@ -41,7 +41,8 @@ from nerve_core.refine.stencil import apply_stencil, local_affinities, local_tra
 
 logger = logging.getLogger("nerve_core.refine")
 
-__all__ = ["nerve_propagate", "nerve_closed_form", "entropy_weights", "head_weights", "walk_diagnostics"]
+__all__ = ["nerve_propagate", "nerve_propagate_settings", "nerve_closed_form", "entropy_weights", "head_weights",
+           "walk_diagnostics"]
 
 
 @dataclass
@@ -51,18 +52,22 @@ class HeadTransitions:
     glob: LowRankGlobal | BlockedGlobal
     local: torch.Tensor  # (B, H, N, 9) local stencils (row sums 1)
     local_fallback: torch.Tensor  # (B, H, N) bool: local rows replaced by a self-loop
-    global_share: torch.Tensor  # (B, H, N): β on usable global rows, 0 where the row falls back to local
+    usable: torch.Tensor  # (B, H, N): 1 on global rows used as the global transition, 0 where they fall back to local
     index: torch.Tensor  # (N, 9) neighbour index of the stencil
     G: torch.Tensor  # (B, N, K) the G whose one-step walks glob.times_G holds
     cosines: CosineRows | None  # (B, H, N) cosine row statistics, when they were computed
 
-    def one_step(self) -> torch.Tensor:
+    def global_share(self, beta: float) -> torch.Tensor:
+        """(B, H, N) weight of each row's global transition in S^(h): β where usable, else 0."""
+        return beta * self.usable
+
+    def one_step(self, beta: float) -> torch.Tensor:
         """(B, H, N, K) S^(h) G for every image and head (eq. 12)."""
-        share = self.global_share[..., None]
+        share = self.global_share(beta)[..., None]
         return share * self.glob.times_G + (1 - share) * apply_stencil(self.local, self.G, self.index)
 
 
-def _head_transitions(G, qh, kh, grid, beta, eps_self, spec: AffinitySpec, scan: bool = False) -> HeadTransitions:
+def _head_transitions(G, qh, kh, grid, eps_self, spec: AffinitySpec, scan: bool = False) -> HeadTransitions:
     """scan: also compute the cosine row statistics where the form does not need them (diagnostics)."""
     index = neighbour_index(grid, qh.device)
     local, local_fallback = local_transitions(local_affinities(qh, kh, index, spec, eps_self), spec)
@@ -81,7 +86,7 @@ def _head_transitions(G, qh, kh, grid, beta, eps_self, spec: AffinitySpec, scan:
         "out of %d images x %d heads x %d nodes", spec.form, spec.sign_handling, int((~glob.usable).sum()),
         int(local_fallback.sum()), *qh.shape[:3],
     )
-    return HeadTransitions(glob, local, local_fallback, beta * glob.usable.to(qh.dtype), index, G, cosines)
+    return HeadTransitions(glob, local, local_fallback, glob.usable.to(qh.dtype), index, G, cosines)
 
 
 def _prepare(G, q, k):
@@ -97,7 +102,7 @@ def head_weights(G, q, k, grid, *, beta, c, eps_self, affinity="cosine", **affin
     spec = affinity_spec(affinity, affinity_options)
     check_inputs(G, q, k, grid)
     check_walk(0.0, beta, eps_self)
-    w = entropy_weights(_head_transitions(*_prepare(G, q, k), grid, beta, eps_self, spec).one_step(), c)
+    w = entropy_weights(_head_transitions(*_prepare(G, q, k), grid, eps_self, spec).one_step(beta), c)
     return w if G.ndim == 3 else w[0]
 
 
@@ -114,8 +119,8 @@ def walk_diagnostics(G, q, k, grid, *, beta, c, eps_self, affinity="cosine", P=N
     check_inputs(G, q, k, grid)
     check_walk(0.0, beta, eps_self)
     Gb, qh, kh = _prepare(G, q, k)
-    heads = _head_transitions(Gb, qh, kh, grid, beta, eps_self, spec, scan=True)
-    w = entropy_weights(heads.one_step(), c)
+    heads = _head_transitions(Gb, qh, kh, grid, eps_self, spec, scan=True)
+    w = entropy_weights(heads.one_step(beta), c)
     Pb = None if P is None else P.reshape(Gb.shape).to(Gb.device, torch.float32)
     out = _diagnostics(heads, w, Gb, Pb)
     return out if G.ndim == 3 else out[0]
@@ -163,15 +168,35 @@ def nerve_propagate(G, q, k, grid, *, alpha, beta, c, eps_self, steps, affinity=
     return (P, found) if diagnostics else P
 
 
+def nerve_propagate_settings(G, q, k, grid, *, settings, eps_self, steps, affinity="cosine", **affinity_options):
+    """[P_L for (alpha, beta, c) in settings]: nerve_propagate at several settings of one input,
+    sharing the per-head transitions (the cosine pass, the local stencils, the sharp forms' rows),
+    which depend on neither. What `nerve bench sweep` walks."""
+    spec = affinity_spec(affinity, affinity_options)
+    check_inputs(G, q, k, grid)
+    for alpha, beta, _ in settings:
+        check_walk(alpha, beta, eps_self, steps)
+    Gb, qh, kh = _prepare(G, q, k)
+    heads = _head_transitions(Gb, qh, kh, grid, eps_self, spec)
+    walks = [_walk_heads(heads, alpha=alpha, beta=beta, c=c, steps=steps)[0] for alpha, beta, c in settings]
+    return walks if G.ndim == 3 else [P[0] for P in walks]
+
+
 def _walk(G, qh, kh, grid, *, alpha, beta, c, eps_self, steps, spec: AffinitySpec, diagnostics=False):
     """((B, N, K) P_L, per-image diagnostics or None) for prepared, batched inputs."""
-    heads = _head_transitions(G, qh, kh, grid, beta, eps_self, spec, scan=diagnostics)
-    w = entropy_weights(heads.one_step(), c)  # (B, H)
-    global_op = heads.glob.combined(alpha * w[..., None] * heads.global_share)
-    local_table = alpha * torch.einsum("bh,bhn,bhnt->bnt", w, 1 - heads.global_share, heads.local)
-    base = (1 - alpha) * G
+    heads = _head_transitions(G, qh, kh, grid, eps_self, spec, scan=diagnostics)
+    P, w = _walk_heads(heads, alpha=alpha, beta=beta, c=c, steps=steps)
+    return P, (_diagnostics(heads, w, G, P) if diagnostics else None)
+
+
+def _walk_heads(heads: HeadTransitions, *, alpha, beta, c, steps) -> tuple[torch.Tensor, torch.Tensor]:
+    """((B, N, K) P_L, (B, H) entropy weights) of the walk on prepared head transitions."""
+    w = entropy_weights(heads.one_step(beta), c)  # (B, H)
+    share = heads.global_share(beta)
+    global_op = heads.glob.combined(alpha * w[..., None] * share)
+    local_table = alpha * torch.einsum("bh,bhn,bhnt->bnt", w, 1 - share, heads.local)
+    base = (1 - alpha) * heads.G
     P = base
     for _ in range(int(steps)):
         P = base + global_op(P) + apply_stencil(local_table, P, heads.index)
-    P = P / (1 - alpha ** (steps + 1))
-    return P, (_diagnostics(heads, w, G, P) if diagnostics else None)
+    return P / (1 - alpha ** (steps + 1)), w

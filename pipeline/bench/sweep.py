@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from nerve_core.refine.random_walk import nerve_propagate
+from nerve_core.refine.random_walk import nerve_propagate_settings
 from pipeline.bench.measure import torch_threads
 from pipeline.bench.planted import PlantedSpec, miou, planted_problem
 
@@ -101,10 +101,11 @@ def run(cfg: SweepBenchConfig) -> dict:
         for problem, G, q, k, truth in problems(cfg):
             described.append(problem)
             baseline.append(miou(G.argmax(1), truth, cfg.regions))
-            for (name, (affinity, options)), (alpha, beta, c) in itertools.product(forms.items(), grid):
-                P = nerve_propagate(G, q, k, (cfg.side, cfg.side), alpha=alpha, beta=beta, c=c, eps_self=cfg.eps_self,
-                                    steps=cfg.steps, affinity=affinity, **options)
-                scores.setdefault((name, (alpha, beta, c)), []).append(miou(P.argmax(1), truth, cfg.regions))
+            for name, (affinity, options) in forms.items():
+                walks = nerve_propagate_settings(G, q, k, (cfg.side, cfg.side), settings=grid, eps_self=cfg.eps_self,
+                                                 steps=cfg.steps, affinity=affinity, **options)
+                for setting, P in zip(grid, walks):
+                    scores.setdefault((name, setting), []).append(miou(P.argmax(1), truth, cfg.regions))
     rows = [{"form": name, "alpha": s[0], "beta": s[1], "c": s[2], **spread(values), "scores": values}
             for (name, s), values in scores.items()]
     chosen = max(rows, key=lambda r: (r["worst"], r["median"]))
