@@ -5,7 +5,7 @@ S_global^(h) = diag(1/d_h) Φ_h Ψ_hᵀ with d_h = Φ_h (Ψ_hᵀ 1): applying it
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

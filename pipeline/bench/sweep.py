@@ -14,8 +14,6 @@ import itertools
 import statistics
 from dataclasses import asdict, dataclass, field
 
-import torch
-
 from nerve_core.refine.random_walk import nerve_propagate_settings
 from pipeline.bench.measure import torch_threads
 from pipeline.bench.planted import PlantedSpec, miou, planted_problem
