@@ -328,7 +328,7 @@ def test_adapter_walks_the_remainder_as_one_more_column():
     layers = [SimpleNamespace(q=q, k=k, grid=grid)]
     cfg = RefineConfig(steps=0)
     torch.testing.assert_close(refine_random_walk(G_clip, layers, cfg), G_clip)  # zero steps: P = G, unscaled
-    cfg = RefineConfig(steps=9, sign_handling="row_sum")
+    cfg = RefineConfig(steps=9, global_affinity="cosine", sign_handling="row_sum")
     with_rest = torch.cat([G * mass, 1 - mass], 1)
     expected = nerve_propagate(with_rest, q, k, grid, alpha=cfg.alpha, beta=cfg.beta, c=cfg.c, eps_self=cfg.eps_self,
                                steps=9, sign_handling="row_sum", row_floor=cfg.row_floor)[:, :-1]

@@ -52,11 +52,11 @@ def test_one_warning_names_the_form_the_share_and_what_to_try():
     for _ in range(4):
         stats.add(walk(0.2, 0.45))
     summary_walk = merge_walk([{"walk": stats.to_json()}])
-    warning = walk_warning(summary_walk, RefineConfig())
+    warning = walk_warning(summary_walk, RefineConfig(global_affinity="cosine"))
     assert "cosine (sign_handling=guard)" in warning and "20%" in warning and "45%" in warning
     assert "sign_handling=row_sum" in warning and "nerve bench sweep" in warning
     assert "\n" not in warning
-    signed = walk_warning(summary_walk, RefineConfig(sign_handling="row_sum"))
+    signed = walk_warning(summary_walk, RefineConfig(global_affinity="cosine", sign_handling="row_sum"))
     assert "global_affinity=exp_cosine" in signed
     healthy = WalkStats()
     healthy.add(walk(0.9, 0.45))
