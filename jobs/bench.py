@@ -2,7 +2,7 @@
 (sweep: the walk's robustness over planted problems).
 
 Every sweep dimension is a config key, so the defaults stay small enough for a laptop and the
-full sweeps of the issue are one command line away (see README). Results go to `output=DIR` as
+full sweeps are one command line away (see README). Results go to `output=DIR` as
 {benchmark}.json, {benchmark}.png and {benchmark}.txt; the table is also printed.
 """
 from __future__ import annotations
