@@ -60,7 +60,9 @@ class WalkStats:
             return None
         return {
             "images": self.images,
-            "figures": {name: {"sum": self.sums[name], "hist": self.hist[name].tolist()} for name, _ in FIGURES},
+            # histograms stored sparsely, {bin: count}: a shard's images fill few of the BINS bins
+            "figures": {name: {"sum": self.sums[name], "hist": {str(b): int(self.hist[name][b]) for b in np.flatnonzero(self.hist[name])}}
+                        for name, _ in FIGURES},
             "head_sums": None if self.heads_differ else {key: v.tolist() for key, v in self.head_sums.items()},
         }
 
@@ -83,7 +85,10 @@ def merge_walk(stats: list[dict]) -> dict | None:
         return None
     merged: dict = {"images": images}
     for name, top in FIGURES:
-        hist = sum(np.asarray(p["figures"][name]["hist"], dtype=np.int64) for p in parts)
+        hist = np.zeros(BINS, dtype=np.int64)
+        for p in parts:
+            for b, count in p["figures"][name]["hist"].items():
+                hist[int(b)] += count
         if hist.sum():
             merged[name] = {"mean": sum(p["figures"][name]["sum"] for p in parts) / hist.sum(),
                             "p5": _percentile(hist, top, 0.05), "p95": _percentile(hist, top, 0.95)}
