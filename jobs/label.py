@@ -5,6 +5,7 @@ import sys
 
 from jobs.config import ConfigError, fail, load_config, parse_argv
 from pipeline.config import LabelJobConfig
+from pipeline.walk_stats import walk_warning
 
 
 def main(argv: list[str]) -> int:
@@ -28,6 +29,9 @@ def main(argv: list[str]) -> int:
     if not result.ok:
         print(f"NOT DONE: {len(result.not_done)} of {result.shards} shards are not done; rerun the same command "
               f"to retry them (failed_shards.json lists why)", file=sys.stderr)
+    warning = walk_warning(s.get("walk"), cfg.engine.refine)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     for failure in result.failed:
         print(f"failed shard {failure['shard']} after {failure['attempts']} attempts: {failure['reason']}",
               file=sys.stderr)

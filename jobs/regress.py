@@ -58,6 +58,7 @@ def main(argv: list[str]) -> int:
     from pipeline.report.model import RunReport
     from pipeline.report.write import write_report
     from pipeline.shardlist import expand_shards, shard_id
+    from pipeline.walk_stats import walk_warning
 
     update = False
     try:
@@ -90,6 +91,9 @@ def main(argv: list[str]) -> int:
         if baseline.get("fingerprint") != summary.get("fingerprint"):
             report.notes.append(f"The configuration fingerprint differs from the baseline's "
                                 f"({baseline.get('fingerprint')} -> {summary.get('fingerprint')}).")
+    warning = walk_warning(summary.get("walk"), cfg.engine.refine)
+    if warning:
+        report.notes.append(warning)
     accepted = update and result.ok
     if accepted:
         write_baseline(cfg.baseline, baseline_from_summary(summary, shards, cfg.engine.name))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nerve_core.background import decide
+from nerve_core.background import check_rule, class_ranges, decide, needs_ranges, softmax_classes
 from nerve_core.clip.dense_head import DenseClipHead, class_probs
 from nerve_core.compiling import check_compile_mode
 from nerve_core.config import EngineConfig
@@ -47,6 +47,7 @@ def refine_batching(batching: str, device) -> str:
 class Segmentation:
     labels: np.ndarray  # (H, W) uint8 class ids, 255 = unlabeled
     confidence: np.ndarray | None = None  # (H, W) uint8: round(255 * score of the chosen label)
+    walk: dict | None = None  # random walk diagnostics (random_walk.walk_diagnostics); None without a walk
 
 
 def as_engine_config(cfg) -> EngineConfig:
@@ -65,6 +66,7 @@ class Engine:
             raise ValueError(f"unknown engine.mode {cfg.mode!r}; expected one of {MODES}")
         check_compile_mode(cfg.compile)  # before minutes of model loading
         refine_batching(cfg.refine.batching, "cpu")
+        check_rule(cfg.background)
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
@@ -114,6 +116,8 @@ class Engine:
         if image_labels is not None and len(image_labels) != len(prepared):
             raise ValueError(f"{len(image_labels)} label lists for {len(prepared)} images")
         class_sets = [self.classes_for(vocab, None if image_labels is None else image_labels[i]) for i in range(len(prepared))]
+        competing = [softmax_classes(self.cfg.background, self.cfg.mode, kept, len(vocab)) for kept in class_sets]
+        class_sets = [kept for _, kept in competing]
         stage = self.timer.stage
         with stage("clip"):
             logits = self._clip_logits(prepared, vocab)
@@ -121,30 +125,42 @@ class Engine:
             layers = self.sd(self._pixels([p.sd for p in prepared])) if self.sd is not None else []
         _, owner = vocab.queries()
         with stage("refine"):
-            probs = [class_probs(logits[i][None], owner, class_sets[i])[0].float() for i in range(len(prepared))]
-            scores = self._refine(probs, layers)
+            probs = [kept_probs(logits[i], owner, *competing[i]) for i in range(len(prepared))]
+            scores, walks = self._refine(probs, layers)
         results = []
         for i, p in enumerate(prepared):
             with stage("upsample"):
-                results.append(self._finish(scores[i], p, class_sets[i], confidence))
+                results.append(replace(self._finish(scores[i], p, class_sets[i], confidence), walk=walks[i]))
         return results
 
-    def _refine(self, probs: list[torch.Tensor], layers) -> list[torch.Tensor]:
-        """Per image refined scores. With refine_in_batches the refiner gets the images whose
-        probabilities have one shape (number of classes, CLIP grid: all of them in open mode with
-        square CLIP inputs) in one call; otherwise one call per image (refine.batching)."""
+    def _refine(self, probs: list[torch.Tensor], layers) -> tuple[list[torch.Tensor], list[dict | None]]:
+        """Per image refined scores and walk diagnostics (None where the refiner has none). With
+        refine_in_batches the refiner gets the images whose probabilities have one shape (number of
+        classes, CLIP grid: all of them in open mode with square CLIP inputs) in one call; otherwise
+        one call per image (refine.batching). An image with no class to refine (WSSS without
+        labels) is passed through."""
         cfg = self.cfg.refine
+        diagnosed = self.refiner.diagnosed if cfg.diagnostics else None
+
+        def refine(G, group_layers):
+            return diagnosed(G, group_layers, cfg) if diagnosed else (self.refiner.fn(G, group_layers, cfg), None)
+
+        scores: list = list(probs)
+        walks: list = [None] * len(probs)
+        todo = [i for i, p in enumerate(probs) if p.shape[0] > 0]
         if not self.refine_in_batches:
-            return [self.refiner.fn(p, [replace(l, q=l.q[i], k=l.k[i]) for l in layers], cfg) for i, p in enumerate(probs)]
+            for i in todo:
+                scores[i], walks[i] = refine(probs[i], [replace(l, q=l.q[i], k=l.k[i]) for l in layers])
+            return scores, walks
         groups: dict[tuple, list[int]] = {}
-        for i, p in enumerate(probs):
-            groups.setdefault(tuple(p.shape), []).append(i)
-        scores: list = [None] * len(probs)
+        for i in todo:
+            groups.setdefault(tuple(probs[i].shape), []).append(i)
         for members in groups.values():
             group_layers = layers if len(members) == len(probs) else [replace(l, q=l.q[members], k=l.k[members]) for l in layers]
-            for i, s in zip(members, self.refiner.fn(torch.stack([probs[i] for i in members]), group_layers, cfg)):
-                scores[i] = s
-        return scores
+            found, diagnostics = refine(torch.stack([probs[i] for i in members]), group_layers)
+            for j, i in enumerate(members):
+                scores[i], walks[i] = found[j], diagnostics and diagnostics[j]
+        return scores, walks
 
     def classes_for(self, vocab: Vocabulary, labels) -> list[int] | None:
         """The class subset of one image: all (open mode) or background + its labels (WSSS)."""
@@ -184,13 +200,26 @@ class Engine:
         return total / count
 
     def _finish(self, scores: torch.Tensor, p: Prepared, classes: list[int], confidence: bool) -> Segmentation:
-        """Upsample to the original size in row chunks, apply the background rule, to uint8."""
+        """Upsample to the original size in row chunks, apply the background rule, to uint8.
+
+        Scores are clamped >= 0. Refiners whose scores are not on CLIP's probability scale (iSeg,
+        DSLO) are renormalised over the classes at each pixel first; the others reach the rule as
+        they are (docs/method.md, "Background rules"). The WSSS min-max rules read each class's
+        range over the whole upsampled image, so its chunks are kept for a second pass (few classes).
+        """
         labels = np.empty(p.size, dtype=np.uint8)
         conf = np.empty(p.size, dtype=np.uint8) if confidence else None
-        for rows, chunk in upsample_chunks(scores, p, self.cfg.upsample):
+        background = self.cfg.background
+        chunks = upsample_chunks(scores, p, self.cfg.upsample)
+        ranges = None
+        if needs_ranges(background):
+            chunks = [(rows, chunk.clamp_min(0)) for rows, chunk in chunks]
+            ranges = class_ranges([chunk for _, chunk in chunks]) if scores.shape[0] else None
+        for rows, chunk in chunks:
             chunk = chunk.clamp_min(0)
-            chunk = chunk / chunk.sum(0, keepdim=True).clamp_min(1e-12)
-            ids, score = decide(chunk, classes, self.cfg.background)
+            if not self.refiner.probabilities:
+                chunk = chunk / chunk.sum(0, keepdim=True).clamp_min(1e-12)
+            ids, score = decide(chunk, classes, background, ranges)
             labels[rows] = ids.to(torch.uint8).cpu().numpy()
             if conf is not None:
                 conf[rows] = (score.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
@@ -201,6 +230,14 @@ class Engine:
         code version (the same definition the label job's fingerprint uses)."""
         parts = {"engine": engine_identity(self.cfg), "code": code_version()}
         return {**parts, "digest": digest(parts)}
+
+
+def kept_probs(query_logits: torch.Tensor, owner, competing: list[int], kept: list[int]) -> torch.Tensor:
+    """(len(kept), h, w) float32 class probabilities of one image: softmax over the prompts of the
+    `competing` classes, max over each class's synonyms, the `kept` classes' maps (background.softmax_classes)."""
+    probs = class_probs(query_logits[None], owner, competing)[0].float()
+    position = {c: i for i, c in enumerate(competing)}
+    return probs[[position[c] for c in kept]]
 
 
 def _window_starts(length: int, window: int, stride: int) -> list[int]:

@@ -32,6 +32,7 @@ from pipeline.reader import (
 )
 from pipeline.scoring import confusion_matrix, reduce_zero_label
 from pipeline.shardlist import shard_id
+from pipeline.walk_stats import WalkStats
 from pipeline.writers import ShardResult
 
 
@@ -243,6 +244,7 @@ class _ShardState:
         self.ok = self.errors = 0
         self.reasons: Counter = Counter()
         self.seconds = {"engine": 0.0}
+        self.walk = WalkStats()
 
     @property
     def samples(self) -> int:
@@ -259,7 +261,8 @@ class _ShardState:
             self.result.add_error(sample.key, sample.image_id, sample.error, occurrence=sample.occurrence)
             return
         self.ok += 1
-        self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence)
+        self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence, output.walk)
+        self.walk.add(output.walk)
         if sample.gt is not None:
             self.gt_images += 1
             self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
@@ -284,4 +287,5 @@ class _ShardState:
             "engine_fingerprint": engine_digest,
             "actor": actor,
             "finished_at": time.time(),
+            "walk": self.walk.to_json(),
         }

@@ -17,6 +17,7 @@ from pycocotools import mask as mask_utils
 from pipeline.hf_features import IMAGE_TYPE, image_value, with_image_features
 from pipeline.pngcodec import encode_index_png
 from pipeline.storage import atomic_write, join
+from pipeline.walk_stats import WALK_TYPE
 
 UNLABELED = 255
 
@@ -33,6 +34,7 @@ ROW_SCHEMA = with_image_features(pa.schema([
     ("classes", pa.list_(pa.int32())),
     ("confidence_png", pa.binary()),  # quantised top-class probability (0..255), when asked for
     ("fingerprint", pa.string()),
+    ("walk", WALK_TYPE),  # the random walk's diagnostics of this image (pipeline/walk_stats.py); null without a walk
     # The same PNG as mask_png, as a Hugging Face Image (struct {bytes, path}): datasets and viewers
     # open it as an image. Confidence maps are not duplicated this way (they are much larger).
     ("mask", IMAGE_TYPE),
@@ -66,20 +68,20 @@ class ShardResult:
     coco: list[dict] = field(default_factory=list)
 
     def add_ok(self, key: str, image_id: int, labels: np.ndarray, confidence: np.ndarray | None,
-               occurrence: int = 0) -> None:
+               occurrence: int = 0, walk: dict | None = None) -> None:
         self.rows.append(self._row(key, occurrence, image_id, "ok", None, labels.shape, encode_index_png(labels),
                                    classes_present(labels),
-                                   None if confidence is None else encode_index_png(confidence)))
+                                   None if confidence is None else encode_index_png(confidence), walk))
         self.coco.extend(coco_results(image_id, labels))
 
     def add_error(self, key: str, image_id: int, error: str, shape=None, occurrence: int = 0) -> None:
         self.rows.append(self._row(key, occurrence, image_id, "error", error, shape, None, [], None))
 
-    def _row(self, key, occurrence, image_id, status, error, shape, mask_png, classes, confidence_png) -> dict:
+    def _row(self, key, occurrence, image_id, status, error, shape, mask_png, classes, confidence_png, walk=None) -> dict:
         height, width = shape if shape is not None else (None, None)
         return {"key": key, "shard": self.shard, "occurrence": occurrence, "image_id": int(image_id), "status": status,
                 "error": error, "height": height, "width": width, "mask_png": mask_png,
-                "classes": classes, "confidence_png": confidence_png, "fingerprint": self.fingerprint,
+                "classes": classes, "confidence_png": confidence_png, "fingerprint": self.fingerprint, "walk": walk,
                 "mask": image_value(mask_png, f"{key}.png")}
 
 

@@ -84,6 +84,9 @@ def test_end_to_end_outputs_and_independent_miou(reference, shards_dir, capsys):
     names = ["background", "red circle", "green square", "blue triangle", "yellow bar"]
     for name, value in zip(names, iou):
         assert summary["per_class_iou"][name] == (None if np.isnan(value) else pytest.approx(100 * value, abs=1e-3))
+    walks = [r["walk"] for shard in SHARDS for r in _rows(reference, shard)]  # the walk's diagnostics per image
+    assert all(sum(w["head_weights"]) == pytest.approx(1, abs=1e-5) for w in walks)
+    assert summary["walk"]["images"] == 10 and 0 <= summary["walk"]["global_rows_kept"]["mean"] <= 1
     run = summary["last_run"]
     print(f"\nend to end {run['images_per_second']:.2f} img/s, engine alone {run['engine_images_per_second']:.2f} img/s")
 

@@ -160,10 +160,45 @@ def pipeline_plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+# ---- sweep -----------------------------------------------------------------------------------
+def sweep_rows(results: dict) -> list[dict]:
+    """The (form, setting) rows, best worst case first (then best median)."""
+    return sorted(results["rows"], key=lambda r: (-r["worst"], -r["median"], r["form"]))
+
+
+def sweep_table(results: dict) -> str:
+    base = results["baseline"]
+    rows = [[base["form"], "-", "-", "-", base["worst"], base["median"], base["best"]]]
+    rows += [[r["form"], r["alpha"], r["beta"], r["c"], r["worst"], r["median"], r["best"]] for r in sweep_rows(results)]
+    table = format_table(["form", "alpha", "beta", "c", "worst mIoU", "median", "best"],
+                         [[_fmt(v, ".1f") if isinstance(v, float) and i >= 4 else v for i, v in enumerate(row)]
+                          for row in rows])
+    chosen = results["chosen"]
+    return (f"{len(results['problems'])} planted problems per row\n" + table +
+            f"\n\nbest worst case: {chosen['form']} alpha={chosen['alpha']:g} beta={chosen['beta']:g} c={chosen['c']:g}"
+            f" (worst {chosen['worst']:.1f}, median {chosen['median']:.1f}, best {chosen['best']:.1f} mIoU)")
+
+
+def sweep_plot(results: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(12, 0.25 * len(results["rows"]) + 2))
+    rows = sweep_rows(results)[::-1]
+    for y, r in enumerate(rows):
+        ax.plot([r["worst"], r["best"]], [y, y], color="0.6")
+        ax.plot(r["median"], y, "o", color="C0")
+    ax.axvline(results["baseline"]["median"], color="C3", linestyle="--", label="G alone (median)")
+    ax.set_yticks(range(len(rows)), [f"{r['form']} a={r['alpha']:g} b={r['beta']:g} c={r['c']:g}" for r in rows], fontsize=7)
+    ax.set_xlabel("mIoU % over the planted problems: worst - best, dot = median")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 REPORTS = {
     "refine": (refine_table, refine_plot),
     "engine": (engine_table, engine_plot),
     "pipeline": (pipeline_table, pipeline_plot),
+    "sweep": (sweep_table, sweep_plot),
 }
 
 

@@ -6,6 +6,7 @@ from html import escape
 from pipeline.report.chart import iou_bar_chart
 from pipeline.report.model import RunReport, fmt
 from pipeline.report.palette import hex_colour
+from pipeline.report.walk_section import head_rows, walk_rows
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -46,6 +47,17 @@ def _legend(report: RunReport) -> str:
     return f'<h2>Colours</h2><table class="legend"><tr><th>colour</th><th>class</th></tr>{rows}</table>'
 
 
+def _walk(report: RunReport) -> str:
+    s = report.summary
+    figures = "".join(f"<tr><td>{escape(n)}</td><td>{m:.3f}</td><td>{lo:.3f}</td><td>{hi:.3f}</td></tr>"
+                      for n, m, lo, hi in walk_rows(s))
+    heads = "".join(f"<tr><td>{h}</td><td>{w:.3f}</td><td>{neg:.3f}</td><td>{kept:.3f}</td></tr>"
+                    for h, w, neg, kept in head_rows(s))
+    return (f"<h2>Random walk ({s['walk']['images']} images)</h2><table><tr><th>figure</th><th>mean</th><th>p5</th>"
+            f"<th>p95</th></tr>{figures}</table><table><tr><th>head</th><th>mean weight</th><th>negative cosines</th>"
+            f"<th>global rows kept</th></tr>{heads}</table>")
+
+
 def render_html(report: RunReport) -> str:
     s = report.summary
     verdict = report.verdict
@@ -67,6 +79,7 @@ def render_html(report: RunReport) -> str:
         notes, f"<table>{fact_rows}</table>",
         _checks(report) if report.checks is not None else "",
         "<h2>Per-class IoU (%)</h2>", chart,
+        _walk(report) if walk_rows(s) else "",
         _sheet(report) if report.sheet else "",
         _legend(report),
     ]
