@@ -27,13 +27,14 @@ from typing import Iterator
 import numpy as np
 import pyarrow.parquet as pq
 import yaml
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf import MISSING
 from PIL import Image
 
 from configs import classes_path
-from jobs.config import ConfigError, fail, load_config, parse_argv
+from jobs.config import ConfigError, command, load_object, parse_argv
+from nerve_core.errors import NotFound
 from nerve_core.vocab import Vocabulary
+from pipeline.outputdir import read_job_record
 from pipeline.report.palette import voc_palette
 from pipeline.sources.naming import safe_key
 from pipeline.storage import filesystem, join
@@ -99,7 +100,7 @@ class RunShards:
         fs, root = filesystem(out_dir)
         shard_dir = join(root, "shards")
         if not fs.isdir(shard_dir):
-            raise FileNotFoundError(f"{out_dir} has no shards/ directory: not a labeling run")
+            raise NotFound(f"{out_dir} has no shards/ directory: not a labeling run")
         stems = sorted(Path(p).name[: -len(".parquet")] for p in fs.glob(join(shard_dir, "*.parquet")))
         done = [s for s in stems if fs.exists(join(shard_dir, f"{s}.stats.json"))]
         return cls(fs, root, done, [s for s in stems if s not in done])
@@ -125,6 +126,13 @@ class RunShards:
     def has_column(self, column: str) -> bool:
         return all(column in self.parquet(s).schema_arrow.names for s in self.done)
 
+    def has_confidence(self) -> bool:
+        """Whether the run stored confidence maps (output.confidence in OUT/config.yaml; the column is
+        there, all null, when it did not)."""
+        record = read_job_record(self.fs, self.root) or {}
+        return bool(((record.get("config") or {}).get("output") or {}).get("confidence")) and \
+            self.has_column("confidence_png")
+
 
 def _atomic_local_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -139,9 +147,10 @@ def _skip(row: dict, reason: str, detail: str = "") -> dict:
 def export_png(run: RunShards, target: Path, threshold: float = 0.0, progress: bool = True) -> dict:
     """Write target/{safe key}.png for every ok row; return {"written", "skipped": [...]}."""
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"confidence_threshold must be in [0, 1], got {threshold}")
-    if threshold > 0 and not run.has_column("confidence_png"):
-        raise ValueError("confidence_threshold needs confidence maps: label with output.confidence=true")
+        raise ConfigError(f"confidence_threshold must be in [0, 1], got {threshold}")
+    if threshold > 0 and not run.has_confidence():
+        raise ConfigError(f"confidence_threshold needs confidence maps, and {run.root} was labeled without them "
+                          "(output.confidence=false in its config.yaml): relabel with output.confidence=true")
     target = target.resolve()
     target.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
@@ -222,30 +231,31 @@ def _report(skipped: list[dict]) -> None:
         print(f"  ... and {len(skipped) - 20} more")
 
 
+SUBCOMMANDS = {
+    "png": (PngExport, "one label PNG per sample (VOC palette, the SegmentationClassAug layout)"),
+    "coco": (CocoExport, "one merged COCO results file, plus a minimal images file beside it"),
+}
+
+
+@command
 def main(argv: list[str]) -> int:
     usage = "usage: nerve export {png,coco} output.dir=OUT to=DIR_OR_FILE [confidence_threshold=T]"
-    try:
-        args = parse_argv(argv)
-        if len(args.positionals) != 1 or args.positionals[0] not in ("png", "coco"):
-            return fail(usage)
-        kind = args.positionals[0]
-        schema = PngExport if kind == "png" else CocoExport
-        cfg = OmegaConf.to_object(load_config(schema, args.overrides, args.config_file))
-        run = RunShards.open(cfg.output.dir)
-        if kind == "png":
-            target = Path(cfg.to)
-            summary = export_png(run, target, cfg.confidence_threshold, cfg.progress)
-            _atomic_local_write(target.resolve() / "skipped.json",
-                                json.dumps(summary["skipped"], indent=1).encode("utf-8"))
-            print(f"wrote {summary['written']} label PNGs to {target}")
-        else:
-            summary = export_coco(run, Path(cfg.to))
-            print(f"wrote {summary['results']} results for {summary['images']} images to {cfg.to} "
-                  f"(images: {sidecar_path(Path(cfg.to))})")
-    except MissingMandatoryValue as exc:
-        return fail(f"missing required key {exc.full_key!r}\n{usage}")
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        return fail(str(exc))
+    args = parse_argv(argv)
+    if len(args.positionals) != 1 or args.positionals[0] not in SUBCOMMANDS:
+        raise ConfigError(f"nerve export needs png or coco; {usage}")
+    kind = args.positionals[0]
+    cfg = load_object(SUBCOMMANDS[kind][0], args.overrides, args.config_file)
+    run = RunShards.open(cfg.output.dir)
+    if kind == "png":
+        target = Path(cfg.to)
+        summary = export_png(run, target, cfg.confidence_threshold, cfg.progress)
+        _atomic_local_write(target.resolve() / "skipped.json",
+                            json.dumps(summary["skipped"], indent=1).encode("utf-8"))
+        print(f"wrote {summary['written']} label PNGs to {target}")
+    else:
+        summary = export_coco(run, Path(cfg.to))
+        print(f"wrote {summary['results']} results for {summary['images']} images to {cfg.to} "
+              f"(images: {sidecar_path(Path(cfg.to))})")
     if run.unfinished:
         print(f"not exported, unfinished (no stats.json): {', '.join(run.unfinished)}")
     print(f"skipped: {len(summary['skipped'])}")

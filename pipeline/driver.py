@@ -10,6 +10,7 @@ is ok only when every input shard has a complete stats file.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -21,10 +22,12 @@ from typing import Callable
 from omegaconf import OmegaConf
 
 from configs import classes_path
+from nerve_core.errors import ConfigError, NerveError
 from nerve_core.vocab import Vocabulary
 from pipeline.actors import plan_actors, start_labeler, start_progress_counter
 from pipeline.fingerprint import job_fingerprint
 from pipeline.outputdir import done_shards, prepare_output, record_failures
+from pipeline.preflight import check_job, writing_output
 from pipeline.progress import JobProgress
 from pipeline.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.storage import filesystem
@@ -58,25 +61,52 @@ class _Attempt:
     started: float = 0.0
 
 
+class RayUnreachable(NerveError):
+    """The Ray cluster named by ray.address (or RAY_ADDRESS) could not be joined."""
+
+
 @contextmanager
-def ray_session(address: str, local_num_cpus: int | None):
-    """Use the Ray already connected (tests, notebooks); else start a local one or join `address`."""
+def ray_session(address: str, local_num_cpus: int | None, verbose: bool = False):
+    """Use the Ray already connected (tests, notebooks); else join `address`, or start a local Ray.
+
+    A local run asks for address="local": without it Ray would join whatever RAY_ADDRESS or the
+    record of an earlier `ray start` names, even a cluster that died long ago. Ray's own log lines
+    (start-up notices such as the token-authentication one, worker output) show only when verbose.
+    """
     import ray
 
     if ray.is_initialized():
         yield ray
         return
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        # Workers of a local Ray inherit this environment: make the source tree importable there.
-        paths = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-        ray.init(num_cpus=local_num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with ray_log_level(verbose):
+        if address:
+            try:
+                ray.init(address=address, log_to_driver=verbose, configure_logging=verbose)
+            except ConnectionError as exc:
+                raise RayUnreachable(f"cannot connect to the Ray cluster at ray.address={address}: {_first_line(exc)} "
+                                     "(leave ray.address empty to run on a local Ray)") from exc
+        else:
+            # Workers of a local Ray inherit this environment: make the source tree importable there.
+            paths = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+            ray.init(address="local", num_cpus=local_num_cpus, include_dashboard=False, log_to_driver=verbose,
+                     configure_logging=verbose)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def ray_log_level(verbose: bool):
+    """Ray's Python loggers at WARNING (verbose) or ERROR for the block."""
+    logger = logging.getLogger("ray")
+    level = logger.level
+    logger.setLevel(logging.WARNING if verbose else logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def job_description(cfg) -> tuple[dict, list[str], dict]:
@@ -91,18 +121,20 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     `on_event(name, **data)` is told of "dispatch", "progress", "done", "retry" and "failed".
     """
     if not cfg.output.dir:
-        raise ValueError("output.dir is required")
+        raise ConfigError("output.dir is required")
     resolved, class_names, fingerprint = job_description(cfg)
     urls = expand_shards(cfg.input.shards)
+    check_job(cfg.engine.device, urls)
     fs, root = filesystem(cfg.output.dir)
-    prepare_output(fs, root, resolved, fingerprint, cfg.output.mode)
+    with writing_output(cfg.output.dir):
+        prepare_output(fs, root, resolved, fingerprint, cfg.output.mode)
     done_before = done_shards(fs, root)
     todo = [u for u in urls if shard_id(u) not in done_before]
     result = JobResult(shards=len(urls), skipped=len(urls) - len(todo))
     start = time.perf_counter()
     stats = []
     if todo:
-        with ray_session(cfg.ray.address, cfg.ray.local_num_cpus) as ray:
+        with ray_session(cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose) as ray:
             pool = _Pool(ray, cfg, resolved, fingerprint, on_event or (lambda *a, **k: None))
             stats = pool.run(todo, result, manifest_counts(todo))
     record_failures(fs, root, result.failed)
@@ -291,8 +323,11 @@ class _Pool:
 
 
 def _task_error(exc) -> str:
-    """The exception raised inside the actor, not Ray's wrapper text."""
+    """The exception raised inside the actor, not Ray's wrapper text (an expected failure's message
+    already says what it is)."""
     cause = getattr(exc, "cause", None)
+    if isinstance(cause, NerveError):
+        return str(cause)
     return f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(exc)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import yaml
 
+from nerve_core.errors import ConfigError, NerveError
 from pipeline.storage import atomic_write, join
 from pipeline.writers import read_json, write_json
 
@@ -12,7 +13,7 @@ SUMMARY_FILE = "summary.json"
 STATS_SUFFIX = ".stats.json"
 
 
-class OutputConflict(RuntimeError):
+class OutputConflict(NerveError):
     """The directory holds outputs of a different job; the message says how to proceed."""
 
 
@@ -28,7 +29,7 @@ def read_job_record(fs, root: str) -> dict | None:
 def prepare_output(fs, root: str, config: dict, fingerprint: dict, mode: str) -> None:
     """Refuse a directory labeled with another fingerprint unless mode=overwrite, which clears it."""
     if mode not in ("resume", "overwrite"):
-        raise ValueError(f"output.mode must be resume or overwrite, not {mode!r}")
+        raise ConfigError(f"output.mode must be resume or overwrite, not {mode!r}")
     previous = read_job_record(fs, root)
     if previous is not None and mode == "resume":
         old = (previous.get("fingerprint") or {}).get("digest")

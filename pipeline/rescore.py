@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nerve_core.errors import NotFound
 from pipeline.outputdir import done_shards, read_job_record
 from pipeline.reader import decode_label_png, raw_samples
 from pipeline.scoring import confusion_matrix, reduce_zero_label
@@ -35,7 +36,7 @@ def rescore(out_dir: str, shards=None) -> dict:
     fs, root = filesystem(out_dir)
     record = read_job_record(fs, root)
     if record is None:
-        raise FileNotFoundError(f"{out_dir} has no config.yaml: not an output directory")
+        raise NotFound(f"{out_dir} has no config.yaml: not an output directory")
     fingerprint = record["fingerprint"]
     class_names = [synonyms[0] for synonyms in fingerprint["classes"]]
     ignore = int(record["config"]["dataset"]["ignore_index"])

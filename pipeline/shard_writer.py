@@ -15,6 +15,7 @@ from typing import Iterable
 
 import webdataset as wds
 
+from nerve_core.errors import ConfigError
 from pipeline.storage import atomic_write, filesystem, join
 
 IMAGE_EXTS = ("jpg", "png", "webp")
@@ -35,7 +36,7 @@ class ShardSample:
 def validate_key(key: str) -> str:
     """WebDataset splits a member name at its first dot, and slashes make directories."""
     if not isinstance(key, str) or not _KEY_OK.match(key):
-        raise ValueError(f"invalid sample key {key!r}: use letters, digits, '_' and '-' only")
+        raise ConfigError(f"invalid sample key {key!r}: use letters, digits, '_' and '-' only")
     return key
 
 
@@ -94,7 +95,7 @@ def write_shards(
     sample across the whole set, since outputs are joined back to inputs by key.
     """
     if per_shard < 1:
-        raise ValueError("per_shard must be >= 1")
+        raise ConfigError("per_shard must be >= 1")
     validate_key(prefix)
     fs, root = filesystem(output_dir)
     fs.makedirs(root, exist_ok=True)

@@ -19,8 +19,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from nerve_core.errors import NotFound
 from pipeline.outputdir import FAILED_FILE, done_shards, read_job_record
-from pipeline.reader import IMAGE_EXTS, error_reason, raw_samples
+from pipeline.reader import IMAGE_EXTS, raw_samples
+from pipeline.reasons import reason_of
 from pipeline.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.storage import filesystem, join
 from pipeline.writers import decode_png, read_json, read_rows, shard_paths
@@ -139,7 +141,7 @@ def _check_rows(shard: str, rows: list[dict], sizes: dict, report: VerifyReport)
         ident = (row["key"], row.get("occurrence") or 0)
         where = _name(shard, *ident)
         if row["status"] != "ok":
-            report.error_rows[error_reason(row["error"] or "unknown")] += 1
+            report.error_rows[reason_of(row["error"] or "unknown")] += 1
             continue
         report.ok_rows += 1
         try:
@@ -189,7 +191,7 @@ def verify_output(out_dir: str, shards=None) -> VerifyReport:
     if shards is None:
         record = read_job_record(fs, root)
         if record is None:
-            raise FileNotFoundError(f"{out_dir} has no config.yaml; give input.shards")
+            raise NotFound(f"{out_dir} has no config.yaml; give input.shards")
         shards = record["config"]["input"]["shards"]
     urls = expand_shards(shards)
     report = VerifyReport(shards=len(urls))

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from nerve_core.errors import ConfigError
+
 FORMAT = "nerve-regress-baseline/1"
 
 
@@ -49,7 +51,7 @@ def baseline_from_summary(summary: dict, shards: list[str], engine: str) -> dict
 def read_baseline(path) -> dict:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a nerve regress baseline (expected format {FORMAT!r})")
+        raise ConfigError(f"{path} is not a nerve regress baseline (expected format {FORMAT!r})")
     return data
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nerve_core.errors import NotFound
 from pipeline.outputdir import done_shards, read_job_record
 from pipeline.reader import decode_sample, raw_samples
 from pipeline.report.palette import colorize
@@ -72,7 +73,7 @@ def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[Shee
     fs, root = filesystem(out_dir)
     record = read_job_record(fs, root)
     if record is None:
-        raise FileNotFoundError(f"{out_dir} has no config.yaml: not an output directory")
+        raise NotFound(f"{out_dir} has no config.yaml: not an output directory")
     num_classes = len(record["fingerprint"]["classes"])
     ignore = int(record["config"]["dataset"]["ignore_index"])
     done = done_shards(fs, root)

@@ -1,0 +1,26 @@
+"""`models=tiny|real` for every command that labels: which weights the engine loads.
+
+`real` leaves the engine config as it is (the preset's weights, or the paths given). `tiny` writes
+the random-weight test models once under $NERVE_CACHE (default ~/.cache/nerve), reuses them after
+that, and points engine.clip.* and engine.sd.* at them: any command runs offline in seconds, with
+meaningless masks.
+"""
+from __future__ import annotations
+
+from jobs.config import cache_dir
+from nerve_core.errors import ConfigError
+
+MODEL_CHOICES = ("real", "tiny")
+
+
+def apply_models(cfg):
+    """Merge the chosen models' engine overrides into `cfg` (a DictConfig with `models`, `engine` and
+    `progress`); return it. Explicit engine.clip.* / engine.sd.* paths are replaced by tiny ones."""
+    if cfg.models not in MODEL_CHOICES:
+        raise ConfigError(f"models must be one of {', '.join(MODEL_CHOICES)}, not {cfg.models!r}")
+    if cfg.models == "tiny":
+        from nerve_core.models.tiny import cached_tiny_models
+
+        overrides = cached_tiny_models(cache_dir(), progress=bool(cfg.get("progress", True)))
+        cfg.merge_with({"engine": overrides})
+    return cfg
