@@ -127,11 +127,10 @@ class RunShards:
         return all(column in self.parquet(s).schema_arrow.names for s in self.done)
 
     def has_confidence(self) -> bool:
-        """Whether the run stored confidence maps (output.confidence in OUT/config.yaml; the column is
-        there, all null, when it did not)."""
-        record = read_job_record(self.fs, self.root) or {}
-        return bool(((record.get("config") or {}).get("output") or {}).get("confidence")) and \
-            self.has_column("confidence_png")
+        """Whether the run stored confidence maps: output.confidence as OUT/config.yaml records it (the
+        column exists, all null, in a run without them), else whether the column exists."""
+        recorded = ((read_job_record(self.fs, self.root) or {}).get("config") or {}).get("output", {})
+        return self.has_column("confidence_png") and bool(recorded.get("confidence", True))
 
 
 def _atomic_local_write(path: Path, data: bytes) -> None:
