@@ -89,6 +89,7 @@ def test_install_and_test_commands_are_exact():
     text = README.read_text()
     assert "    pip install torch==2.14.1 torchvision==0.29.1" in text
     assert '    pip install -e ".[test]"' in text
+    assert "    pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in text
     assert "    python -m pytest\n" in text
 
 
