@@ -7,6 +7,8 @@ meaningless masks.
 """
 from __future__ import annotations
 
+from omegaconf import OmegaConf
+
 from jobs.config import cache_dir
 from nerve_core.errors import ConfigError
 
@@ -14,13 +16,13 @@ MODEL_CHOICES = ("real", "tiny")
 
 
 def apply_models(cfg):
-    """Merge the chosen models' engine overrides into `cfg` (a DictConfig with `models`, `engine` and
-    `progress`); return it. Explicit engine.clip.* / engine.sd.* paths are replaced by tiny ones."""
+    """`cfg` (a loaded config with `models`, `engine` and `progress`) with the chosen models' engine
+    overrides merged in, as a new config; explicit engine.clip.* / engine.sd.* paths give way to tiny ones."""
     if cfg.models not in MODEL_CHOICES:
         raise ConfigError(f"models must be one of {', '.join(MODEL_CHOICES)}, not {cfg.models!r}")
-    if cfg.models == "tiny":
-        from nerve_core.models.tiny import cached_tiny_models
+    if cfg.models == "real":
+        return cfg
+    from nerve_core.models.tiny import cached_tiny_models
 
-        overrides = cached_tiny_models(cache_dir(), progress=bool(cfg.get("progress", True)))
-        cfg.merge_with({"engine": overrides})
-    return cfg
+    overrides = cached_tiny_models(cache_dir(), progress=bool(cfg.get("progress", True)))
+    return OmegaConf.merge(cfg, {"engine": overrides})
