@@ -62,7 +62,7 @@ class _Attempt:
 
 
 class RayUnreachable(NerveError):
-    """The Ray cluster named by ray.address (or RAY_ADDRESS) could not be joined."""
+    """The Ray cluster named by ray.address could not be joined, or a local Ray could not start."""
 
 
 @contextmanager
@@ -82,15 +82,18 @@ def ray_session(address: str, local_num_cpus: int | None, verbose: bool = False)
         if address:
             try:
                 ray.init(address=address, log_to_driver=verbose, configure_logging=verbose)
-            except ConnectionError as exc:
+            except (ConnectionError, TimeoutError, ValueError) as exc:  # ValueError: a malformed address
                 raise RayUnreachable(f"cannot connect to the Ray cluster at ray.address={address}: {_first_line(exc)} "
                                      "(leave ray.address empty to run on a local Ray)") from exc
         else:
             # Workers of a local Ray inherit this environment: make the source tree importable there.
             paths = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-            ray.init(address="local", num_cpus=local_num_cpus, include_dashboard=False, log_to_driver=verbose,
-                     configure_logging=verbose)
+            try:
+                ray.init(address="local", num_cpus=local_num_cpus, include_dashboard=False, log_to_driver=verbose,
+                         configure_logging=verbose)
+            except Exception as exc:  # Ray raises plain Exception when its processes do not come up in time
+                raise RayUnreachable(f"cannot start a local Ray: {type(exc).__name__}: {_first_line(exc)}") from exc
     try:
         yield ray
     finally:

@@ -176,6 +176,15 @@ def test_a_ray_connection_failure_is_reported_as_such(shards, tmp_path, monkeypa
     assert "cannot connect to the Ray cluster at ray.address=10.255.255.1:6379" in line and "write" not in line
 
 
+def test_a_local_ray_that_cannot_start_is_one_line(shards, tmp_path, monkeypatch, capsys):
+    def timed_out(**kwargs):
+        raise Exception("The current node timed out during startup.")
+
+    _fake_ray(monkeypatch, timed_out)
+    assert nerve(["label", f"input.shards={shards}", f"output.dir={tmp_path / 'o'}"]) == 2
+    assert "cannot start a local Ray: Exception: The current node timed out" in one_line(capsys.readouterr().err)
+
+
 def test_loading_models_status_until_the_first_image(capsys):
     from pipeline.progress import JobProgress
 
