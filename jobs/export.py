@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf import MISSING
 
-from jobs.config import ConfigError, fail, load_config, parse_argv
+from jobs.config import ConfigError, command, load_object, parse_argv
 from pipeline.outputdir import OutputDir
 from pipeline.pngcodec import decode_index_png, encode_index_png
 from pipeline.report.palette import voc_palette
@@ -98,6 +97,12 @@ class RunShards:
     def has_column(self, column: str) -> bool:
         return all(column in self.out.columns(s) for s in self.done)
 
+    def has_confidence(self) -> bool:
+        """Whether the run stored confidence maps: output.confidence as OUT/config.yaml records it (the
+        column exists, all null, in a run without them)."""
+        recorded = self.out.config().get("output") or {}
+        return self.has_column("confidence_png") and bool(recorded.get("confidence", True))
+
 
 def _skip(row: dict, reason: str, detail: str = "") -> dict:
     return {"key": row.get("key"), "shard": row.get("shard"), "reason": reason, "detail": detail}
@@ -106,9 +111,10 @@ def _skip(row: dict, reason: str, detail: str = "") -> dict:
 def export_png(run: RunShards, target: Path, threshold: float = 0.0, progress: bool = True) -> dict:
     """Write target/{safe key}.png for every ok row; return {"written", "skipped": [...]}."""
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"confidence_threshold must be in [0, 1], got {threshold}")
-    if threshold > 0 and not run.has_column("confidence_png"):
-        raise ValueError("confidence_threshold needs confidence maps: label with output.confidence=true")
+        raise ConfigError(f"confidence_threshold must be in [0, 1], got {threshold}")
+    if threshold > 0 and not run.has_confidence():
+        raise ConfigError(f"confidence_threshold needs confidence maps, and {run.out.url} was labeled without them "
+                          "(output.confidence=false in its config.yaml): relabel with output.confidence=true")
     target = target.resolve()
     target.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
@@ -220,29 +226,30 @@ def _report(skipped: list[dict]) -> None:
         print(f"  ... and {len(skipped) - 20} more")
 
 
+SUBCOMMANDS = {
+    "png": (PngExport, "one label PNG per sample (VOC palette, the SegmentationClassAug layout)"),
+    "coco": (CocoExport, "one merged COCO results file, plus a minimal images file beside it"),
+}
+
+
+@command
 def main(argv: list[str]) -> int:
     usage = "usage: nerve export {png,coco} output.dir=OUT to=DIR_OR_FILE [confidence_threshold=T]"
-    try:
-        args = parse_argv(argv)
-        if len(args.positionals) != 1 or args.positionals[0] not in ("png", "coco"):
-            return fail(usage)
-        kind = args.positionals[0]
-        schema = PngExport if kind == "png" else CocoExport
-        cfg = OmegaConf.to_object(load_config(schema, args.overrides, args.config_file))
-        run = RunShards.open(cfg.output.dir)
-        if kind == "png":
-            target = Path(cfg.to)
-            summary = export_png(run, target, cfg.confidence_threshold, cfg.progress)
-            atomic_write_local(target.resolve() / "skipped.json", json.dumps(summary["skipped"], indent=1).encode("utf-8"))
-            print(f"wrote {summary['written']} label PNGs to {target}")
-        else:
-            summary = export_coco(run, Path(cfg.to))
-            print(f"wrote {summary['results']} results for {summary['images']} images to {cfg.to} "
-                  f"(images: {sidecar_path(Path(cfg.to))})")
-    except MissingMandatoryValue as exc:
-        return fail(f"missing required key {exc.full_key!r}\n{usage}")
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        return fail(str(exc))
+    args = parse_argv(argv)
+    if len(args.positionals) != 1 or args.positionals[0] not in SUBCOMMANDS:
+        raise ConfigError(f"nerve export needs png or coco; {usage}")
+    kind = args.positionals[0]
+    cfg = load_object(SUBCOMMANDS[kind][0], args.overrides, args.config_file)
+    run = RunShards.open(cfg.output.dir)
+    if kind == "png":
+        target = Path(cfg.to)
+        summary = export_png(run, target, cfg.confidence_threshold, cfg.progress)
+        atomic_write_local(target.resolve() / "skipped.json", json.dumps(summary["skipped"], indent=1).encode("utf-8"))
+        print(f"wrote {summary['written']} label PNGs to {target}")
+    else:
+        summary = export_coco(run, Path(cfg.to))
+        print(f"wrote {summary['results']} results for {summary['images']} images to {cfg.to} "
+              f"(images: {sidecar_path(Path(cfg.to))})")
     if run.unfinished:
         print(f"not exported, not done (no complete stats.json, or partial): {', '.join(run.unfinished)}")
     print(f"skipped: {len(summary['skipped'])}")

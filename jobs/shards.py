@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf import MISSING
 
 from configs import classes_path
-from jobs.config import ConfigError, fail, load_config, parse_argv
+from jobs.config import ConfigError, command, fail, load_object, parse_argv
 from nerve_core.vocab import Vocabulary
 from pipeline.shard_writer import ShardSample, write_shards
 from pipeline.sources.coco import coco_source
@@ -95,26 +94,25 @@ MAKERS: dict[str, tuple[type, Callable]] = {
     "demo": (DemoShards, _demo),
 }
 USAGE = "usage: nerve shards {" + ",".join(MAKERS) + "} output=DIR [key=value ...]"
+SUBCOMMANDS = {
+    "voc": (VocShards, "PASCAL VOC 2012 (train, val, or train_aug with SegmentationClassAug)"),
+    "coco": (CocoShards, "COCO instances as semantic masks in the 81-class coco_object order"),
+    "folder": (FolderShards, "a folder of images, with an optional parallel folder of class-id masks"),
+    "demo": (DemoShards, "synthetic images of coloured shapes with ground truth"),
+}
 
 
+@command
 def main(argv: list[str]) -> int:
-    try:
-        args = parse_argv(argv)
-        if len(args.positionals) != 1 or args.positionals[0] not in MAKERS:
-            return fail(USAGE)
-        schema, make_samples = MAKERS[args.positionals[0]]
-        cfg = OmegaConf.to_object(load_config(schema, args.overrides, args.config_file))
-        skips = SkipLog()
-        samples, manifest_extra = make_samples(cfg, skips)
-    except MissingMandatoryValue as exc:
-        return fail(f"missing required key {exc.full_key!r}\n{USAGE}")
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        return fail(str(exc))
-    try:
-        manifest = write_shards(samples, cfg.output, prefix=cfg.prefix, per_shard=cfg.per_shard,
-                                progress=cfg.progress, overwrite=cfg.overwrite, manifest_extra=manifest_extra)
-    except ValueError as exc:  # bad prefix or per_shard, or old shards in the way: nothing was left half-written
-        return fail(str(exc))
+    args = parse_argv(argv)
+    if len(args.positionals) != 1 or args.positionals[0] not in MAKERS:
+        raise ConfigError(f"nerve shards needs one of {', '.join(MAKERS)}; {USAGE}")
+    schema, make_samples = MAKERS[args.positionals[0]]
+    cfg = load_object(schema, args.overrides, args.config_file)
+    skips = SkipLog()
+    samples, manifest_extra = make_samples(cfg, skips)
+    manifest = write_shards(samples, cfg.output, prefix=cfg.prefix, per_shard=cfg.per_shard,
+                            progress=cfg.progress, overwrite=cfg.overwrite, manifest_extra=manifest_extra)
     fs, root = filesystem(cfg.output)
     atomic_write(fs, join(root, "skipped.json"), skips.to_json())
     print(f"wrote {manifest['num_samples']} samples in {len(manifest['shards'])} shards to "

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nerve_core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Vocabulary:
@@ -15,10 +17,10 @@ class Vocabulary:
 
     def __post_init__(self):
         if not self.synonyms:
-            raise ValueError("a vocabulary needs at least one class")
+            raise ConfigError("a vocabulary needs at least one class")
         for i, names in enumerate(self.synonyms):
             if not names or any(not n.strip() for n in names):
-                raise ValueError(f"class {i} has an empty name: {names!r}")
+                raise ConfigError(f"class {i} has an empty name: {names!r}")
 
     @classmethod
     def from_lines(cls, lines) -> "Vocabulary":

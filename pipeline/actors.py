@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nerve_core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ActorPlan:
@@ -18,22 +20,22 @@ class ActorPlan:
 
 
 def plan_actors(num_actors: int, cpus_per_actor: float, engine_device: str, cluster: dict) -> ActorPlan:
-    """`cluster` is ray.cluster_resources(); raises ValueError for a request it cannot meet."""
+    """`cluster` is ray.cluster_resources(); raises ConfigError for a request it cannot meet."""
     gpus = int(cluster.get("GPU", 0))
     cpus = float(cluster.get("CPU", 1))
     wants_cuda = engine_device.startswith("cuda")
     use_gpu = gpus > 0 and engine_device != "cpu"
     if wants_cuda and gpus == 0:
-        raise ValueError(f"engine.device={engine_device} but the Ray cluster has no GPU")
+        raise ConfigError(f"engine.device={engine_device} but the Ray cluster has no GPU")
     if num_actors < 0:
-        raise ValueError("ray.num_actors must be >= 0")
+        raise ConfigError("ray.num_actors must be >= 0")
     count = num_actors or (gpus if use_gpu else 1)
     if use_gpu and count > gpus:
-        raise ValueError(f"ray.num_actors={count} GPU actors but the cluster has {gpus} GPUs")
+        raise ConfigError(f"ray.num_actors={count} GPU actors but the cluster has {gpus} GPUs")
     # Leave one actor's share free for Ray's own tasks (and the progress counter) on small machines.
     share = cpus_per_actor if cpus_per_actor > 0 else min(1.0, cpus / (count + 1))
     if share * count > cpus:
-        raise ValueError(f"{count} actors x {share} CPUs exceed the cluster's {cpus} CPUs")
+        raise ConfigError(f"{count} actors x {share} CPUs exceed the cluster's {cpus} CPUs")
     # Pinned actors see their one GPU as cuda:0, so cuda:N would point at a GPU they cannot see.
     device = ("cuda" if wants_cuda else engine_device) if use_gpu else "cpu"
     return ActorPlan(count, round(share, 4), 1 if use_gpu else 0, device)

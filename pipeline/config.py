@@ -42,7 +42,9 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class RayConfig:
-    address: str = ""  # "" = start a local Ray for this job; "auto" or "ray://host:port" = join
+    # "" = start a local Ray for this job (even where an earlier `ray start` left a record or
+    # RAY_ADDRESS is set); "auto" or "ray://host:port" = join that cluster
+    address: str = ""
     local_num_cpus: Optional[int] = None  # CPUs of the local Ray (None = all)
     num_actors: int = 0  # 0 = one per GPU, or one CPU actor when the cluster has no GPU
     # CPUs reserved per actor; 0 = min(1, cluster CPUs / (actors + 1)), which leaves room for
@@ -56,6 +58,7 @@ class RayConfig:
     max_retries: int = 2  # extra attempts for a shard whose actor died or raised
     shard_timeout_s: float = 0.0  # > 0: an attempt running longer is killed and retried
     poll_s: float = 0.5  # driver loop tick (progress refresh, dead-actor checks)
+    verbose: bool = False  # show Ray's own log lines (start-up notices, worker output) on the terminal
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class LabelJobConfig:
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    # real: the engine's configured weights | tiny: random-weight test models, written once under
+    # $NERVE_CACHE (default ~/.cache/nerve) and used in place of engine.clip.* and engine.sd.*
+    models: str = "real"
     progress: bool = True
 
 

@@ -10,6 +10,7 @@ is ok only when every input shard has a complete stats file.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import Callable
 
 from configs import classes_path
+from nerve_core.errors import NerveError
 from nerve_core.vocab import Vocabulary
 from pipeline.actors import plan_actors, start_labeler, start_progress_counter
 from pipeline.config import LabelJobConfig
 from pipeline.fingerprint import job_fingerprint
 from pipeline.job import ActorJob, label_job
 from pipeline.outputdir import OutputDir
+from pipeline.preflight import check_job, writing_output
 from pipeline.progress import JobProgress
 from pipeline.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.summary import write_summary
@@ -57,25 +60,55 @@ class _Attempt:
     started: float = 0.0
 
 
+class RayUnreachable(NerveError):
+    """The Ray cluster named by ray.address could not be joined, or a local Ray could not start."""
+
+
 @contextmanager
-def ray_session(address: str, local_num_cpus: int | None):
-    """Use the Ray already connected (tests, notebooks); else start a local one or join `address`."""
+def ray_session(address: str, local_num_cpus: int | None, verbose: bool = False):
+    """Use the Ray already connected (tests, notebooks); else join `address`, or start a local Ray.
+
+    A local run asks for address="local": without it Ray would join whatever RAY_ADDRESS or the
+    record of an earlier `ray start` names, even a cluster that died long ago. Ray's own log lines
+    (start-up notices such as the token-authentication one, worker output) show only when verbose.
+    """
     import ray
 
     if ray.is_initialized():
         yield ray
         return
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        # Workers of a local Ray inherit this environment: make the source tree importable there.
-        paths = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-        ray.init(num_cpus=local_num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with ray_log_level(verbose):
+        if address:
+            try:
+                ray.init(address=address, log_to_driver=verbose, configure_logging=verbose)
+            except (ConnectionError, TimeoutError, ValueError) as exc:  # ValueError: a malformed address
+                raise RayUnreachable(f"cannot connect to the Ray cluster at ray.address={address}: {_first_line(exc)} "
+                                     "(leave ray.address empty to run on a local Ray)") from exc
+        else:
+            # Workers of a local Ray inherit this environment: make the source tree importable there.
+            paths = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+            try:
+                ray.init(address="local", num_cpus=local_num_cpus, include_dashboard=False, log_to_driver=verbose,
+                         configure_logging=verbose)
+            except Exception as exc:  # Ray raises plain Exception when its processes do not come up in time
+                raise RayUnreachable(f"cannot start a local Ray: {type(exc).__name__}: {_first_line(exc)}") from exc
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def ray_log_level(verbose: bool):
+    """Ray's Python loggers at WARNING (verbose) or ERROR for the block."""
+    logger = logging.getLogger("ray")
+    level = logger.level
+    logger.setLevel(logging.WARNING if verbose else logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def job_description(cfg) -> tuple[dict, Vocabulary, dict]:
@@ -94,14 +127,16 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     out = OutputDir(cfg.output.dir)
     resolved, vocab, fingerprint = job_description(cfg)
     urls = expand_shards(cfg.input.shards)
-    out.prepare(resolved, fingerprint, cfg.output.mode)
+    check_job(cfg.engine.device, urls)
+    with writing_output(cfg.output.dir):
+        out.prepare(resolved, fingerprint, cfg.output.mode)
     done_before = out.done_shards()
     todo = [u for u in urls if shard_id(u) not in done_before]
     result = JobResult(shards=len(urls), skipped=len(urls) - len(todo))
     start = time.perf_counter()
     stats = []
     if todo:
-        with ray_session(cfg.ray.address, cfg.ray.local_num_cpus) as ray:
+        with ray_session(cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose) as ray:
             pool = _Pool(ray, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
             stats = pool.run(todo, result, manifest_counts(todo))
     out.record_failures(result.failed)
@@ -281,8 +316,11 @@ class _Pool:
 
 
 def _task_error(exc) -> str:
-    """The exception raised inside the actor, not Ray's wrapper text."""
+    """The exception raised inside the actor, not Ray's wrapper text (an expected failure's message
+    already says what it is)."""
     cause = getattr(exc, "cause", None)
+    if isinstance(cause, NerveError):
+        return str(cause)
     return f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(exc)
 
 

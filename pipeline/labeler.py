@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from nerve_core.errors import NerveError
 from pipeline.batch_split import run_bisecting
 from pipeline.job import ActorJob
 from pipeline.outputdir import OutputDir
@@ -27,16 +28,16 @@ from pipeline.reader import (
     allow_pixels,
     check_gt_values,
     decode_sample,
-    error_reason,
     raw_samples,
 )
+from pipeline.reasons import BAD_IMAGE_LABELS, ENGINE, NO_IMAGE_LABELS, PREPARE, reason_of
 from pipeline.scoring import confusion_matrix, reduce_zero_label
 from pipeline.shardlist import shard_id
 from pipeline.walk_stats import WalkStats
 from pipeline.writers import ShardResult
 
 
-class EngineBuildError(RuntimeError):
+class EngineBuildError(NerveError):
     """The engine could not be built: retrying the shard elsewhere would fail the same way."""
 
 
@@ -95,7 +96,8 @@ class Labeler:
                     torch.set_num_threads(self.job.torch_threads)
                 self._engine = build_engine(self.job.engine)
             except Exception as exc:
-                raise EngineBuildError(f"cannot build the engine: {type(exc).__name__}: {exc}") from exc
+                detail = str(exc) if isinstance(exc, NerveError) else f"{type(exc).__name__}: {exc}"
+                raise EngineBuildError(f"cannot build the engine: {detail}") from exc
             self._vocab = Vocabulary(self.job.classes)
         return self._engine
 
@@ -149,7 +151,7 @@ class Labeler:
         try:
             prepared = self.engine.prepare(sample.image)
         except Exception as exc:
-            sample.error = f"prepare: {type(exc).__name__}: {exc}"
+            sample.error = PREPARE.error(f"{type(exc).__name__}: {exc}")
             return sample, None
         sample.image = None  # the engine input holds what is still needed
         return sample, prepared
@@ -162,11 +164,11 @@ class Labeler:
             labels = [int(c) for c in np.unique(sample.gt) if c != ignore]
             sample.meta["labels"] = labels
         if labels is None:
-            return "no_image_labels: engine.mode=wsss needs json labels (or dataset.labels_from_gt=true)"
+            return NO_IMAGE_LABELS.error("engine.mode=wsss needs json labels (or dataset.labels_from_gt=true)")
         if not isinstance(labels, list):
-            return f"bad_image_labels: json labels must be a list of class ids, got {labels!r}"
+            return BAD_IMAGE_LABELS.error(f"json labels must be a list of class ids, got {labels!r}")
         bad = [c for c in labels if not (isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(self._vocab))]
-        return f"bad_image_labels: {bad} are not class ids" if bad else None
+        return BAD_IMAGE_LABELS.error(f"{bad} are not class ids") if bad else None
 
     def _flush(self, batch, state: "_ShardState", attempt: int, encoder: "_Encoder") -> None:
         """Run the engine on the batch's decodable samples; record them in the encoder thread."""
@@ -196,7 +198,7 @@ class Labeler:
             return engine.run([p for _, p in items], self._vocab, labels, confidence=confidence)
 
         outputs = run_bisecting(run, good)
-        return {id(s): f"engine: {out}" if isinstance(out, str) else out for (s, _), out in zip(good, outputs)}
+        return {id(s): ENGINE.error(out) if isinstance(out, str) else out for (s, _), out in zip(good, outputs)}
 
 
 class _Encoder:
@@ -254,10 +256,10 @@ class _ShardState:
         if sample.ok and isinstance(output, str):
             sample.error = output
         elif sample.ok and output is None:
-            sample.error = "engine: no output for this sample"
+            sample.error = ENGINE.error("no output for this sample")
         if not sample.ok:
             self.errors += 1
-            self.reasons[error_reason(sample.error)] += 1
+            self.reasons[reason_of(sample.error)] += 1
             self.result.add_error(sample.key, sample.image_id, sample.error, occurrence=sample.occurrence)
             return
         self.ok += 1

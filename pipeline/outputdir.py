@@ -13,6 +13,7 @@ from typing import Iterator
 import pyarrow.parquet as pq
 import yaml
 
+from nerve_core.errors import ConfigError, NerveError, NotFound
 from pipeline.storage import atomic_write, filesystem, join
 from pipeline.writers import ShardResult, read_json, shard_paths, write_json, write_shard_outputs
 
@@ -24,11 +25,11 @@ PARQUET_SUFFIX = ".parquet"
 _BATCH_ROWS = 256  # rows decoded at a time when a shard's Parquet file is streamed
 
 
-class OutputConflict(RuntimeError):
+class OutputConflict(NerveError):
     """The directory holds outputs of a different job; the message says how to proceed."""
 
 
-class NotAnOutputDir(FileNotFoundError):
+class NotAnOutputDir(NotFound):
     """The directory has no config.yaml: no labeling run ever started there."""
 
 
@@ -37,7 +38,7 @@ class OutputDir:
 
     def __init__(self, url: str):
         if not url:
-            raise ValueError("output.dir is required")
+            raise ConfigError("output.dir is required")
         self.url = str(url)
         self.fs, self.root = filesystem(self.url)
 
@@ -63,7 +64,7 @@ class OutputDir:
     def prepare(self, config: dict, fingerprint: dict, mode: str) -> None:
         """Refuse a directory labeled with another fingerprint unless mode=overwrite, which clears it."""
         if mode not in ("resume", "overwrite"):
-            raise ValueError(f"output.mode must be resume or overwrite, not {mode!r}")
+            raise ConfigError(f"output.mode must be resume or overwrite, not {mode!r}")
         previous = self.record()
         if previous is not None and mode == "resume":
             old = (previous.get("fingerprint") or {}).get("digest")

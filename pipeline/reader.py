@@ -29,6 +29,17 @@ from webdataset.tariterators import base_plus_ext
 
 from nerve_core.imageprep import to_rgb
 from pipeline.pngcodec import index_array
+from pipeline.reasons import (
+    BAD_JSON,
+    DECODE_IMAGE,
+    DECODE_SEG,
+    EMPTY_IMAGE,
+    MISSING_IMAGE,
+    SEG_SIZE,
+    SEG_VALUES,
+    TOO_LARGE,
+    TRUNCATED,
+)
 from pipeline.storage import filesystem
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -204,10 +215,10 @@ def _image_member(raw: dict) -> tuple[str, bytes] | None:
 
 
 def check_gt_values(gt: np.ndarray, num_classes: int, ignore_index: int) -> str | None:
-    """An error ("seg_values: ...") when GT holds ids that are neither classes nor the ignore value."""
+    """A `seg_values` error when GT holds ids that are neither classes nor the ignore value."""
     values = np.unique(gt)
     bad = [int(v) for v in values if v >= num_classes and v != ignore_index]
-    return f"seg_values: seg.png holds {bad}, not class ids 0..{num_classes - 1} nor ignore {ignore_index}" if bad else None
+    return SEG_VALUES.error(f"seg.png holds {bad}, not class ids 0..{num_classes - 1} nor ignore {ignore_index}") if bad else None
 
 
 def decode_sample(raw: dict, max_pixels: int = DEFAULT_MAX_PIXELS) -> Sample:
@@ -215,7 +226,7 @@ def decode_sample(raw: dict, max_pixels: int = DEFAULT_MAX_PIXELS) -> Sample:
     key, occurrence = raw["__key__"], raw.get("__occurrence__", 0)
     meta, image_id = {}, fallback_image_id(key, occurrence)
     if "__truncated__" in raw:
-        return Sample(key, image_id, occurrence, error=f"truncated: the shard breaks inside this sample ({raw['__truncated__']})")
+        return Sample(key, image_id, occurrence, error=TRUNCATED.error(f"the shard breaks inside this sample ({raw['__truncated__']})"))
     if "json" in raw:
         try:
             meta = json.loads(raw["json"])
@@ -226,30 +237,26 @@ def decode_sample(raw: dict, max_pixels: int = DEFAULT_MAX_PIXELS) -> Sample:
                 if not 0 <= image_id < 2**63:
                     raise ValueError(f"image_id {image_id} is not a non-negative int64")
         except (ValueError, TypeError) as exc:
-            return Sample(key, image_id, occurrence, error=f"bad_json: {exc}")
+            return Sample(key, image_id, occurrence, error=BAD_JSON.error(str(exc)))
     member = _image_member(raw)
     if member is None:
         return Sample(key, image_id, occurrence, meta=meta,
-                      error=f"missing_image: members {sorted(k for k in raw if not k.startswith('__'))}")
+                      error=MISSING_IMAGE.error(f"members {sorted(k for k in raw if not k.startswith('__'))}"))
     if not member[1]:
-        return Sample(key, image_id, occurrence, meta=meta, error=f"empty_image: {key}.{member[0]} is 0 bytes")
+        return Sample(key, image_id, occurrence, meta=meta, error=EMPTY_IMAGE.error(f"{key}.{member[0]} is 0 bytes"))
     try:
         image = decode_image(member[1], max_pixels)
     except ImageTooLarge as exc:
-        return Sample(key, image_id, occurrence, meta=meta, error=f"too_large: {exc}")
+        return Sample(key, image_id, occurrence, meta=meta, error=TOO_LARGE.error(str(exc)))
     except Exception as exc:  # PIL raises many types for corrupt files
-        return Sample(key, image_id, occurrence, meta=meta, error=f"decode_image: {type(exc).__name__}: {exc}")
+        return Sample(key, image_id, occurrence, meta=meta, error=DECODE_IMAGE.error(f"{type(exc).__name__}: {exc}"))
     gt = None
     if "seg.png" in raw:
         try:
             gt = decode_label_png(raw["seg.png"], max_pixels)
         except Exception as exc:
-            return Sample(key, image_id, occurrence, meta=meta, error=f"decode_seg: {type(exc).__name__}: {exc}")
+            return Sample(key, image_id, occurrence, meta=meta, error=DECODE_SEG.error(f"{type(exc).__name__}: {exc}"))
         if gt.shape != (image.height, image.width):
             return Sample(key, image_id, occurrence, meta=meta,
-                          error=f"seg_size: seg.png is {gt.shape[1]}x{gt.shape[0]}, image {image.width}x{image.height}")
+                          error=SEG_SIZE.error(f"seg.png is {gt.shape[1]}x{gt.shape[0]}, image {image.width}x{image.height}"))
     return Sample(key, image_id, occurrence, image=image, gt=gt, meta=meta)
-
-
-def error_reason(error: str) -> str:
-    return error.split(":", 1)[0]

@@ -14,6 +14,7 @@ from typing import Iterable
 
 import webdataset as wds
 
+from nerve_core.errors import ConfigError
 from pipeline.shardlist import SHARD_SUFFIXES
 from pipeline.storage import AtomicFile, atomic_write, filesystem, join
 
@@ -36,7 +37,7 @@ class ShardSample:
 def validate_key(key: str) -> str:
     """WebDataset splits a member name at its first dot, and slashes make directories."""
     if not isinstance(key, str) or not _KEY_OK.match(key):
-        raise ValueError(f"invalid sample key {key!r}: use letters, digits, '_' and '-' only")
+        raise ConfigError(f"invalid sample key {key!r}: use letters, digits, '_' and '-' only")
     return key
 
 
@@ -130,7 +131,7 @@ def write_shards(
     must name one sample across the whole set, since outputs are joined back to inputs by key.
     """
     if per_shard < 1:
-        raise ValueError("per_shard must be >= 1")
+        raise ConfigError("per_shard must be >= 1")
     validate_key(prefix)
     fs, root = filesystem(output_dir)
     fs.makedirs(root, exist_ok=True)

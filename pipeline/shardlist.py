@@ -11,6 +11,7 @@ import re
 
 from braceexpand import braceexpand
 
+from nerve_core.errors import ConfigError, NotFound
 from pipeline.storage import filesystem, join
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -27,7 +28,7 @@ def shard_id(url: str) -> str:
 
 def _as_list(spec) -> list[str]:
     if spec is None or spec == "" or spec == []:
-        raise ValueError("input.shards is empty: give a shard file, brace pattern, directory or list")
+        raise ConfigError("input.shards is empty: give a shard file, brace pattern, directory or list")
     if isinstance(spec, str):
         return [spec]
     return [str(s) for s in spec]
@@ -46,12 +47,12 @@ def _expand_one(item: str) -> list[str]:
         if fs.isdir(path):
             found = sorted(p for p in fs.ls(path, detail=False) if p.endswith(SHARD_SUFFIXES))
             if not found:
-                raise FileNotFoundError(f"no *.tar shards in directory {entry}")
+                raise NotFound(f"no *.tar shards in directory {entry}")
             urls.extend(_with_protocol(fs, p, entry) for p in found)
         elif re.search(r"[*?\[]", path):
             found = sorted(fs.glob(path))
             if not found:
-                raise FileNotFoundError(f"no shards match {entry}")
+                raise NotFound(f"no shards match {entry}")
             urls.extend(_with_protocol(fs, p, entry) for p in found)
         else:
             urls.append(entry)
@@ -65,7 +66,7 @@ def expand_shards(spec) -> list[str]:
     for url in urls:
         sid = shard_id(url)
         if sid in seen:
-            raise ValueError(f"two shards share the id {sid!r}: {seen[sid]} and {url}")
+            raise ConfigError(f"two shards share the id {sid!r}: {seen[sid]} and {url}")
         seen[sid] = url
     return urls
 

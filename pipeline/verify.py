@@ -21,7 +21,8 @@ from pycocotools.coco import COCO
 
 from pipeline.outputdir import OutputDir
 from pipeline.pngcodec import decode_index_png
-from pipeline.reader import IMAGE_EXTS, error_reason, raw_samples
+from pipeline.reader import IMAGE_EXTS, raw_samples
+from pipeline.reasons import reason_of
 from pipeline.shardlist import expand_shards, manifest_counts, shard_id
 
 _TRANSPOSING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
@@ -138,7 +139,7 @@ def _check_rows(shard: str, rows: list[dict], sizes: dict, report: VerifyReport)
         ident = (row["key"], row.get("occurrence") or 0)
         where = _name(shard, *ident)
         if row["status"] != "ok":
-            report.error_rows[error_reason(row["error"] or "unknown")] += 1
+            report.error_rows[reason_of(row["error"] or "unknown")] += 1
             continue
         report.ok_rows += 1
         try:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from nerve_core.errors import ConfigError
 from pipeline.storage import atomic_write_local
 
 FORMAT = "nerve-regress-baseline/1"
@@ -49,9 +50,12 @@ def baseline_from_summary(summary: dict, shards: list[str], engine: str) -> dict
 
 
 def read_baseline(path) -> dict:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the baseline {path}: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a nerve regress baseline (expected format {FORMAT!r})")
+        raise ConfigError(f"{path} is not a nerve regress baseline (expected format {FORMAT!r})")
     return data
 
 

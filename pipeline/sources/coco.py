@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 from pycocotools.coco import COCO
 
+from nerve_core.errors import ConfigError, NotFound
 from pipeline.pngcodec import encode_index_png
 from pipeline.shard_writer import ShardSample
 from pipeline.sources.files import (
@@ -42,7 +43,7 @@ BACKGROUND, IGNORE = 0, 255
 
 def load_instances(path: Path) -> COCO:
     if not path.is_file():
-        raise FileNotFoundError(f"annotations {path} not found")
+        raise NotFound(f"annotations {path} not found")
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints timing chatter
         return COCO(str(path))
 
@@ -51,7 +52,7 @@ def contiguous_ids(coco: COCO) -> dict[int, int]:
     """COCO category id -> class id 1..K in ascending category id (background is 0)."""
     cat_ids = sorted(coco.getCatIds())
     if len(cat_ids) >= IGNORE:
-        raise ValueError(f"{len(cat_ids)} categories do not fit in uint8 class ids below {IGNORE}")
+        raise ConfigError(f"{len(cat_ids)} categories do not fit in uint8 class ids below {IGNORE}")
     return {cat: i + 1 for i, cat in enumerate(cat_ids)}
 
 
@@ -85,7 +86,7 @@ def coco_source(root: str | Path, split: str, skips: SkipLog) -> tuple[Iterator[
     Images without annotations are all background.
     """
     if split not in SPLITS:
-        raise ValueError(f"unknown COCO split {split!r}; choose one of {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown COCO split {split!r}; choose one of {', '.join(SPLITS)}")
     root = Path(root)
     coco = load_instances(root / "annotations" / f"instances_{split}.json")
     class_of = contiguous_ids(coco)
