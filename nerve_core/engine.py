@@ -9,10 +9,8 @@ engine.compile, CLIP's trunk, the VAE encoder and the UNet run under torch.compi
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -23,12 +21,12 @@ from nerve_core.clip.dense_head import DenseClipHead, class_probs
 from nerve_core.compiling import check_compile_mode
 from nerve_core.config import EngineConfig
 from nerve_core.devices import resolve_device, resolve_dtype
+from nerve_core.identity import code_version, digest, engine_identity
 from nerve_core.imageprep import Prepared, clip_input_size, resize_rgb, to_rgb
 from nerve_core.models.clip_loader import load_clip
 from nerve_core.refine import get_refiner
 from nerve_core.timing import StageTimer
 from nerve_core.upsample import upsample_chunks
-from nerve_core.version import code_version
 from nerve_core.vocab import Vocabulary
 
 MODES = ("open", "wsss")
@@ -199,11 +197,10 @@ class Engine:
         return Segmentation(labels, conf)
 
     def fingerprint(self) -> dict:
-        """What determines the output: the resolved engine config and the code version."""
-        code = code_version()
-        config = asdict(self.cfg) if is_dataclass(self.cfg) else dict(self.cfg)
-        blob = json.dumps({"engine": config, "code": code}, sort_keys=True)
-        return {"engine": config, "code": code, "digest": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+        """What determines the output: the engine config without its throughput fields, and the
+        code version (the same definition the label job's fingerprint uses)."""
+        parts = {"engine": engine_identity(self.cfg), "code": code_version()}
+        return {**parts, "digest": digest(parts)}
 
 
 def _window_starts(length: int, window: int, stride: int) -> list[int]:

@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from pipeline.batch_split import run_bisecting
+from pipeline.job import ActorJob
 from pipeline.outputdir import OutputDir
 from pipeline.prefetch import SourceError, prefetch_map
 from pipeline.reader import (
-    DEFAULT_MAX_PIXELS,
     Sample,
     allow_pixels,
     check_gt_values,
@@ -59,12 +59,9 @@ class ProgressCounter:
 
 
 class Labeler:
-    def __init__(self, job: dict, progress=None):
-        """`job`: plain dict with engine (config dict, device already decided), classes
-        (synonym lists), ignore_index, labels_from_gt, output_dir, confidence, compression,
-        decode_threads, prefetch, fingerprint, max_image_pixels."""
+    def __init__(self, job: ActorJob, progress=None):
         self.job = job
-        self.max_pixels = job.get("max_image_pixels", DEFAULT_MAX_PIXELS)
+        self.max_pixels = job.config.input.max_image_pixels
         allow_pixels(self.max_pixels)
         self.progress = progress
         self._engine = None
@@ -91,14 +88,14 @@ class Labeler:
             try:
                 from nerve_core.engine import build_engine
 
-                if self.job.get("torch_threads"):
+                if self.job.torch_threads:
                     import torch
 
-                    torch.set_num_threads(self.job["torch_threads"])
-                self._engine = build_engine(self.job["engine"])
+                    torch.set_num_threads(self.job.torch_threads)
+                self._engine = build_engine(self.job.engine)
             except Exception as exc:
                 raise EngineBuildError(f"cannot build the engine: {type(exc).__name__}: {exc}") from exc
-            self._vocab = Vocabulary(tuple(tuple(s) for s in self.job["classes"]))
+            self._vocab = Vocabulary(self.job.classes)
         return self._engine
 
     # ---- one shard ---------------------------------------------------------------------------
@@ -115,7 +112,8 @@ class Labeler:
         read_error = None
         with _Encoder() as encoder:
             try:
-                for sample, prepared in prefetch_map(self._decode, raw_samples(url), self.job["decode_threads"], self.job["prefetch"]):
+                for sample, prepared in prefetch_map(self._decode, raw_samples(url), self.job.config.ray.decode_threads,
+                                                     self.job.config.ray.prefetch):
                     batch.append((sample, prepared))
                     if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
                         self._flush(batch, state, attempt, encoder)
@@ -132,16 +130,17 @@ class Labeler:
         stats["expected_samples"] = expected_samples
         if read_error is not None:  # the rows before the damage are kept; the driver decides
             stats.update(partial=True, read_error=f"unreadable after {state.samples} samples: {read_error}")
-        OutputDir(self.job["output_dir"]).write_shard(state.result, stats, self.job["compression"])
+        OutputDir(self.job.config.output.dir).write_shard(state.result, stats, self.job.config.output.parquet_compression)
         return stats
 
     def _decode(self, raw: dict) -> tuple[Sample, object]:
         """Decode thread: sample + prepared engine input (None when the sample is an error)."""
         sample = decode_sample(raw, self.max_pixels)
-        if sample.gt is not None and self.job["reduce_zero_label"]:
-            sample.gt = reduce_zero_label(sample.gt, self.job["ignore_index"])
+        dataset = self.job.config.dataset
+        if sample.gt is not None and dataset.reduce_zero_label:
+            sample.gt = reduce_zero_label(sample.gt, dataset.ignore_index)
         if sample.ok and sample.gt is not None:
-            sample.error = check_gt_values(sample.gt, len(self._vocab), self.job["ignore_index"])
+            sample.error = check_gt_values(sample.gt, len(self._vocab), dataset.ignore_index)
         if sample.ok and self.engine.cfg.mode == "wsss":
             sample.error = self._check_image_labels(sample)
         if not sample.ok:
@@ -156,8 +155,9 @@ class Labeler:
 
     def _check_image_labels(self, sample: Sample) -> str | None:
         labels = sample.meta.get("labels")
-        if labels is None and self.job["labels_from_gt"] and sample.gt is not None:
-            ignore = self.job["ignore_index"]
+        dataset = self.job.config.dataset
+        if labels is None and dataset.labels_from_gt and sample.gt is not None:
+            ignore = dataset.ignore_index
             labels = [int(c) for c in np.unique(sample.gt) if c != ignore]
             sample.meta["labels"] = labels
         if labels is None:
@@ -187,7 +187,7 @@ class Labeler:
 
     def _run(self, good) -> dict:
         """id(sample) -> Segmentation or error string; a failing batch is split and retried."""
-        engine, confidence = self.engine, self.job["confidence"]
+        engine, confidence = self.engine, self.job.config.output.confidence
         wsss = engine.cfg.mode == "wsss"
 
         def run(items):
@@ -232,11 +232,12 @@ class _Encoder:
 class _ShardState:
     """Rows, COCO results, confusion and counters of the shard being labeled."""
 
-    def __init__(self, shard: str, job: dict, num_classes: int):
+    def __init__(self, shard: str, job: ActorJob, num_classes: int):
         self.shard = shard
-        self.job = job
+        self.fingerprint = job.fingerprint
+        self.ignore_index = job.config.dataset.ignore_index
         self.num_classes = num_classes
-        self.result = ShardResult(shard, job["fingerprint"])
+        self.result = ShardResult(shard, job.fingerprint)
         self.confusion = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
         self.gt_images = 0
         self.ok = self.errors = 0
@@ -261,7 +262,7 @@ class _ShardState:
         self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence)
         if sample.gt is not None:
             self.gt_images += 1
-            self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.job["ignore_index"])
+            self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
 
     def stats(self, url: str, attempt: int, actor: dict, engine_digest: str) -> dict:
         total = self.seconds["total"]
@@ -279,7 +280,7 @@ class _ShardState:
             "seconds": dict(self.seconds),
             "images_per_second": self.samples / total if total > 0 else None,
             "engine_images_per_second": self.ok / self.seconds["engine"] if self.seconds["engine"] > 0 else None,
-            "fingerprint": self.job["fingerprint"],
+            "fingerprint": self.fingerprint,
             "engine_fingerprint": engine_digest,
             "actor": actor,
             "finished_at": time.time(),
