@@ -22,9 +22,9 @@ OUT may be local or remote (fsspec URL); the export target is a local path.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from omegaconf import MISSING
@@ -80,7 +80,7 @@ class RunShards:
     unfinished: list[str]
 
     @classmethod
-    def open(cls, out_dir: str) -> "RunShards":
+    def open(cls, out_dir: str) -> RunShards:
         out = OutputDir(out_dir)
         out.existing_record()
         done = out.done_shards()

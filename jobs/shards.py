@@ -11,8 +11,8 @@ overwrite=true, which first removes the {prefix}-NNNNNN.tar shards written there
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from omegaconf import MISSING
 

@@ -8,7 +8,7 @@ for a finished shard.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 import yaml

@@ -19,8 +19,8 @@ import re
 import tarfile
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem

@@ -8,7 +8,7 @@ as 255 (ignore), as VOC does, so scoring code meets ignore pixels. Sample i depe
 from __future__ import annotations
 
 import io
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from pipeline.pngcodec import encode_index_png as encode_label_png
-from pipeline.reader import decode_sample, raw_samples
+from pipeline.reader import MemberCut, decode_sample, raw_samples
 from pipeline.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.synthetic import encode_image
 from tests.shards import make_demo_shards, write_raw_tar
@@ -125,7 +125,7 @@ def test_a_cut_inside_a_second_image_truncates_only_the_second_sample(tmp_path):
     path = tmp_path / "cut-000000.tar"
     path.write_bytes(F.cut_in_member(path.read_bytes(), 2))
     seen = []
-    with pytest.raises(Exception):
+    with pytest.raises(MemberCut):
         for raw in raw_samples(str(path)):
             seen.append((raw["__occurrence__"], "__truncated__" in raw, sorted(k for k in raw if not k.startswith("__"))))
     assert seen == [(0, False, ["png", "seg.png"]), (1, True, [])]

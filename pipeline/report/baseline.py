@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nerve_core.errors import ConfigError
@@ -37,7 +37,7 @@ def baseline_from_summary(summary: dict, shards: list[str], engine: str) -> dict
     """The figures of a finished run, as a baseline file holds them."""
     return {
         "format": FORMAT,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "engine": engine,
         "fingerprint": summary.get("fingerprint"),
         "shards": sorted(shards),

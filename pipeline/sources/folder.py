@@ -7,8 +7,8 @@ come from the same relative name (see naming.stable_image_id).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from nerve_core.errors import ConfigError, NotFound
 from pipeline.pngcodec import encode_index_png

@@ -11,8 +11,8 @@ Where things are looked for (`root` is VOCdevkit or VOCdevkit/VOC2012):
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from nerve_core.errors import ConfigError, NotFound
 from pipeline.pngcodec import encode_index_png
