@@ -1,4 +1,4 @@
-"""Confusion matrices and dataset-level mIoU (METHOD.md section 5).
+"""Confusion matrices and dataset-level mIoU (docs/method.md, section 13).
 
 The matrix is K x (K + 1): rows are GT classes, columns predicted classes plus one last column for
 pixels the labeler left unlabeled (255). An unlabeled pixel on a scored GT pixel is a miss of that

@@ -1,4 +1,4 @@
-"""Write samples as WebDataset shards (the input shard contract in DESIGN.md).
+"""Write samples as WebDataset shards (the input shard contract: README, "Make shards"; docs/design.md).
 
 All `nerve shards ...` converters and the tests funnel through `write_shards`, so every shard
 obeys the same rules: keys without dots or slashes, one image per sample, optional raw-index

@@ -1,4 +1,4 @@
-"""Merge per-shard stats into OUT/summary.json (dataset-level figures: METHOD.md section 5)."""
+"""Merge per-shard stats into OUT/summary.json (dataset-level figures: docs/method.md, section 13)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Per-shard outputs (DESIGN.md "Output directory contract"): Parquet rows, COCO RLE, stats.
+"""Per-shard outputs (docs/design.md, "The output directory"): Parquet rows, COCO RLE, stats.
 
 The stats file is written last and is the shard's done-marker; every file goes through
 `atomic_write`, so a shard interrupted at any point is either done or redone in full.

@@ -1,4 +1,4 @@
-"""`nerve export png|coco` on run directories written here in the DESIGN.md output schema."""
+"""`nerve export png|coco` on run directories written here in the output schema of the README."""
 from __future__ import annotations
 
 import io

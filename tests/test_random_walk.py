@@ -1,4 +1,4 @@
-"""NERVE's random walk against independent dense formulations (METHOD.md section 1, steps 3-5)."""
+"""NERVE's random walk against independent dense formulations (docs/method.md, sections 4-7)."""
 from __future__ import annotations
 
 import math

@@ -38,7 +38,7 @@ def test_dataset_level_iou_matches_set_formulation():
 
 def test_dataset_level_is_not_the_mean_of_image_level():
     # One tiny image scored perfectly and one large image scored badly: dataset-level IoU is
-    # dominated by the large one, as METHOD.md section 5 requires.
+    # dominated by the large one, as docs/method.md section 13 requires.
     small_gt = np.array([[1]], dtype=np.uint8)
     big_gt = np.ones((10, 10), dtype=np.uint8)
     big_pred = np.zeros((10, 10), dtype=np.uint8)
