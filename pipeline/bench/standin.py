@@ -60,7 +60,7 @@ class StandinEngine:
         with self.timer.stage("standin"):
             for i, p in enumerate(prepared):
                 classes = Engine.classes_for(self, vocab, None if image_labels is None else image_labels[i])
-                labels = label_map(p.clip, classes)
+                labels = label_map(p.clip, p.size, classes)
                 out.append(Segmentation(labels, np.full(p.size, 200, dtype=np.uint8) if confidence else None))
             time.sleep(max(0.0, ready - time.perf_counter()))
         return out
@@ -70,18 +70,19 @@ class StandinEngine:
                 "digest": hashlib.sha256(self.cfg.name.encode()).hexdigest()[:16]}
 
 
-def label_map(pixels: np.ndarray, classes: list[int]) -> np.ndarray:
-    """(H, W) uint8: brightness bands of a GRID x GRID sample of the image, one class per band,
+def label_map(pixels: np.ndarray, size: tuple[int, int], classes: list[int]) -> np.ndarray:
+    """(H, W) = `size` uint8: brightness bands of a GRID x GRID sample of `pixels` (the image at any
+    scale), one class per band,
     nearest-upsampled (the D2H copy of a GPU engine's map, plus a little indexing). At most
     MAX_CLASSES of `classes` appear, the first (background) always, as in real pseudo-masks."""
-    h, w = pixels.shape[:2]
-    rows, cols = (np.arange(GRID) * h) // GRID, (np.arange(GRID) * w) // GRID
+    rows, cols = (np.arange(GRID) * pixels.shape[0]) // GRID, (np.arange(GRID) * pixels.shape[1]) // GRID
     grey = pixels[rows[:, None], cols[None, :]].mean(axis=2)
     if len(classes) > MAX_CLASSES:  # which ones: fixed by the picture, so reruns agree
         pick = np.random.default_rng(int(grey.sum())).choice(len(classes) - 1, MAX_CLASSES - 1, replace=False)
         classes = [classes[0], *(classes[1 + i] for i in sorted(pick))]
     edges = np.quantile(grey, np.linspace(0, 1, len(classes) + 1)[1:-1])
     small = np.asarray(classes, dtype=np.uint8)[np.searchsorted(edges, grey)]
+    h, w = size
     return small[(np.arange(h) * GRID // h)[:, None], (np.arange(w) * GRID // w)[None, :]]
 
 
