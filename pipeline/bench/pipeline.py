@@ -15,6 +15,8 @@ image (pipeline.bench.standin): the job then measures the host path alone, and w
 """
 from __future__ import annotations
 
+import math
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -46,6 +48,7 @@ class StandinBenchConfig:
     decode_threads: list[int] = field(default_factory=lambda: [1, 2])  # one ceiling per count
     sustain: float = 0.9  # a rate is sustained when every actor achieves >= sustain x rate
     precision: float = 0.1  # stop when the highest sustained and lowest failed rates are this close
+    trial_seconds: float = 5.0  # each rate tried labels about this long's worth of shards (>= 2 shards)
 
 
 @dataclass
@@ -146,6 +149,7 @@ def _run(cfg: PipelineBenchConfig) -> dict:
     pipeline_rate = measured["nerve label, end to end"]["images_per_second"]
     ceilings = host_ceilings(cfg, shards, out / "ceiling") if cfg.models == "standin" and cfg.standin.ceiling else []
     return dict(
+        load_average=os.getloadavg(),  # the machine's 1/5/15-minute load at the end: wall figures need a quiet one
         host_ceiling_images_per_second={str(c["decode_threads"]): c["host_ceiling_images_per_second"] for c in ceilings},
         cpu_ms_per_image={str(c["decode_threads"]): c["cpu_ms_per_image"] for c in ceilings},
         ceilings=ceilings,
@@ -174,7 +178,8 @@ def host_ceilings(cfg: PipelineBenchConfig, shards: list[str], work_dir: Path) -
 
     def label_at(rate: float, threads: int, out_dir: Path) -> list[dict]:
         ray_cfg = OmegaConf.merge(OmegaConf.structured(cfg.ray), {"decode_threads": threads})
-        label_job(cfg, _engine_config(cfg, rate), shards, out_dir, ray_cfg)
+        count = max(2, math.ceil(rate * cfg.standin.trial_seconds / cfg.per_shard))
+        label_job(cfg, _engine_config(cfg, rate), shards[:count], out_dir, ray_cfg)
         stats = shard_stats(str(out_dir))
         shutil.rmtree(out_dir, ignore_errors=True)
         return stats
