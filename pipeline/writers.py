@@ -13,8 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
-from pycocotools import mask as mask_utils
-
+from pipeline.maskcodec import ColumnRuns, coco_rles, png_gray8
 from pipeline.storage import atomic_write, join
 
 UNLABELED = 255
@@ -36,10 +35,8 @@ ROW_SCHEMA = pa.schema([
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """Lossless single-channel 8-bit PNG."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L").save(buf, format="PNG")
-    return buf.getvalue()
+    """Lossless single-channel 8-bit PNG (pipeline.maskcodec: a fast encoder for label maps)."""
+    return png_gray8(np.asarray(array, dtype=np.uint8))
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -50,20 +47,15 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def classes_present(labels: np.ndarray) -> list[int]:
-    return [int(c) for c in np.unique(labels) if c != UNLABELED]
+    counts = np.bincount(np.asarray(labels, dtype=np.uint8).reshape(-1), minlength=256)
+    return [int(c) for c in np.flatnonzero(counts) if c != UNLABELED]
 
 
-def coco_results(image_id: int, labels: np.ndarray) -> list[dict]:
-    """One COCO semantic result per class present; RLE counts as str so the list is JSON."""
-    results = []
-    for class_id in classes_present(labels):
-        rle = mask_utils.encode(np.asfortranarray(labels == class_id, dtype=np.uint8))
-        results.append({
-            "image_id": int(image_id),
-            "category_id": class_id,
-            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
-        })
-    return results
+def coco_results(image_id: int, labels: np.ndarray, runs: ColumnRuns | None = None) -> list[dict]:
+    """One COCO semantic result per class present; RLE counts as str so the list is JSON.
+    `runs`: the map's ColumnRuns when the caller has them already."""
+    return [{"image_id": int(image_id), "category_id": class_id, "segmentation": rle}
+            for class_id, rle in coco_rles(labels, runs).items()]
 
 
 @dataclass
@@ -77,10 +69,11 @@ class ShardResult:
 
     def add_ok(self, key: str, image_id: int, labels: np.ndarray, confidence: np.ndarray | None,
                occurrence: int = 0) -> None:
+        runs = ColumnRuns(labels)  # one pass gives the classes present and every class's RLE
         self.rows.append(self._row(key, occurrence, image_id, "ok", None, labels.shape, encode_png(labels),
-                                   classes_present(labels),
+                                   runs.classes(),
                                    None if confidence is None else encode_png(confidence)))
-        self.coco.extend(coco_results(image_id, labels))
+        self.coco.extend(coco_results(image_id, labels, runs))
 
     def add_error(self, key: str, image_id: int, error: str, shape=None, occurrence: int = 0) -> None:
         self.rows.append(self._row(key, occurrence, image_id, "error", error, shape, None, [], None))
