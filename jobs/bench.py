@@ -1,8 +1,8 @@
-"""`nerve bench refine|engine|pipeline [--config FILE] [key=value ...]`: the performance harness.
+"""`nerve bench refine|engine|pipeline|gpu [--config FILE] [key=value ...]`: the performance harness.
 
 Every sweep dimension is a config key, so the defaults stay small enough for a laptop and the
-full sweeps of the issue are one command line away (see README). Results go to `output=DIR` as
-{benchmark}.json, {benchmark}.png and {benchmark}.txt; the table is also printed.
+full sweeps are one command line away (docs/benchmarks.md). Results go to `output=DIR` as
+{benchmark}.json, {benchmark}.png and {benchmark}.txt (gpu: .md); the table is also printed.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ BENCHMARKS = {
     "refine": ("pipeline.bench.refine", "RefineBenchConfig"),
     "engine": ("pipeline.bench.engine", "EngineBenchConfig"),
     "pipeline": ("pipeline.bench.pipeline", "PipelineBenchConfig"),
+    "gpu": ("pipeline.bench.gpu", "GpuBenchConfig"),
 }
 USAGE = "usage: nerve bench {" + ",".join(BENCHMARKS) + "} [--config FILE] [key=value ...]"
 

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+
 from pipeline.maskcodec import ColumnRuns, coco_rles, png_gray8
 from pipeline.storage import atomic_write, join
 

@@ -1,8 +1,8 @@
 """`nerve bench pipeline`: end-to-end images/s of the label job vs the engine alone, in one run.
 
-Writes a shard set (real photographs at VOC sizes by default, see pipeline.bench.photos), labels it with the label job exactly as `nerve label` runs it (local
-or given Ray, actors, decode threads, writers, summary), then decodes the same shards with the same
-reader and runs the same engine configuration on those images in this process: prepare, run and
+Writes a shard set (real photographs at VOC sizes by default, see pipeline.bench.photos), labels it
+with the label job exactly as `nerve label` runs it (local or given Ray, actors, decode threads,
+writers, summary), then decodes the same shards with the same reader and runs the same engine configuration on those images in this process: prepare, run and
 encode, one after another. The ratio of the two rates is the pipeline's overhead (above 1: the
 pipeline is slower than its engine; below 1: its decode threads and actors hide more than they cost).
 The ratio is also given against the job's own rate once its actors are up (Ray and model start
@@ -185,4 +185,5 @@ def host_ceilings(cfg: PipelineBenchConfig, shards: list[str], work_dir: Path) -
         return stats
 
     s = cfg.standin
-    return [measure_ceiling(label_at, threads, s.images_per_second, s.sustain, s.precision, work_dir) for threads in s.decode_threads]
+    return [measure_ceiling(label_at, threads, s.images_per_second, s.sustain, s.precision, work_dir)
+            for threads in s.decode_threads]
