@@ -20,14 +20,14 @@ from pipeline.config import LabelJobConfig, OutputConfig
 UPDATE_FLAG = "--update-baseline"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ToleranceConfig:
     miou: float = 0.5  # points (of percent) the mIoU may fall below the baseline
     per_class: float = 2.0  # points any one class's IoU may fall (small classes are noisier)
     errors: int = 0  # error rows allowed beyond the baseline's
 
 
-@dataclass
+@dataclass(frozen=True)
 class RegressJobConfig(LabelJobConfig):
     # A regression run measures afresh: earlier outputs in output.dir are cleared, not resumed.
     output: OutputConfig = field(default_factory=lambda: OutputConfig(mode="overwrite"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClipConfig:
     """CLIP model and dense head that produce G (node-to-label probabilities)."""
 
@@ -31,7 +31,7 @@ class ClipConfig:
     templates: str = "imagenet80"  # imagenet80 | none (bare class names)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SDConfig:
     """Stable Diffusion model and the self-attention layers whose q, k become the affinity."""
 
@@ -53,7 +53,7 @@ class SDConfig:
     channels_last: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class RefineConfig:
     """The refiner and its parameters. NERVE's random walk is the default."""
 
@@ -98,7 +98,7 @@ class RefineConfig:
     velocity_fractional: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class UpsampleConfig:
     name: str = "bilinear"  # bilinear | joint_bilateral
     sigma_spatial: float = 1.0  # joint bilateral: in low-resolution pixels
@@ -109,7 +109,7 @@ class UpsampleConfig:
     pamr_dilations: list[int] = field(default_factory=lambda: [8, 16])
 
 
-@dataclass
+@dataclass(frozen=True)
 class BackgroundConfig:
     """How background is decided (METHOD.md sections 2 and 3); set per dataset preset.
 
@@ -126,7 +126,7 @@ class BackgroundConfig:
     class_id: int = 0  # -1: the vocabulary has no background class
 
 
-@dataclass
+@dataclass(frozen=True)
 class EngineConfig:
     name: str = "nerve"  # preset name (configs/engines/), recorded with every run
     device: str = "auto"  # auto | cpu | cuda | cuda:N

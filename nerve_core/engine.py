@@ -9,9 +9,7 @@ engine.compile, CLIP's trunk, the VAE encoder and the UNet run under torch.compi
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -22,6 +20,7 @@ from nerve_core.clip.dense_head import DenseClipHead, class_probs
 from nerve_core.compiling import check_compile_mode
 from nerve_core.config import EngineConfig
 from nerve_core.devices import resolve_device, resolve_dtype
+from nerve_core.identity import code_version, digest, engine_identity
 from nerve_core.imageprep import Prepared, prepare_image, resize_on_device
 from nerve_core.models.clip_loader import load_clip
 from nerve_core.refine import get_refiner
@@ -209,16 +208,10 @@ class Engine:
         return Segmentation(labels, conf)
 
     def fingerprint(self) -> dict:
-        """What determines the output: the resolved engine config and the code version."""
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            code = version("nerve")
-        except PackageNotFoundError:
-            code = "source"
-        config = asdict(self.cfg) if is_dataclass(self.cfg) else dict(self.cfg)
-        blob = json.dumps({"engine": config, "code": code}, sort_keys=True)
-        return {"engine": config, "code": code, "digest": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+        """What determines the output: the engine config without its throughput fields, and the
+        code version (the same definition the label job's fingerprint uses)."""
+        parts = {"engine": engine_identity(self.cfg), "code": code_version()}
+        return {**parts, "digest": digest(parts)}
 
 
 def _window_starts(length: int, window: int, stride: int) -> list[int]:

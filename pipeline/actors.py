@@ -39,7 +39,8 @@ def plan_actors(num_actors: int, cpus_per_actor: float, engine_device: str, clus
     return ActorPlan(count, round(share, 4), 1 if use_gpu else 0, device)
 
 
-def start_labeler(plan: ActorPlan, job: dict, progress=None):
+def start_labeler(plan: ActorPlan, job, progress=None):
+    """`job`: the run's pipeline.job.ActorJob."""
     """One Labeler actor with the plan's resources; never restarted by Ray (the driver decides)."""
     import ray
 

@@ -14,16 +14,16 @@ import os
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
-
-from omegaconf import OmegaConf
 
 from configs import classes_path
 from nerve_core.vocab import Vocabulary
 from pipeline.actors import plan_actors, start_labeler, start_progress_counter
+from pipeline.config import LabelJobConfig
 from pipeline.fingerprint import job_fingerprint
+from pipeline.job import ActorJob, label_job
 from pipeline.outputdir import done_shards, prepare_output, record_failures
 from pipeline.progress import JobProgress
 from pipeline.shardlist import expand_shards, manifest_counts, shard_id
@@ -79,20 +79,22 @@ def ray_session(address: str, local_num_cpus: int | None):
         ray.shutdown()
 
 
-def job_description(cfg) -> tuple[dict, list[str], dict]:
-    """(resolved config dict, class names, fingerprint) of a LabelJobConfig."""
+def job_description(cfg) -> tuple[dict, Vocabulary, dict]:
+    """(the config as plain data for OUT/config.yaml, vocabulary, fingerprint) of a typed job."""
     vocab = Vocabulary.from_file(classes_path(cfg.dataset.classes))
-    return OmegaConf.to_container(cfg, resolve=True), vocab.names, job_fingerprint(cfg, vocab.synonyms)
+    return asdict(cfg), vocab, job_fingerprint(cfg, vocab.synonyms)
 
 
 def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult:
     """Label every shard of cfg.input.shards not yet done in cfg.output.dir; write the summary.
 
     `on_event(name, **data)` is told of "dispatch", "progress", "done", "retry" and "failed".
+    `cfg`: the loaded config (omegaconf) or the typed job (pipeline.job.label_job).
     """
+    cfg = label_job(cfg)
     if not cfg.output.dir:
         raise ValueError("output.dir is required")
-    resolved, class_names, fingerprint = job_description(cfg)
+    resolved, vocab, fingerprint = job_description(cfg)
     urls = expand_shards(cfg.input.shards)
     fs, root = filesystem(cfg.output.dir)
     prepare_output(fs, root, resolved, fingerprint, cfg.output.mode)
@@ -103,7 +105,7 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     stats = []
     if todo:
         with ray_session(cfg.ray.address, cfg.ray.local_num_cpus) as ray:
-            pool = _Pool(ray, cfg, resolved, fingerprint, on_event or (lambda *a, **k: None))
+            pool = _Pool(ray, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
             stats = pool.run(todo, result, manifest_counts(todo))
     record_failures(fs, root, result.failed)
     done_now = done_shards(fs, root)
@@ -121,22 +123,13 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
         # The engine alone on the same images: its batches' wall time summed over actors.
         "engine_images_per_second": sum(s["ok"] for s in stats) / engine_seconds if engine_seconds else None,
     }
-    result.summary = write_summary(fs, root, class_names, fingerprint, run)
+    result.summary = write_summary(fs, root, vocab.names, fingerprint, run)
     return result
 
 
-def labeler_job(cfg, resolved: dict, fingerprint: dict, device: str, torch_threads: int = 0) -> dict:
-    """The plain dict a `Labeler` is built from (what its actors need of the job config)."""
-    vocab = Vocabulary.from_file(classes_path(cfg.dataset.classes))
-    return {
-        "engine": dict(resolved["engine"], device=device), "classes": [list(s) for s in vocab.synonyms],
-        "ignore_index": cfg.dataset.ignore_index, "labels_from_gt": cfg.dataset.labels_from_gt,
-        "reduce_zero_label": cfg.dataset.reduce_zero_label,
-        "output_dir": cfg.output.dir, "confidence": cfg.output.confidence,
-        "compression": cfg.output.parquet_compression, "decode_threads": cfg.ray.decode_threads,
-        "prefetch": cfg.ray.prefetch, "fingerprint": fingerprint["digest"],
-        "max_image_pixels": cfg.input.max_image_pixels, "torch_threads": torch_threads,
-    }
+def actor_job(cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, device: str, torch_threads: int = 0) -> ActorJob:
+    """The frozen job every Labeler actor of this run is built from."""
+    return ActorJob(cfg, tuple(tuple(s) for s in vocab.synonyms), fingerprint["digest"], device, torch_threads)
 
 
 def cpu_threads(cfg, plan, cluster: dict) -> int:
@@ -147,10 +140,10 @@ def cpu_threads(cfg, plan, cluster: dict) -> int:
 
 
 class _Pool:
-    def __init__(self, ray, cfg, resolved: dict, fingerprint: dict, emit):
+    def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit):
         self.ray, self.cfg, self.emit = ray, cfg, emit
         self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
-        self.job = labeler_job(cfg, resolved, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
+        self.job = actor_job(cfg, vocab, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
         self.actors: list = [None] * self.plan.num_actors
         self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
         self.progress = start_progress_counter()

@@ -21,9 +21,9 @@ import numpy as np
 
 from pipeline.batch_split import run_bisecting
 from pipeline.cpuclock import CpuClock
+from pipeline.job import ActorJob
 from pipeline.prefetch import SourceError, prefetch_map
 from pipeline.reader import (
-    DEFAULT_MAX_PIXELS,
     Sample,
     allow_pixels,
     check_gt_values,
@@ -61,12 +61,9 @@ class ProgressCounter:
 
 
 class Labeler:
-    def __init__(self, job: dict, progress=None):
-        """`job`: plain dict with engine (config dict, device already decided), classes
-        (synonym lists), ignore_index, labels_from_gt, output_dir, confidence, compression,
-        decode_threads, prefetch, fingerprint, max_image_pixels."""
+    def __init__(self, job: ActorJob, progress=None):
         self.job = job
-        self.max_pixels = job.get("max_image_pixels", DEFAULT_MAX_PIXELS)
+        self.max_pixels = job.config.input.max_image_pixels
         allow_pixels(self.max_pixels)
         self.progress = progress
         self._engine = None
@@ -93,14 +90,14 @@ class Labeler:
             try:
                 from nerve_core.engine import build_engine
 
-                if self.job.get("torch_threads"):
+                if self.job.torch_threads:
                     import torch
 
-                    torch.set_num_threads(self.job["torch_threads"])
-                self._engine = build_engine(self.job["engine"])
+                    torch.set_num_threads(self.job.torch_threads)
+                self._engine = build_engine(self.job.engine)
             except Exception as exc:
                 raise EngineBuildError(f"cannot build the engine: {type(exc).__name__}: {exc}") from exc
-            self._vocab = Vocabulary(tuple(tuple(s) for s in self.job["classes"]))
+            self._vocab = Vocabulary(self.job.classes)
         return self._engine
 
     # ---- one shard ---------------------------------------------------------------------------
@@ -118,8 +115,8 @@ class Labeler:
         with _Encoder() as encoder:
             try:
                 samples = state.cpu.timed(raw_samples(url), "read")
-                for sample, prepared in prefetch_map(partial(self._decode, cpu=state.cpu), samples, self.job["decode_threads"],
-                                                     self.job["prefetch"]):
+                for sample, prepared in prefetch_map(partial(self._decode, cpu=state.cpu), samples,
+                                                     self.job.config.ray.decode_threads, self.job.config.ray.prefetch):
                     batch.append((sample, prepared))
                     if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
                         self._flush(batch, state, attempt, encoder)
@@ -131,9 +128,9 @@ class Labeler:
             read_error = f"the tar ended cleanly but its manifest.json lists {expected_samples} samples"
         if read_error is not None and state.samples == 0:
             raise ShardReadError(f"shard {shard} unreadable: {read_error}")
-        fs, root = filesystem(self.job["output_dir"])
+        fs, root = filesystem(self.job.config.output.dir)
         with state.cpu.stage("write"):  # rows and COCO results; the stats file, the done-marker, last
-            write_shard_outputs(fs, root, state.result, None, self.job["compression"])
+            write_shard_outputs(fs, root, state.result, None, self.job.config.output.parquet_compression)
         state.seconds["total"] = time.perf_counter() - start
         stats = state.stats(url, attempt, self.info(), engine.fingerprint()["digest"])
         stats["expected_samples"] = expected_samples
@@ -144,12 +141,13 @@ class Labeler:
 
     def _decode(self, raw: dict, cpu: CpuClock) -> tuple[Sample, object]:
         """Decode thread: sample + prepared engine input (None when the sample is an error)."""
+        dataset = self.job.config.dataset
         with cpu.stage("decode"):
             sample = decode_sample(raw, self.max_pixels)
-            if sample.gt is not None and self.job["reduce_zero_label"]:
-                sample.gt = reduce_zero_label(sample.gt, self.job["ignore_index"])
+            if sample.gt is not None and dataset.reduce_zero_label:
+                sample.gt = reduce_zero_label(sample.gt, dataset.ignore_index)
             if sample.ok and sample.gt is not None:
-                sample.error = check_gt_values(sample.gt, len(self._vocab), self.job["ignore_index"])
+                sample.error = check_gt_values(sample.gt, len(self._vocab), dataset.ignore_index)
             if sample.ok and self.engine.cfg.mode == "wsss":
                 sample.error = self._check_image_labels(sample)
         if not sample.ok:
@@ -165,8 +163,9 @@ class Labeler:
 
     def _check_image_labels(self, sample: Sample) -> str | None:
         labels = sample.meta.get("labels")
-        if labels is None and self.job["labels_from_gt"] and sample.gt is not None:
-            ignore = self.job["ignore_index"]
+        dataset = self.job.config.dataset
+        if labels is None and dataset.labels_from_gt and sample.gt is not None:
+            ignore = dataset.ignore_index
             labels = [int(c) for c in np.unique(sample.gt) if c != ignore]
             sample.meta["labels"] = labels
         if labels is None:
@@ -198,7 +197,7 @@ class Labeler:
 
     def _run(self, good) -> dict:
         """id(sample) -> Segmentation or error string; a failing batch is split and retried."""
-        engine, confidence = self.engine, self.job["confidence"]
+        engine, confidence = self.engine, self.job.config.output.confidence
         wsss = engine.cfg.mode == "wsss"
 
         def run(items):
@@ -243,11 +242,12 @@ class _Encoder:
 class _ShardState:
     """Rows, COCO results, confusion and counters of the shard being labeled."""
 
-    def __init__(self, shard: str, job: dict, num_classes: int):
+    def __init__(self, shard: str, job: ActorJob, num_classes: int):
         self.shard = shard
-        self.job = job
+        self.fingerprint = job.fingerprint
+        self.ignore_index = job.config.dataset.ignore_index
         self.num_classes = num_classes
-        self.result = ShardResult(shard, job["fingerprint"])
+        self.result = ShardResult(shard, job.fingerprint)
         self.confusion = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
         self.gt_images = 0
         self.ok = self.errors = 0
@@ -275,7 +275,7 @@ class _ShardState:
         if sample.gt is not None:
             self.gt_images += 1
             with self.cpu.stage("score"):
-                self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.job["ignore_index"])
+                self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
 
     def stats(self, url: str, attempt: int, actor: dict, engine_digest: str) -> dict:
         total = self.seconds["total"]
@@ -294,7 +294,7 @@ class _ShardState:
             "cpu_seconds": self.cpu.seconds(),
             "images_per_second": self.samples / total if total > 0 else None,
             "engine_images_per_second": self.ok / self.seconds["engine"] if self.seconds["engine"] > 0 else None,
-            "fingerprint": self.job["fingerprint"],
+            "fingerprint": self.fingerprint,
             "engine_fingerprint": engine_digest,
             "actor": actor,
             "finished_at": time.time(),

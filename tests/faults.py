@@ -151,13 +151,14 @@ def in_process_labeler(tiny_models: dict, out_dir, *overrides: str):
     from jobs.config import load_config
     from nerve_core.models.tiny import dotlist
     from pipeline.config import LabelJobConfig
-    from pipeline.driver import job_description, labeler_job
+    from pipeline.driver import actor_job, job_description
+    from pipeline.job import label_job
     from pipeline.labeler import Labeler
 
-    cfg = load_config(LabelJobConfig, ["dataset=demo", *dotlist(tiny_models), "engine.device=cpu",
-                                       f"output.dir={out_dir}", "ray.decode_threads=1", *overrides])
-    resolved, _, fingerprint = job_description(cfg)
-    return Labeler(labeler_job(cfg, resolved, fingerprint, "cpu"))
+    cfg = label_job(load_config(LabelJobConfig, ["dataset=demo", *dotlist(tiny_models), "engine.device=cpu",
+                                                 f"output.dir={out_dir}", "ray.decode_threads=1", *overrides]))
+    _, vocab, fingerprint = job_description(cfg)
+    return Labeler(actor_job(cfg, vocab, fingerprint, "cpu"))
 
 
 def two_node_job(shards: str, out: str, engine_overrides: list[str]) -> dict:

@@ -141,12 +141,14 @@ def test_actor_killed_mid_shard_is_retried_without_loss(reference, tiny_models, 
 
 def test_one_actor_per_gpu_each_pinned_to_its_own(ray_session, tiny_models):
     from pipeline.actors import plan_actors, start_labeler
+    from pipeline.job import ActorJob
 
     resources = ray_session.cluster_resources()
     assert resources.get("GPU") == 2
     plan = plan_actors(0, 0.0, "auto", resources)
     assert (plan.num_actors, plan.num_gpus) == (2, 1) and plan.num_cpus * 2 < resources["CPU"]
-    actors = [start_labeler(plan, {"engine": {"device": plan.device}}) for _ in range(plan.num_actors)]
+    job = ActorJob(LabelJobConfig(), (("background",),), "digest", plan.device)
+    actors = [start_labeler(plan, job) for _ in range(plan.num_actors)]
     try:
         infos = ray_session.get([a.info.remote() for a in actors])
     finally:

@@ -80,9 +80,8 @@ def build_bench_engine(cfg: EngineBenchConfig, models: str, dtype: str, compile_
     """The engine for one model set, dtype and compile mode, its SD extractor reporting VAE and UNet time."""
     from nerve_core.engine import build_engine
 
-    engine_cfg = OmegaConf.merge(OmegaConf.structured(cfg.engine), model_overrides(models, cfg.cache_dir, cfg.seed))
-    engine_cfg.dtype = dtype
-    engine_cfg.compile = compile_mode
+    engine_cfg = OmegaConf.merge(OmegaConf.structured(cfg.engine), model_overrides(models, cfg.cache_dir, cfg.seed),
+                                 {"dtype": dtype, "compile": compile_mode})
     engine = build_engine(engine_cfg)
     _share_timer(engine, engine.timer)
     return engine
