@@ -1,9 +1,9 @@
-"""`nerve bench refine|engine|pipeline|sweep [--config FILE] [key=value ...]`: the performance harness
+"""`nerve bench refine|engine|pipeline|gpu|sweep [--config FILE] [key=value ...]`: the performance harness
 (sweep: the walk's robustness over planted problems).
 
 Every sweep dimension is a config key, so the defaults stay small enough for a laptop and the
-full sweeps are one command line away (see README). Results go to `output=DIR` as
-{benchmark}.json, {benchmark}.png and {benchmark}.txt; the table is also printed.
+full sweeps are one command line away (docs/benchmarks.md). Results go to `output=DIR` as
+{benchmark}.json, {benchmark}.png and {benchmark}.txt (gpu: .md); the table is also printed.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "engine": ("pipeline.bench.engine", "EngineBenchConfig"),
     "pipeline": ("pipeline.bench.pipeline", "PipelineBenchConfig"),
     "sweep": ("pipeline.bench.sweep", "SweepBenchConfig"),  # robustness of the walk's forms and settings
+    "gpu": ("pipeline.bench.gpu", "GpuBenchConfig"),
 }
 USAGE = "usage: nerve bench {" + ",".join(BENCHMARKS) + "} [--config FILE] [key=value ...]"
 

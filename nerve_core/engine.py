@@ -9,7 +9,6 @@ engine.compile, CLIP's trunk, the VAE encoder and the UNet run under torch.compi
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,7 +21,7 @@ from nerve_core.compiling import check_compile_mode
 from nerve_core.config import EngineConfig
 from nerve_core.devices import resolve_device, resolve_dtype
 from nerve_core.identity import code_version, digest, engine_identity
-from nerve_core.imageprep import Prepared, clip_input_size, resize_rgb, to_rgb
+from nerve_core.imageprep import Prepared, prepare_image, resize_on_device
 from nerve_core.models.clip_loader import load_clip
 from nerve_core.refine import get_refiner
 from nerve_core.timing import StageTimer
@@ -73,6 +72,7 @@ class Engine:
         self.refiner = get_refiner(cfg.refine.name)
         self.refine_in_batches = self.refiner.batched and refine_batching(cfg.refine.batching, self.device) == "batch"
         self.timer = StageTimer(self.device)  # stages: prepare, clip, sd, refine, upsample
+        self.resize_on_device = self.device.type == "cuda"  # see nerve_core.imageprep
         model, tokenizer = load_clip(cfg.clip, self.device, self.dtype)
         self.head = DenseClipHead(model, tokenizer, cfg.clip)
         self.sd = None
@@ -87,16 +87,11 @@ class Engine:
 
     # ---- CPU side: safe to call from decode threads -------------------------------------------
     def prepare(self, image: Image.Image) -> Prepared:
-        """Resize for the models; keep the original pixels only if the upsampler needs them."""
-        start = time.perf_counter()
-        rgb = to_rgb(image)
-        size = (rgb.height, rgb.width)
-        clip_hw = clip_input_size(size, self.cfg.clip.image_size, self.cfg.clip.resize)
-        sd = resize_rgb(rgb, (self.cfg.sd.image_size,) * 2) if self.sd is not None else None
+        """Resize for the models (on CUDA: the pixels once, resized on the GPU); keep the original
+        pixels only if the upsampler needs them."""
         guided = self.cfg.upsample.name != "bilinear" or self.cfg.upsample.pamr
-        guide = np.asarray(rgb, dtype=np.uint8) if guided else None
-        clip = resize_rgb(rgb, clip_hw)
-        return Prepared(clip=clip, sd=sd, size=size, guide=guide, seconds=time.perf_counter() - start)
+        sd_size = self.cfg.sd.image_size if self.sd is not None else None
+        return prepare_image(image, self.cfg.clip.image_size, self.cfg.clip.resize, sd_size, guided, self.resize_on_device)
 
     # ---- model side ---------------------------------------------------------------------------
     def segment(self, images, vocab, image_labels=None) -> list[np.ndarray]:
@@ -120,9 +115,10 @@ class Engine:
         class_sets = [kept for _, kept in competing]
         stage = self.timer.stage
         with stage("clip"):
-            logits = self._clip_logits(prepared, vocab)
+            uploads = self._upload(prepared)
+            logits = self._clip_logits(prepared, vocab, uploads)
         with stage("sd"):
-            layers = self.sd(self._pixels([p.sd for p in prepared])) if self.sd is not None else []
+            layers = self.sd(self._pixels(prepared, "sd", uploads)) if self.sd is not None else []
         _, owner = vocab.queries()
         with stage("refine"):
             probs = [kept_probs(logits[i], owner, *competing[i]) for i in range(len(prepared))]
@@ -170,17 +166,32 @@ class Engine:
         bg = [self.cfg.background.class_id] if self.cfg.background.class_id >= 0 else []
         return bg + sorted(set(int(c) for c in labels) - set(bg))
 
-    def _pixels(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        if self.device.type == "cuda":
-            batch = batch.pin_memory().to(self.device, non_blocking=True)
-        return batch.to(self.dtype) / 255.0
+    def _pixels(self, prepared: list[Prepared], model: str, uploads: list[torch.Tensor] | None) -> torch.Tensor:
+        """(B, 3, h, w) input of `model` ("clip" or "sd") in [0, 1]: resized arrays stacked, or each
+        image's uint8 pixels uploaded once and resized here on the device."""
+        if uploads is None:
+            batch = torch.from_numpy(np.stack([getattr(p, model) for p in prepared])).permute(0, 3, 1, 2)
+            if self.device.type == "cuda":
+                batch = batch.pin_memory().to(self.device, non_blocking=True)
+            return batch.to(self.dtype) / 255.0
+        sizes = [p.clip_size if model == "clip" else (self.cfg.sd.image_size,) * 2 for p in prepared]
+        return torch.stack([resize_on_device(u, hw) for u, hw in zip(uploads, sizes)]).to(self.dtype) / 255.0
 
-    def _clip_logits(self, prepared: list[Prepared], vocab: Vocabulary) -> list[torch.Tensor]:
+    def _upload(self, prepared: list[Prepared]) -> list[torch.Tensor] | None:
+        """Each image's uint8 pixels on the device, once for both models (None: resized on the CPU)."""
+        if prepared[0].pixels is None:
+            return None
+        hosts = [torch.from_numpy(p.pixels) for p in prepared]
+        if self.device.type == "cuda":
+            hosts = [h.pin_memory() for h in hosts]
+        return [h.to(self.device, non_blocking=True) for h in hosts]
+
+    def _clip_logits(self, prepared: list[Prepared], vocab: Vocabulary, uploads) -> list[torch.Tensor]:
         """Per image (Q, h, w) query logits: whole batch at once, or sliding windows (short_side)."""
         if self.cfg.clip.resize == "square":
-            return list(self.head.query_logits(self._pixels([p.clip for p in prepared]), vocab))
-        return [self._sliding_logits(self._pixels([p.clip]), vocab) for p in prepared]
+            return list(self.head.query_logits(self._pixels(prepared, "clip", uploads), vocab))
+        return [self._sliding_logits(self._pixels([p], "clip", None if uploads is None else [uploads[i]]), vocab)
+                for i, p in enumerate(prepared)]
 
     def _sliding_logits(self, pixels: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
         """NACLIP's slide inference: window logits resized to the window, averaged where they overlap."""

@@ -15,11 +15,13 @@ import socket
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
 from nerve_core.errors import NerveError
 from pipeline.batch_split import run_bisecting
+from pipeline.cpuclock import CpuClock
 from pipeline.job import ActorJob
 from pipeline.outputdir import OutputDir
 from pipeline.prefetch import SourceError, prefetch_map
@@ -115,8 +117,9 @@ class Labeler:
         read_error = None
         with _Encoder() as encoder:
             try:
-                for sample, prepared in prefetch_map(self._decode, raw_samples(url), self.job.config.ray.decode_threads,
-                                                     self.job.config.ray.prefetch):
+                samples = state.cpu.timed(raw_samples(url), "read")
+                for sample, prepared in prefetch_map(partial(self._decode, cpu=state.cpu), samples,
+                                                     self.job.config.ray.decode_threads, self.job.config.ray.prefetch):
                     batch.append((sample, prepared))
                     if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
                         self._flush(batch, state, attempt, encoder)
@@ -128,28 +131,33 @@ class Labeler:
             read_error = f"the tar ended cleanly but its manifest.json lists {expected_samples} samples"
         if read_error is not None and state.samples == 0:
             raise ShardReadError(f"shard {shard} unreadable: {read_error}")
+        out = OutputDir(self.job.config.output.dir)
+        with state.cpu.stage("write"):  # rows and COCO results; the stats file, the done-marker, last
+            out.write_shard(state.result, None, self.job.config.output.parquet_compression)
         state.seconds["total"] = time.perf_counter() - start
         stats = state.stats(url, attempt, self.info(), engine.fingerprint()["digest"])
         stats["expected_samples"] = expected_samples
         if read_error is not None:  # the rows before the damage are kept; the driver decides
             stats.update(partial=True, read_error=f"unreadable after {state.samples} samples: {read_error}")
-        OutputDir(self.job.config.output.dir).write_shard(state.result, stats, self.job.config.output.parquet_compression)
+        out.write_stats(shard, stats)
         return stats
 
-    def _decode(self, raw: dict) -> tuple[Sample, object]:
+    def _decode(self, raw: dict, cpu: CpuClock) -> tuple[Sample, object]:
         """Decode thread: sample + prepared engine input (None when the sample is an error)."""
-        sample = decode_sample(raw, self.max_pixels)
         dataset = self.job.config.dataset
-        if sample.gt is not None and dataset.reduce_zero_label:
-            sample.gt = reduce_zero_label(sample.gt, dataset.ignore_index)
-        if sample.ok and sample.gt is not None:
-            sample.error = check_gt_values(sample.gt, len(self._vocab), dataset.ignore_index)
-        if sample.ok and self.engine.cfg.mode == "wsss":
-            sample.error = self._check_image_labels(sample)
+        with cpu.stage("decode"):
+            sample = decode_sample(raw, self.max_pixels)
+            if sample.gt is not None and dataset.reduce_zero_label:
+                sample.gt = reduce_zero_label(sample.gt, dataset.ignore_index)
+            if sample.ok and sample.gt is not None:
+                sample.error = check_gt_values(sample.gt, len(self._vocab), dataset.ignore_index)
+            if sample.ok and self.engine.cfg.mode == "wsss":
+                sample.error = self._check_image_labels(sample)
         if not sample.ok:
             return sample, None
         try:
-            prepared = self.engine.prepare(sample.image)
+            with cpu.stage("prepare"):
+                prepared = self.engine.prepare(sample.image)
         except Exception as exc:
             sample.error = PREPARE.error(f"{type(exc).__name__}: {exc}")
             return sample, None
@@ -176,7 +184,8 @@ class Labeler:
         outputs = {}
         if good:
             engine_start = time.perf_counter()
-            outputs = self._run(good)
+            with state.cpu.stage("engine"):
+                outputs = self._run(good)
             state.seconds["engine"] += time.perf_counter() - engine_start
         encoder.submit(self._record, batch, outputs, state, attempt)
 
@@ -186,7 +195,8 @@ class Labeler:
         for sample, _ in batch:
             state.record(sample, outputs.get(id(sample)))
         if self.progress is not None and batch:
-            self.progress.add.remote(state.shard, attempt, state.ok - before[0], state.errors - before[1])
+            with state.cpu.stage("progress"):
+                self.progress.add.remote(state.shard, attempt, state.ok - before[0], state.errors - before[1])
 
     def _run(self, good) -> dict:
         """id(sample) -> Segmentation or error string; a failing batch is split and retried."""
@@ -247,6 +257,7 @@ class _ShardState:
         self.reasons: Counter = Counter()
         self.seconds = {"engine": 0.0}
         self.walk = WalkStats()
+        self.cpu = CpuClock()  # thread CPU seconds per stage (reported as cpu_seconds)
 
     @property
     def samples(self) -> int:
@@ -263,11 +274,13 @@ class _ShardState:
             self.result.add_error(sample.key, sample.image_id, sample.error, occurrence=sample.occurrence)
             return
         self.ok += 1
-        self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence, output.walk)
+        with self.cpu.stage("encode"):
+            self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence, output.walk)
         self.walk.add(output.walk)
         if sample.gt is not None:
             self.gt_images += 1
-            self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
+            with self.cpu.stage("score"):
+                self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
 
     def stats(self, url: str, attempt: int, actor: dict, engine_digest: str) -> dict:
         total = self.seconds["total"]
@@ -283,6 +296,7 @@ class _ShardState:
             "gt_images": self.gt_images,
             "confusion": self.confusion.tolist() if self.gt_images else None,
             "seconds": dict(self.seconds),
+            "cpu_seconds": self.cpu.seconds(),
             "images_per_second": self.samples / total if total > 0 else None,
             "engine_images_per_second": self.ok / self.seconds["engine"] if self.seconds["engine"] > 0 else None,
             "fingerprint": self.fingerprint,

@@ -23,29 +23,43 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_
                      block: int = 1 << 20) -> np.ndarray:
     """(K, K+1) int64 counts of (GT class, predicted class or unlabeled) over scored pixels.
 
-    Counted `block` pixels at a time: the int64 index arrays then stay a few MB on images of any size.
+    Class ids are uint8 (0..254, 255 = unlabeled), so one bincount of gt * 256 + pred over the map
+    gives the joint histogram of every (GT, prediction) pair, the matrix and both range checks: one
+    pass, where masking, widening and re-mapping each took their own. Counted `block` pixels at a
+    time, so the indices stay a few MB on images of any size.
     """
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
-    pred, gt = pred.reshape(-1), gt.reshape(-1)
-    counts = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
-    for start in range(0, gt.size, block):
-        counts += _block_confusion(pred[start : start + block], gt[start : start + block], num_classes, ignore_index)
-    return counts
+    if not 0 < num_classes <= UNLABELED:
+        raise ValueError(f"{num_classes} classes do not fit uint8 class ids (1..{UNLABELED} classes)")
+    p = _class_ids(pred, "prediction", num_classes).reshape(-1)
+    g = _class_ids(gt, "ground truth", num_classes).reshape(-1)
+    joint = np.zeros(1 << 16, dtype=np.int64)
+    for start in range(0, g.size, block):
+        pairs = (g[start : start + block].astype(np.uint16) << 8) | p[start : start + block]
+        joint += np.bincount(pairs, minlength=1 << 16)
+    joint = joint.reshape(256, 256)  # [GT value, predicted value]
+    if 0 <= ignore_index <= UNLABELED:
+        joint[ignore_index] = 0  # never scored
+    gt_values = np.flatnonzero(joint.sum(axis=1))
+    if gt_values.size and gt_values[-1] >= num_classes:
+        raise ValueError(f"ground truth holds class {gt_values[-1]} but there are {num_classes} classes")
+    pred_values = np.flatnonzero(joint.sum(axis=0))
+    bad = pred_values[(pred_values >= num_classes) & (pred_values != UNLABELED)]
+    if bad.size:
+        raise ValueError(f"prediction holds class {bad[-1]} but there are {num_classes} classes")
+    return np.concatenate([joint[:num_classes, :num_classes], joint[:num_classes, UNLABELED:]], axis=1)
 
 
-def _block_confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
-    scored = gt != ignore_index
-    g = gt[scored].astype(np.int64)
-    p = pred[scored].astype(np.int64)
-    if g.size and g.max() >= num_classes:
-        raise ValueError(f"ground truth holds class {g.max()} but there are {num_classes} classes")
-    p = np.where(p == UNLABELED, num_classes, p)
-    if p.size and p.max() > num_classes:
-        raise ValueError(f"prediction holds class {p.max()} but there are {num_classes} classes")
-    counts = np.bincount(g * (num_classes + 1) + p, minlength=num_classes * (num_classes + 1))
-    return counts.reshape(num_classes, num_classes + 1)
+def _class_ids(values: np.ndarray, what: str, num_classes: int) -> np.ndarray:
+    """`values` as uint8; values that no uint8 holds cannot be class ids (nor 255)."""
+    if values.dtype == np.uint8:
+        return values
+    if values.size and (values.min() < 0 or values.max() > UNLABELED):
+        raise ValueError(f"{what} holds class {values.max() if values.max() > UNLABELED else values.min()} "
+                         f"but there are {num_classes} classes")
+    return values.astype(np.uint8)
 
 
 def per_class_iou(cm: np.ndarray) -> np.ndarray:

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pycocotools import mask as mask_utils
-
 from pipeline.hf_features import IMAGE_TYPE, image_value, with_image_features
+from pipeline.maskcodec import ColumnRuns, coco_rles
 from pipeline.pngcodec import encode_index_png
 from pipeline.storage import atomic_write, join
 from pipeline.walk_stats import WALK_TYPE
@@ -42,20 +41,15 @@ ROW_SCHEMA = with_image_features(pa.schema([
 
 
 def classes_present(labels: np.ndarray) -> list[int]:
-    return [int(c) for c in np.unique(labels) if c != UNLABELED]
+    counts = np.bincount(np.asarray(labels, dtype=np.uint8).reshape(-1), minlength=256)
+    return [int(c) for c in np.flatnonzero(counts) if c != UNLABELED]
 
 
-def coco_results(image_id: int, labels: np.ndarray) -> list[dict]:
-    """One COCO semantic result per class present; RLE counts as str so the list is JSON."""
-    results = []
-    for class_id in classes_present(labels):
-        rle = mask_utils.encode(np.asfortranarray(labels == class_id, dtype=np.uint8))
-        results.append({
-            "image_id": int(image_id),
-            "category_id": class_id,
-            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
-        })
-    return results
+def coco_results(image_id: int, labels: np.ndarray, runs: ColumnRuns | None = None) -> list[dict]:
+    """One COCO semantic result per class present; RLE counts as str so the list is JSON.
+    `runs`: the map's ColumnRuns when the caller has them already."""
+    return [{"image_id": int(image_id), "category_id": class_id, "segmentation": rle}
+            for class_id, rle in coco_rles(labels, runs).items()]
 
 
 @dataclass
@@ -69,10 +63,11 @@ class ShardResult:
 
     def add_ok(self, key: str, image_id: int, labels: np.ndarray, confidence: np.ndarray | None,
                occurrence: int = 0, walk: dict | None = None) -> None:
+        runs = ColumnRuns(labels)  # one pass gives the classes present and every class's RLE
         self.rows.append(self._row(key, occurrence, image_id, "ok", None, labels.shape, encode_index_png(labels),
-                                   classes_present(labels),
+                                   runs.classes(),
                                    None if confidence is None else encode_index_png(confidence), walk))
-        self.coco.extend(coco_results(image_id, labels))
+        self.coco.extend(coco_results(image_id, labels, runs))
 
     def add_error(self, key: str, image_id: int, error: str, shape=None, occurrence: int = 0) -> None:
         self.rows.append(self._row(key, occurrence, image_id, "error", error, shape, None, [], None))

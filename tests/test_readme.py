@@ -1,4 +1,5 @@
-"""The README stays true: its config reference is generated, its commands parse, its files exist.
+"""The README stays true: its config reference is generated, its commands (and docs/benchmarks.md's)
+parse, its files exist.
 
 `python tests/test_readme.py` rewrites the configuration reference section from the dataclasses.
 """
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 REASONS_START, REASONS_END = "<!-- error-reasons:start -->", "<!-- error-reasons:end -->"
+DOCS_WITH_COMMANDS = [ROOT / "docs" / "benchmarks.md"]  # their `nerve ...` code lines must parse too
 
 
 def reference_sections():
@@ -122,7 +124,8 @@ def _schema(command: str, args: list[str]):
 
 def _all_commands():
     rayjob = yaml.safe_load((ROOT / "configs/ray/kuberay-rayjob.yaml").read_text())["spec"]["entrypoint"]
-    return list(_command_lines(README.read_text())) + list(_command_lines(rayjob))
+    docs = [_command_lines(path.read_text()) for path in DOCS_WITH_COMMANDS]
+    return list(_command_lines(README.read_text())) + list(_command_lines(rayjob)) + [c for doc in docs for c in doc]
 
 
 @pytest.mark.parametrize("command,args", _all_commands(), ids=lambda v: v if isinstance(v, str) else "")

@@ -69,6 +69,28 @@ def test_bad_inputs_are_refused():
         confusion_matrix(np.full((2, 2), 7), np.zeros((2, 2)), 2)
     with pytest.raises(ValueError, match="ground truth holds class 4"):
         confusion_matrix(np.zeros((2, 2)), np.full((2, 2), 4), 2)
+    with pytest.raises(ValueError, match="prediction holds class 300"):
+        confusion_matrix(np.full((2, 2), 300), np.zeros((2, 2)), 2)
+    with pytest.raises(ValueError, match="ground truth holds class -1"):
+        confusion_matrix(np.zeros((2, 2)), np.full((2, 2), -1), 2)
+    with pytest.raises(ValueError, match="do not fit"):
+        confusion_matrix(np.zeros((2, 2)), np.zeros((2, 2)), 256)
+
+
+def test_confusion_counts_blocks_and_any_integer_type_alike():
+    """The one-bincount matrix against a plain count of every (GT, prediction) pair."""
+    rng = np.random.default_rng(2)
+    pred, gt = _random_pair(rng, (33, 47), 6)
+    expected = np.zeros((6, 7), dtype=np.int64)
+    for p, g in zip(pred.ravel(), gt.ravel()):
+        if g != 255:
+            expected[g, 6 if p == 255 else p] += 1
+    np.testing.assert_array_equal(confusion_matrix(pred, gt, 6), expected)
+    np.testing.assert_array_equal(confusion_matrix(pred, gt, 6, block=100), expected)
+    np.testing.assert_array_equal(confusion_matrix(pred.astype(np.int64), gt.astype(np.int32), 6), expected)
+    ignored_zero = expected.copy()
+    ignored_zero[0] = 0  # GT 0 as the ignore value: its row is never scored, 255 then is an error
+    np.testing.assert_array_equal(confusion_matrix(pred, np.where(gt == 255, 0, gt), 6, ignore_index=0), ignored_zero)
 
 
 def test_reduce_zero_label_maps_zero_to_ignore_and_shifts_the_rest():
