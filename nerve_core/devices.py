@@ -1,16 +1,19 @@
 """Turn the config's device and dtype strings into torch objects, failing early and clearly.
 
 A wrong device or dtype otherwise surfaces deep inside a model forward as an opaque kernel error.
+torch is imported only where a name is resolved, so that the driver checks a name in no time.
 """
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from nerve_core.errors import ConfigError
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+if TYPE_CHECKING:
+    import torch
+
+_DTYPES = ("float32", "float16", "bfloat16")
 DEVICE_NAMES = "auto | cpu | cuda | cuda:N"
 _DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -26,6 +29,8 @@ def check_device_name(name: str) -> str:
 
 def resolve_device(name: str) -> torch.device:
     """Map auto to cuda when available, else cpu; check that a named cuda/cuda:N exists."""
+    import torch
+
     if check_device_name(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -41,9 +46,11 @@ def resolve_device(name: str) -> torch.device:
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """Map auto to float16 on CUDA and float32 on CPU. An explicit float16 on CPU runs, slowly: it is
     there to check the GPU's precision on a machine without one (tests/test_precision.py)."""
+    import torch
+
     device = torch.device(device)
     if name == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if name not in _DTYPES:
         raise ConfigError(f"unknown dtype {name!r}: use auto, {', '.join(_DTYPES)}")
-    return _DTYPES[name]
+    return getattr(torch, name)
