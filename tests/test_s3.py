@@ -42,6 +42,7 @@ def bucket():
     server.stop()
 
 
+@pytest.mark.timeout(1500)  # two label jobs and an actor restart: minutes on a busy 2-core machine
 def test_label_retry_resume_verify_and_export_on_s3(bucket, ray_session, tiny_models, tmp_path, capsys):
     import fsspec
 
