@@ -2,9 +2,10 @@
 
 Writes a shard set (real photographs at VOC sizes by default, see pipeline.bench.photos), labels it
 with the label job exactly as `nerve label` runs it (local or given Ray, actors, decode threads,
-writers, summary), then decodes the same shards with the same reader and runs the same engine configuration on those images in this process: prepare, run and
-encode, one after another. The ratio of the two rates is the pipeline's overhead (above 1: the
-pipeline is slower than its engine; below 1: its decode threads and actors hide more than they cost).
+writers, summary), then decodes the same shards with the same reader and runs the same engine
+configuration on those images in this process: prepare, run and encode, one after another. The
+ratio of the two rates is the pipeline's overhead (above 1: the pipeline is slower than its engine;
+below 1: its decode threads and actors hide more than they cost).
 The ratio is also given against the job's own rate once its actors are up (Ray and model start
 excluded), and the job's figure for its engine batches alone is reported too.
 
