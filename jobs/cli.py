@@ -14,6 +14,7 @@ COMMANDS = {
     "bench": "jobs.bench",
     "verify": "jobs.verify",
     "demo": "jobs.demo",
+    "tune": "jobs.tune",  # pick refinement / upsampling / background settings on labelled shards (Ray Tune)
 }
 
 USAGE = "usage: nerve {" + ",".join(COMMANDS) + "} [--config FILE] [key=value ...]"

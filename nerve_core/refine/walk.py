@@ -26,12 +26,7 @@ def refine_random_walk(G_clip: torch.Tensor, layers, cfg) -> torch.Tensor:
     grid = grids[0]
     q = torch.cat([layer.q for layer in layers], -3)
     k = torch.cat([layer.k for layer in layers], -3)
-    batch = G_clip[None] if G_clip.ndim == 3 else G_clip
-    images, num_classes = batch.shape[:2]
-    G = F.interpolate(batch.to(q.device, torch.float32), size=grid, mode="bilinear", align_corners=False)
-    G = G.clamp_min(0).reshape(images, num_classes, -1).transpose(1, 2)
-    sums = G.sum(-1, keepdim=True)
-    G = torch.where(sums > 0, G / sums.clamp_min(torch.finfo(G.dtype).tiny), 1.0 / num_classes)
+    G = node_probabilities(G_clip, grid, q.device)
     P = nerve_propagate(
         G if G_clip.ndim == 4 else G[0], q, k, grid,
         alpha=cfg.alpha, beta=cfg.beta, c=cfg.c, eps_self=cfg.eps_self, steps=cfg.steps,
@@ -39,3 +34,14 @@ def refine_random_walk(G_clip: torch.Tensor, layers, cfg) -> torch.Tensor:
         features=cfg.features, block_size=cfg.block_size,
     )
     return P.transpose(-1, -2).reshape(*G_clip.shape[:-2], *grid)
+
+
+def node_probabilities(G_clip: torch.Tensor, grid, device) -> torch.Tensor:
+    """(B, N, K) float32 row-stochastic G on the node grid from (B, K, hc, wc) or (K, hc, wc)
+    class probabilities (B = 1 then): bilinear, clamped >= 0, renormalised per node."""
+    batch = G_clip[None] if G_clip.ndim == 3 else G_clip
+    images, num_classes = batch.shape[:2]
+    G = F.interpolate(batch.to(device, torch.float32), size=grid, mode="bilinear", align_corners=False)
+    G = G.clamp_min(0).reshape(images, num_classes, -1).transpose(1, 2)
+    sums = G.sum(-1, keepdim=True)
+    return torch.where(sums > 0, G / sums.clamp_min(torch.finfo(G.dtype).tiny), 1.0 / num_classes)
