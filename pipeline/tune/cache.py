@@ -66,18 +66,26 @@ class CacheRun:
     summary: dict
 
 
-def build_cache(ray, cfg, space: SearchSpace, root: str, synonyms: list, emit) -> CacheRun:
-    """Fill the cache for every input shard not yet done there, on a pool of label actors."""
-    from pipeline.driver import JobResult, _Pool
-
+def open_cache(cfg, space: SearchSpace, root: str, synonyms: list) -> tuple:
+    """(label-job config, its resolved dict, fingerprint) of the cache at `root`, whose config.yaml
+    is written (a cache of another fingerprint is refused unless output.mode=overwrite)."""
     job = cache_job(cfg, space, root)
     fingerprint = job_fingerprint(job, synonyms)
     fingerprint["cache_dtype"] = cfg.tune.cache_dtype
     fingerprint["digest"] = digest([fingerprint["digest"], cfg.tune.cache_dtype])
     resolved = OmegaConf.to_container(job, resolve=True)
-    urls = expand_shards(cfg.input.shards)
     fs, path = filesystem(root)
     prepare_output(fs, path, resolved, fingerprint, cfg.output.mode)
+    return job, resolved, fingerprint
+
+
+def build_cache(ray, cfg, space: SearchSpace, root: str, synonyms: list, emit) -> CacheRun:
+    """Fill the cache for every input shard not yet done there, on a pool of label actors."""
+    from pipeline.driver import JobResult, _Pool
+
+    job, resolved, fingerprint = open_cache(cfg, space, root, synonyms)
+    urls = expand_shards(cfg.input.shards)
+    fs, path = filesystem(root)
     done_before = done_shards(fs, path)
     todo = [u for u in urls if shard_id(u) not in done_before]
     result = JobResult(shards=len(urls), skipped=len(urls) - len(todo))

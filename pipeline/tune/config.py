@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any
 
 from pipeline.config import LabelJobConfig
 
@@ -13,7 +13,7 @@ CACHE_DTYPES = ("engine", "float16", "float32", "bfloat16")
 @dataclass
 class TuneConfig:
     # engine.refine.*, engine.background.* or engine.upsample.* key -> list of values to try.
-    space: Dict[str, Any] = field(default_factory=dict)
+    space: dict[str, Any] = field(default_factory=dict)
     search: str = "grid"  # grid (every combination) | random | optuna (model-based, through Ray Tune)
     trials: int = 0  # random / optuna: how many settings to try (0 = as many as the grid has)
     # Share of the cached images held out as the check part (0 = none); trials are ranked on the rest.

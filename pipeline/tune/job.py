@@ -15,7 +15,7 @@ from pipeline.tune.config import CACHE_DTYPES, SEARCHES
 from pipeline.tune.diagnostics import walk_diagnostics_of
 from pipeline.tune.outputs import write_outputs
 from pipeline.tune.report import render_report
-from pipeline.tune.search import SearchRun, finished_trials, run_search, trial_resources
+from pipeline.tune.search import SearchRun, finished_trials, optuna_searcher, run_search, trial_resources
 from pipeline.tune.space import SearchSpace, digest, engine_with
 from pipeline.tune.split import split_images
 from pipeline.tune.trial import TrialContext
@@ -43,6 +43,8 @@ def check_tune_config(tcfg) -> None:
         raise ValueError(f"unknown tune.cache_dtype {tcfg.cache_dtype!r}; expected one of {CACHE_DTYPES}")
     if tcfg.trials < 0 or tcfg.cpus_per_trial <= 0 or tcfg.gpus_per_trial <= 0:
         raise ValueError("tune.trials must be >= 0, tune.cpus_per_trial and tune.gpus_per_trial > 0")
+    if tcfg.search == "optuna":
+        optuna_searcher()  # a missing optional extra is said before any model runs
 
 
 def run_tune_job(cfg, on_event=None) -> TuneResult:

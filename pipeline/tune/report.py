@@ -10,7 +10,7 @@ from html import escape
 import matplotlib
 
 matplotlib.use("Agg")  # no display on CI machines and cluster nodes
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }

@@ -73,14 +73,20 @@ def run_search(context: TrialContext, tcfg, resources: dict, storage: str, max_f
     return run
 
 
+def optuna_searcher():
+    """Ray Tune's OptunaSearch class, or a one-line error where optuna (an optional extra) is missing."""
+    try:
+        import optuna  # noqa: F401  (OptunaSearch itself only fails when built)
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError:
+        raise ValueError("tune.search=optuna needs optuna: pip install 'nerve[optuna]' (or pip install optuna)") from None
+    return OptunaSearch
+
+
 def _optuna(context: TrialContext, tcfg, done: set):
     from ray import tune
 
-    try:
-        from ray.tune.search.optuna import OptunaSearch
-        import optuna  # noqa: F401  (OptunaSearch imports it only when built)
-    except ImportError:
-        raise ValueError("tune.search=optuna needs optuna: pip install 'nerve[optuna]' (or pip install optuna)") from None
+    OptunaSearch = optuna_searcher()
     space = context.space
     finished = [r for r in finished_trials(context) if r["trial"] in done]
     points = [{f"p{j}": list(values).index(r["settings"][key]) for j, (key, values) in enumerate(zip(space.keys, space.values))}

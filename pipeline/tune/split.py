@@ -21,7 +21,7 @@ def split_images(names: list[str], check_fraction: float, seed: int) -> dict[str
         raise ValueError(f"tune.check_fraction={check_fraction} leaves no image of {len(names)} in the tune part")
 
     def rank(name: str) -> str:
-        return hashlib.sha256(f"{seed}\x00{name}".encode("utf-8")).hexdigest()
+        return hashlib.sha256(f"{seed}\x00{name}".encode()).hexdigest()
 
     check = set(sorted(names, key=rank)[:held])
     return {"tune": [n for n in names if n not in check], "check": [n for n in names if n in check]}
