@@ -19,12 +19,10 @@ import torch
 from PIL import Image
 
 from nerve_core.background import decide
-from nerve_core.clip.dense_head import DenseClipHead, class_probs
 from nerve_core.compiling import check_compile_mode
 from nerve_core.config import EngineConfig
 from nerve_core.devices import resolve_device, resolve_dtype
 from nerve_core.imageprep import Prepared, clip_input_size, resize_rgb, to_rgb
-from nerve_core.models.clip_loader import load_clip
 from nerve_core.refine import get_refiner
 from nerve_core.timing import StageTimer
 from nerve_core.upsample import upsample_chunks
@@ -88,8 +86,11 @@ class Engine:
         self.refine_in_batches = self.refiner.batched and refine_batching(cfg.refine.batching, self.device) == "batch"
         self.timer = StageTimer(self.device)  # stages: prepare, clip, sd, refine, upsample
         self.head = self.sd = None
-        if not load_models:
+        if not load_models:  # open_clip and diffusers are not even imported (seconds per process)
             return
+        from nerve_core.clip.dense_head import DenseClipHead
+        from nerve_core.models.clip_loader import load_clip
+
         model, tokenizer = load_clip(cfg.clip, self.device, self.dtype)
         self.head = DenseClipHead(model, tokenizer, cfg.clip)
         if self.refiner.needs_attention:
@@ -144,6 +145,8 @@ class Engine:
             logits = self._clip_logits(prepared, vocab)
         with stage("sd"):
             layers = self.sd(self._pixels([p.sd for p in prepared])) if self.sd is not None else []
+        from nerve_core.clip.dense_head import class_probs
+
         _, owner = vocab.queries()
         with stage("refine"):
             probs = [class_probs(logits[i][None], owner, class_sets[i])[0].float() for i in range(len(prepared))]

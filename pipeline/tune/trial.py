@@ -63,7 +63,6 @@ def score_settings(context: TrialContext, settings: dict) -> dict:
         return read_json(fs, path)
     import torch
 
-    import nerve_core.sd.capture  # noqa: F401  (imported before the clock starts: diffusers takes seconds)
     from nerve_core.engine import Engine, as_engine_config
 
     if context.threads:
@@ -98,18 +97,28 @@ def part_miou(engine, context: TrialContext, entries) -> float | None:
     return summarize_confusion(confusion, list(context.class_names))["miou"]
 
 
+@dataclass(frozen=True)
+class CachedLayer:
+    """A captured layer read back from the cache: the fields of nerve_core.sd.capture.LayerQK,
+    without importing diffusers into every trial process."""
+
+    name: str
+    q: object  # (B, heads, N, d) tensor
+    k: object
+    grid: tuple
+
+
 def finish_cached(engine, layers, entries, images) -> list:
     """engine.finish on cached images: the same tensors the label job hands it after its models."""
     import torch
 
     from nerve_core.engine import Features
     from nerve_core.imageprep import Prepared
-    from nerve_core.sd.capture import LayerQK
 
     def stacked(name):
         return torch.stack([image[name] for image in images]).to(engine.device)
 
-    qk = [LayerQK(layer["name"], stacked(f"q.{j}"), stacked(f"k.{j}"), tuple(layer["grid"])) for j, layer in enumerate(layers)]
+    qk = [CachedLayer(layer["name"], stacked(f"q.{j}"), stacked(f"k.{j}"), tuple(layer["grid"])) for j, layer in enumerate(layers)]
     features = Features([image["probs"].to(engine.device) for image in images], qk, [e["classes"] for e in entries])
     prepared = [Prepared(clip=None, sd=None, size=tuple(e["size"]), guide=image["guide"].numpy() if "guide" in image else None)
                 for e, image in zip(entries, images)]
