@@ -20,6 +20,7 @@ COMMANDS = {
     "bench": "jobs.bench",
     "verify": "jobs.verify",
     "demo": "jobs.demo",
+    "tune": "jobs.tune",
 }
 SUMMARIES = {
     "label": "label WebDataset shards with an engine on Ray (a local Ray, or a cluster with ray.address)",
@@ -30,6 +31,7 @@ SUMMARIES = {
     "bench": "time the refinement, the engine or the whole pipeline (refine | engine | pipeline)",
     "verify": "check that every input sample has exactly one row in an output directory",
     "demo": "the whole tool offline in a minute: synthetic shards, tiny models, label, score, report",
+    "tune": "pick the walk's open settings on labelled shards: cache features once, search them with Ray Tune",
 }
 HELP_FLAGS = ("-h", "--help")
 USAGE = "usage: nerve {" + ",".join(COMMANDS) + "} [--config FILE] [key=value ...]  (nerve --help lists them)"

@@ -16,13 +16,12 @@ import torch
 from PIL import Image
 
 from nerve_core.background import check_rule, class_ranges, decide, needs_ranges, softmax_classes
-from nerve_core.clip.dense_head import DenseClipHead, class_probs
+from nerve_core.clip.dense_head import class_probs
 from nerve_core.compiling import check_compile_mode
 from nerve_core.config import EngineConfig
 from nerve_core.devices import resolve_device, resolve_dtype
 from nerve_core.identity import code_version, digest, engine_identity
 from nerve_core.imageprep import Prepared, prepare_image, resize_on_device
-from nerve_core.models.clip_loader import load_clip
 from nerve_core.refine import get_refiner
 from nerve_core.timing import StageTimer
 from nerve_core.upsample import upsample_chunks
@@ -43,6 +42,20 @@ def refine_batching(batching: str, device) -> str:
 
 
 @dataclass
+class Features:
+    """What the models give a batch: all that refinement and the output stage need of it."""
+
+    probs: list[torch.Tensor]  # per image (K', hc, wc) float32 class probabilities on the CLIP grid
+    layers: list  # LayerQK per captured SD layer, q and k (B, heads, N, d); empty without SD
+    classes: list[list[int]]  # per image the class ids of its probs' rows
+
+
+def image_layers(layers: list, i: int) -> list:
+    """Image i's q, k of every captured layer (batch axis removed)."""
+    return [replace(layer, q=layer.q[i], k=layer.k[i]) for layer in layers]
+
+
+@dataclass
 class Segmentation:
     labels: np.ndarray  # (H, W) uint8 class ids, 255 = unlabeled
     confidence: np.ndarray | None = None  # (H, W) uint8: round(255 * score of the chosen label)
@@ -60,7 +73,8 @@ def as_engine_config(cfg) -> EngineConfig:
 
 
 class Engine:
-    def __init__(self, cfg: EngineConfig):
+    def __init__(self, cfg: EngineConfig, load_models: bool = True):
+        """load_models=False: no CLIP, no SD, for finishing cached features (`nerve tune`)."""
         if cfg.mode not in MODES:
             raise ValueError(f"unknown engine.mode {cfg.mode!r}; expected one of {MODES}")
         check_compile_mode(cfg.compile)  # before minutes of model loading
@@ -73,9 +87,14 @@ class Engine:
         self.refine_in_batches = self.refiner.batched and refine_batching(cfg.refine.batching, self.device) == "batch"
         self.timer = StageTimer(self.device)  # stages: prepare, clip, sd, refine, upsample
         self.resize_on_device = self.device.type == "cuda"  # see nerve_core.imageprep
+        self.head = self.sd = None
+        if not load_models:  # open_clip and diffusers are not even imported (seconds per process)
+            return
+        from nerve_core.clip.dense_head import DenseClipHead
+        from nerve_core.models.clip_loader import load_clip
+
         model, tokenizer = load_clip(cfg.clip, self.device, self.dtype)
         self.head = DenseClipHead(model, tokenizer, cfg.clip)
-        self.sd = None
         if self.refiner.needs_attention:
             from nerve_core.models.sd_loader import load_stable_diffusion
             from nerve_core.sd.features import SDQueryKeyExtractor
@@ -107,6 +126,13 @@ class Engine:
     @torch.inference_mode()
     def run(self, prepared: list[Prepared], vocab, image_labels=None, confidence: bool = False) -> list[Segmentation]:
         """Segment a batch of prepared images (one CLIP and one SD forward)."""
+        return self.finish(self.features(prepared, vocab, image_labels), prepared, confidence)
+
+    @torch.inference_mode()
+    def features(self, prepared: list[Prepared], vocab, image_labels=None) -> Features:
+        """The models' part of `run`: class probabilities on the CLIP grid and the SD q, k."""
+        if self.head is None:
+            raise RuntimeError("this engine was built without models; it can only finish cached features")
         vocab = Vocabulary.coerce(vocab)
         if image_labels is not None and len(image_labels) != len(prepared):
             raise ValueError(f"{len(image_labels)} label lists for {len(prepared)} images")
@@ -122,11 +148,20 @@ class Engine:
         _, owner = vocab.queries()
         with stage("refine"):
             probs = [kept_probs(logits[i], owner, *competing[i]) for i in range(len(prepared))]
-            scores, walks = self._refine(probs, layers)
+        return Features(probs, layers, class_sets)
+
+    @torch.inference_mode()
+    def finish(self, features: Features, prepared: list[Prepared], confidence: bool = False) -> list[Segmentation]:
+        """The rest of `run`: refine, upsample to each image's size, background rule. Needs no
+        model, so it also runs on cached features (`Engine(cfg, load_models=False)`); of `prepared` it
+        reads only the size and the guide."""
+        stage = self.timer.stage
+        with stage("refine"):
+            scores, walks = self._refine(features.probs, features.layers)
         results = []
         for i, p in enumerate(prepared):
             with stage("upsample"):
-                results.append(replace(self._finish(scores[i], p, class_sets[i], confidence), walk=walks[i]))
+                results.append(replace(self._finish(scores[i], p, features.classes[i], confidence), walk=walks[i]))
         return results
 
     def _refine(self, probs: list[torch.Tensor], layers) -> tuple[list[torch.Tensor], list[dict | None]]:
@@ -146,7 +181,7 @@ class Engine:
         todo = [i for i, p in enumerate(probs) if p.shape[0] > 0]
         if not self.refine_in_batches:
             for i in todo:
-                scores[i], walks[i] = refine(probs[i], [replace(l, q=l.q[i], k=l.k[i]) for l in layers])
+                scores[i], walks[i] = refine(probs[i], image_layers(layers, i))
             return scores, walks
         groups: dict[tuple, list[int]] = {}
         for i in todo:

@@ -172,8 +172,12 @@ def cpu_threads(cfg, plan, cluster: dict) -> int:
 
 
 class _Pool:
-    def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit):
+    def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit, task: str = "label_shard",
+                 task_args: tuple = ()):
+        """`task`: the Labeler method each shard attempt calls, as task(url, attempt, expected
+        samples, *task_args) (label_shard; cache_shard for `nerve tune`)."""
         self.ray, self.cfg, self.emit = ray, cfg, emit
+        self.task, self.task_args = task, task_args
         self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
         self.job = actor_job(cfg, vocab, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
         self.actors: list = [None] * self.plan.num_actors
@@ -218,7 +222,8 @@ class _Pool:
     def _dispatch(self, attempt: _Attempt, slot: int, running: dict) -> None:
         attempt.slot, attempt.started = slot, time.monotonic()
         actor = self.actor(slot)
-        attempt.ref = actor.label_shard.remote(attempt.url, attempt.attempt, self.counts.get(attempt.shard))
+        task = getattr(actor, self.task)
+        attempt.ref = task.remote(attempt.url, attempt.attempt, self.counts.get(attempt.shard), *self.task_args)
         running[attempt.ref] = attempt
         self.emit("dispatch", shard=attempt.shard, attempt=attempt.attempt, actor=actor)
 

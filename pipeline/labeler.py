@@ -113,24 +113,9 @@ class Labeler:
         start = time.perf_counter()
         state = _ShardState(shard, self.job, len(self._vocab))
         state.seconds["engine_build"] = start - build_start
-        batch: list[tuple[Sample, object]] = []
-        read_error = None
         with _Encoder() as encoder:
-            try:
-                samples = state.cpu.timed(raw_samples(url), "read")
-                for sample, prepared in prefetch_map(partial(self._decode, cpu=state.cpu), samples,
-                                                     self.job.config.ray.decode_threads, self.job.config.ray.prefetch):
-                    batch.append((sample, prepared))
-                    if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
-                        self._flush(batch, state, attempt, encoder)
-                        batch = []
-            except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
-                read_error = str(exc)
-            self._flush(batch, state, attempt, encoder)
-        if read_error is None and expected_samples is not None and state.samples < expected_samples:
-            read_error = f"the tar ended cleanly but its manifest.json lists {expected_samples} samples"
-        if read_error is not None and state.samples == 0:
-            raise ShardReadError(f"shard {shard} unreadable: {read_error}")
+            read_error = self.read_batches(url, expected_samples, lambda batch: self._flush(batch, state, attempt, encoder),
+                                           state.cpu)
         out = OutputDir(self.job.config.output.dir)
         with state.cpu.stage("write"):  # rows and COCO results; the stats file, the done-marker, last
             out.write_shard(state.result, None, self.job.config.output.parquet_compression)
@@ -141,6 +126,39 @@ class Labeler:
             stats.update(partial=True, read_error=f"unreadable after {state.samples} samples: {read_error}")
         out.write_stats(shard, stats)
         return stats
+
+    def cache_shard(self, url: str, attempt: int = 0, expected_samples: int | None = None, qk_dtype: str = "engine") -> dict:
+        """Store the engine's features of one shard for `nerve tune` (pipeline.tune.cache_writer)."""
+        from pipeline.tune.cache_writer import ShardCache
+
+        cache = ShardCache(self.engine, self._vocab, self.job, shard_id(url), qk_dtype, self.progress, attempt)
+        read_error = self.read_batches(url, expected_samples, cache.add, CpuClock())
+        return cache.close(url, attempt, read_error)
+
+    def read_batches(self, url: str, expected_samples: int | None, on_batch, cpu: CpuClock) -> str | None:
+        """Read and decode the shard in background threads, handing `on_batch` lists of (sample,
+        prepared engine input or None) with engine.cfg.batch_size decodable samples (the last one
+        may have fewer); `cpu` counts the reading and decoding threads' CPU time. Returns the tar's
+        read error, if any; a shard with no sample at all raises."""
+        engine = self.engine
+        batch: list[tuple[Sample, object]] = []
+        read_error, samples = None, 0
+        try:
+            for sample, prepared in prefetch_map(partial(self._decode, cpu=cpu), cpu.timed(raw_samples(url), "read"),
+                                                 self.job.config.ray.decode_threads, self.job.config.ray.prefetch):
+                batch.append((sample, prepared))
+                samples += 1
+                if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
+                    on_batch(batch)
+                    batch = []
+        except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
+            read_error = str(exc)
+        on_batch(batch)
+        if read_error is None and expected_samples is not None and samples < expected_samples:
+            read_error = f"the tar ended cleanly but its manifest.json lists {expected_samples} samples"
+        if read_error is not None and samples == 0:
+            raise ShardReadError(f"shard {shard_id(url)} unreadable: {read_error}")
+        return read_error
 
     def _decode(self, raw: dict, cpu: CpuClock) -> tuple[Sample, object]:
         """Decode thread: sample + prepared engine input (None when the sample is an error)."""

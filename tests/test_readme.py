@@ -26,11 +26,13 @@ def reference_sections():
     from jobs.regress import RegressJobConfig
     from jobs.shards import CocoShards, DemoShards, FolderShards, VocShards
     from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
+    from pipeline.tune.config import TuneJobConfig
 
     return [
         ("nerve label (engine.* is shared by every command that labels)", LabelJobConfig, None),
         ("nerve regress (every nerve label key, plus)", RegressJobConfig,
          ["output", "baseline", "record_missing_baseline", "report", "tolerance", "samples", "demo_shards"]),
+        ("nerve tune (every nerve label key, plus)", TuneJobConfig, ["tune"]),
         ("nerve demo", DemoConfig, None),
         ("nerve score", ScoreJobConfig, None),
         ("nerve verify", VerifyJobConfig, None),
@@ -110,6 +112,7 @@ def _schema(command: str, args: list[str]):
     from jobs.regress import RegressJobConfig
     from jobs.shards import MAKERS
     from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
+    from pipeline.tune.config import TuneJobConfig
 
     if command == "bench":
         from jobs.bench import config_class
@@ -119,7 +122,7 @@ def _schema(command: str, args: list[str]):
         kinds = MAKERS if command == "shards" else {"png": (PngExport,), "coco": (CocoExport,)}
         return kinds[args[0]][0], args[1:]
     return {"label": LabelJobConfig, "regress": RegressJobConfig, "demo": DemoConfig, "score": ScoreJobConfig,
-            "verify": VerifyJobConfig}[command], args
+            "verify": VerifyJobConfig, "tune": TuneJobConfig}[command], args
 
 
 def _all_commands():

@@ -39,15 +39,8 @@ def refine_random_walk_diagnosed(G_clip: torch.Tensor, layers, cfg, diagnostics:
     grid = grids[0]
     q = torch.cat([layer.q for layer in layers], -3)
     k = torch.cat([layer.k for layer in layers], -3)
-    batch = G_clip[None] if G_clip.ndim == 3 else G_clip
-    images, num_classes = batch.shape[:2]
-    G = F.interpolate(batch.to(q.device, torch.float32), size=grid, mode="bilinear", align_corners=False)
-    G = G.clamp_min(0).reshape(images, num_classes, -1).transpose(1, 2)
-    sums = G.sum(-1, keepdim=True)
-    if cfg.remainder == "column":
-        G = torch.cat([G, (1 - sums).clamp_min(0)], -1)
-        sums = G.sum(-1, keepdim=True)  # 1, or more where rounding let the K classes exceed 1
-    G = torch.where(sums > 0, G / sums.clamp_min(torch.finfo(G.dtype).tiny), 1.0 / G.shape[-1])
+    num_classes = G_clip.shape[-3]
+    G = node_probabilities(G_clip, grid, q.device, cfg.remainder)
     walked = nerve_propagate(
         G if G_clip.ndim == 4 else G[0], q, k, grid,
         alpha=cfg.alpha, beta=cfg.beta, c=cfg.c, eps_self=cfg.eps_self, steps=cfg.steps,
@@ -58,3 +51,18 @@ def refine_random_walk_diagnosed(G_clip: torch.Tensor, layers, cfg, diagnostics:
     P, found = walked if diagnostics else (walked, None)
     P = P[..., :num_classes]
     return P.transpose(-1, -2).reshape(*G_clip.shape[:-2], *grid), found
+
+
+def node_probabilities(G_clip: torch.Tensor, grid, device, remainder: str = "renormalise") -> torch.Tensor:
+    """(B, N, K) float32 row-stochastic G on the node grid from (B, K, hc, wc) or (K, hc, wc) class
+    probabilities (B = 1 then): bilinear, clamped >= 0; remainder="column" appends the mass the K
+    classes do not hold as one more column (K + 1 columns), then every row is normalised."""
+    batch = G_clip[None] if G_clip.ndim == 3 else G_clip
+    images, num_classes = batch.shape[:2]
+    G = F.interpolate(batch.to(device, torch.float32), size=grid, mode="bilinear", align_corners=False)
+    G = G.clamp_min(0).reshape(images, num_classes, -1).transpose(1, 2)
+    sums = G.sum(-1, keepdim=True)
+    if remainder == "column":
+        G = torch.cat([G, (1 - sums).clamp_min(0)], -1)
+        sums = G.sum(-1, keepdim=True)  # 1, or more where rounding let the K classes exceed 1
+    return torch.where(sums > 0, G / sums.clamp_min(torch.finfo(G.dtype).tiny), 1.0 / G.shape[-1])
