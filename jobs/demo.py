@@ -50,11 +50,11 @@ def label_overrides(cfg: DemoConfig, shards: list[str], out_dir: Path) -> list[s
 @command
 def main(argv: list[str]) -> int:
     from pipeline.config import LabelJobConfig
-    from pipeline.driver import run_label_job
+    from pipeline.run.driver import run_label_job
     from pipeline.report.model import RunReport
     from pipeline.report.write import write_report
-    from pipeline.shard_writer import write_shards
-    from pipeline.synthetic import demo_samples
+    from pipeline.sources.shard_writer import write_shards
+    from pipeline.sources.synthetic import demo_samples
 
     args = parse_argv(argv)
     no_positionals(args)

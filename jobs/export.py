@@ -16,7 +16,7 @@
         minimal ground-truth object for the same image ids, so that COCO(sidecar).loadRes(FILE)
         works without the dataset.
 
-Only done shards are read (pipeline/outputdir.py says what done means); the others are reported.
+Only done shards are read (pipeline/output/outputdir.py says what done means); the others are reported.
 OUT may be local or remote (fsspec URL); the export target is a local path.
 """
 from __future__ import annotations
@@ -30,13 +30,13 @@ import numpy as np
 from omegaconf import MISSING
 
 from jobs.config import ConfigError, command, load_object, parse_argv
-from pipeline.outputdir import OutputDir
-from pipeline.pngcodec import decode_index_png, encode_index_png
+from pipeline.output.outputdir import OutputDir
+from pipeline.output.pngcodec import decode_index_png, encode_index_png
 from pipeline.report.palette import voc_palette
-from pipeline.shardlist import expand_shards, read_manifests
+from pipeline.read.shardlist import expand_shards, read_manifests
 from pipeline.sources.naming import safe_key
 from pipeline.storage import atomic_write_local
-from pipeline.writers import coco_results
+from pipeline.output.writers import coco_results
 
 IGNORE = 255
 ROW_COLUMNS = ["key", "shard", "image_id", "status", "error", "height", "width", "mask_png"]

@@ -7,14 +7,14 @@ from jobs.config import command, load_config, no_positionals, parse_argv
 from jobs.models import apply_models
 from jobs.outcome import report_failures, stop_if_fatal
 from pipeline.config import LabelJobConfig
-from pipeline.walk_stats import walk_warning
+from pipeline.output.walk_stats import walk_warning
 
 CONFIG_SCHEMA = LabelJobConfig
 
 
 @command
 def main(argv: list[str]) -> int:
-    from pipeline.driver import run_label_job
+    from pipeline.run.driver import run_label_job
 
     args = parse_argv(argv)
     no_positionals(args)

@@ -9,7 +9,7 @@ CONFIG_SCHEMA = ScoreJobConfig
 
 @command
 def main(argv: list[str]) -> int:
-    from pipeline.rescore import rescore
+    from pipeline.score.rescore import rescore
 
     args = parse_argv(argv)
     no_positionals(args)

@@ -19,7 +19,7 @@ from omegaconf import MISSING
 from configs import classes_path
 from jobs.config import ConfigError, command, fail, load_object, parse_argv
 from nerve_core.vocab import Vocabulary
-from pipeline.shard_writer import ShardSample, write_shards
+from pipeline.sources.shard_writer import ShardSample, write_shards
 from pipeline.sources.coco import coco_source
 from pipeline.sources.folder import folder_samples
 from pipeline.sources.skips import SkipLog
@@ -82,7 +82,7 @@ def _folder(cfg: FolderShards, skips: SkipLog) -> Made:
 
 
 def _demo(cfg: DemoShards, skips: SkipLog) -> Made:
-    from pipeline.synthetic import demo_samples
+    from pipeline.sources.synthetic import demo_samples
 
     return demo_samples(cfg.num_samples, seed=cfg.seed), {}
 

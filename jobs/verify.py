@@ -9,7 +9,7 @@ CONFIG_SCHEMA = VerifyJobConfig
 
 @command
 def main(argv: list[str]) -> int:
-    from pipeline.verify import report_json, verify_output
+    from pipeline.score.verify import report_json, verify_output
 
     args = parse_argv(argv, flags=("--json",))
     no_positionals(args)

@@ -15,15 +15,15 @@ import pytest
 from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
-from pipeline import driver
+from pipeline.run import driver
 from pipeline.config import LabelJobConfig
-from pipeline.driver import run_label_job
-from pipeline.pngcodec import decode_index_png as decode_png
-from pipeline.pngcodec import encode_index_png as encode_label_png
-from pipeline.preflight import check_job
-from pipeline.reader import decode_sample
-from pipeline.synthetic import encode_image
-from pipeline.verify import verify_output
+from pipeline.run.driver import run_label_job
+from pipeline.output.pngcodec import decode_index_png as decode_png
+from pipeline.output.pngcodec import encode_index_png as encode_label_png
+from pipeline.run.preflight import check_job
+from pipeline.read.reader import decode_sample
+from pipeline.sources.synthetic import encode_image
+from pipeline.score.verify import verify_output
 from tests import faults as F
 from tests.faults import in_process_labeler
 from tests.shards import make_demo_shards, write_raw_tar
@@ -211,7 +211,7 @@ def test_pixel_limit_is_checked_before_decoding_and_configurable():
     assert decode_sample({"__key__": "k", "png": header_only}, max_pixels=2 * 10**8 - 1).error.startswith("too_large")
     from PIL import Image
 
-    from pipeline.reader import allow_pixels
+    from pipeline.read.reader import allow_pixels
 
     saved = Image.MAX_IMAGE_PIXELS
     try:

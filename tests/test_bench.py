@@ -303,7 +303,7 @@ def test_host_costs_and_actor_rates_from_shard_stats():
 def test_cpu_clock_counts_thread_time_per_stage_across_threads():
     import threading
 
-    from pipeline.cpuclock import CpuClock
+    from pipeline.run.cpuclock import CpuClock
 
     clock = CpuClock()
 

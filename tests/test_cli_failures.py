@@ -38,12 +38,12 @@ def shards(tmp_path_factory):
 @pytest.fixture
 def no_ray(monkeypatch):
     """Fail the test if the job gets as far as starting (or joining) Ray."""
-    import pipeline.driver
+    import pipeline.run.driver
 
     def refuse(*args, **kwargs):
         raise AssertionError("Ray was started although the job should have failed before")
 
-    monkeypatch.setattr(pipeline.driver, "ray_session", refuse)
+    monkeypatch.setattr(pipeline.run.driver, "ray_session", refuse)
 
 
 def test_missing_input_shards_are_named_before_ray_starts(shards, tmp_path, no_ray, capsys):
@@ -122,12 +122,12 @@ def test_regress_with_a_missing_model_names_it(ray_session, tiny_models, shards,
 
 
 def test_unexpected_errors_keep_their_traceback(shards, tmp_path, monkeypatch):
-    import pipeline.driver
+    import pipeline.run.driver
 
     def bug(cfg):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(pipeline.driver, "run_label_job", bug)
+    monkeypatch.setattr(pipeline.run.driver, "run_label_job", bug)
     with pytest.raises(RuntimeError, match="a bug"):
         nerve(["label", f"input.shards={shards}", f"output.dir={tmp_path / 'o'}"])
 
@@ -144,7 +144,7 @@ def _fake_ray(monkeypatch, init):
 
 
 def test_a_local_run_starts_its_own_ray_whatever_the_environment_names(monkeypatch):
-    from pipeline.driver import ray_session
+    from pipeline.run.driver import ray_session
 
     monkeypatch.setenv("RAY_ADDRESS", "10.255.255.1:6379")  # like a dead `ray start` cluster's record
     calls = _fake_ray(monkeypatch, lambda **kwargs: None)
@@ -154,7 +154,7 @@ def test_a_local_run_starts_its_own_ray_whatever_the_environment_names(monkeypat
 
 
 def test_ray_lines_are_quiet_unless_verbose(monkeypatch):
-    from pipeline.driver import ray_session
+    from pipeline.run.driver import ray_session
 
     notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
     seen = []
@@ -186,7 +186,7 @@ def test_a_local_ray_that_cannot_start_is_one_line(shards, tmp_path, monkeypatch
 
 
 def test_loading_models_status_until_the_first_image(capsys):
-    from pipeline.progress import JobProgress
+    from pipeline.run.progress import JobProgress
 
     bar = JobProgress(4, 2)
     bar.update(0, 0, 0, 0)

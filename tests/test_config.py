@@ -4,9 +4,9 @@ import pytest
 from jobs.cli import main as nerve
 from jobs.config import load_config
 from pipeline.config import LabelJobConfig
-from pipeline.driver import job_description
+from pipeline.run.driver import job_description
 from pipeline.job import label_job
-from pipeline.outputdir import OutputDir
+from pipeline.output.outputdir import OutputDir
 from tests.shards import make_demo_shards
 
 
@@ -57,8 +57,8 @@ def test_fingerprint_mismatch_is_refused_unless_overwrite(tmp_path, capsys):
 
 
 def test_cpu_actors_get_the_cores_that_their_ray_reservation_leaves_idle():
-    from pipeline.actors import plan_actors
-    from pipeline.driver import cpu_threads
+    from pipeline.run.actors import plan_actors
+    from pipeline.run.driver import cpu_threads
 
     cfg = label_job(load_config(LabelJobConfig, []))
     cluster = {"CPU": 2.0}
@@ -77,7 +77,7 @@ def test_the_job_reaches_the_actor_typed_and_frozen_and_both_fingerprints_ignore
     import pickle
 
     from nerve_core.identity import engine_identity
-    from pipeline.driver import actor_job
+    from pipeline.run.driver import actor_job
     from pipeline.job import ActorJob
 
     def described(*overrides):

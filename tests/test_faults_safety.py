@@ -61,7 +61,7 @@ def test_stable_diffusion_pickle_weights_cannot_run_code(tiny_models, tmp_path):
 def test_yaml_configs_cannot_build_python_objects(tmp_path):
     from jobs.config import ConfigError, load_config
     from pipeline.config import LabelJobConfig
-    from pipeline.outputdir import OutputDir
+    from pipeline.output.outputdir import OutputDir
 
     marker = tmp_path / "code-ran"
     payload = f"progress: !!python/object/apply:os.system ['touch {marker}']\n"

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from pipeline.maskcodec import ColumnRuns, coco_rles
-from pipeline.pngcodec import encode_index_png, png_gray8
-from pipeline.writers import classes_present, coco_results
+from pipeline.output.maskcodec import ColumnRuns, coco_rles
+from pipeline.output.pngcodec import encode_index_png, png_gray8
+from pipeline.output.writers import classes_present, coco_results
 
 
 def label_maps():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from jobs.cli import main as nerve
-from pipeline.outputdir import NotAnOutputDir, OutputDir
-from pipeline.writers import ShardResult
+from pipeline.output.outputdir import NotAnOutputDir, OutputDir
+from pipeline.output.writers import ShardResult
 
 
 def _shard(out: OutputDir, shard: str, stats: dict | None) -> None:

@@ -15,9 +15,9 @@ from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
-from pipeline.driver import run_label_job
-from pipeline.pngcodec import decode_index_png as decode_png
-from pipeline.verify import coco_loads, verify_output
+from pipeline.run.driver import run_label_job
+from pipeline.output.pngcodec import decode_index_png as decode_png
+from pipeline.score.verify import coco_loads, verify_output
 from tests.faults import StallingFifo, wait_until_gone
 from tests.shards import make_demo_shards, read_ground_truth, set_iou
 
@@ -143,7 +143,7 @@ def test_actor_killed_mid_shard_is_retried_without_loss(reference, tiny_models, 
 
 
 def test_one_actor_per_gpu_each_pinned_to_its_own(ray_session, tiny_models):
-    from pipeline.actors import plan_actors, start_labeler
+    from pipeline.run.actors import plan_actors, start_labeler
     from pipeline.job import ActorJob
 
     resources = ray_session.cluster_resources()
@@ -172,7 +172,7 @@ def test_one_actor_per_gpu_each_pinned_to_its_own(ray_session, tiny_models):
 def test_bad_samples_and_truncated_shard_are_accounted_for(ray_session, tiny_models, shards_dir, tmp_path, capsys):
     from PIL import Image
 
-    from pipeline.synthetic import encode_image
+    from pipeline.sources.synthetic import encode_image
     from tests.shards import write_raw_tar
 
     inputs = tmp_path / "in"

@@ -9,8 +9,8 @@ from PIL import Image
 
 from configs import classes_path
 from nerve_core.vocab import Vocabulary
-from pipeline.shard_writer import ShardSample, write_shards
-from pipeline.synthetic import SHAPES, demo_samples
+from pipeline.sources.shard_writer import ShardSample, write_shards
+from pipeline.sources.synthetic import SHAPES, demo_samples
 
 
 def _members(path):
@@ -61,7 +61,7 @@ def test_bad_keys_and_duplicates_are_refused(tmp_path):
 
 def test_a_directory_holding_shards_is_refused_unless_overwrite(tmp_path, capsys):
     from jobs import shards
-    from pipeline.shardlist import expand_shards
+    from pipeline.read.shardlist import expand_shards
 
     out = tmp_path / "set"
     assert shards.main(["demo", f"output={out}", "num_samples=5", "per_shard=2", "progress=false"]) == 0
@@ -80,7 +80,7 @@ def test_a_directory_holding_shards_is_refused_unless_overwrite(tmp_path, capsys
 
 
 def test_overwrite_never_removes_shards_of_another_prefix(tmp_path):
-    from pipeline.shard_writer import ShardsExist
+    from pipeline.sources.shard_writer import ShardsExist
 
     write_shards(demo_samples(2), tmp_path, prefix="other", per_shard=1, progress=False)
     with pytest.raises(ShardsExist, match="other-000000.tar"):

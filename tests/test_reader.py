@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.pngcodec import encode_index_png as encode_label_png
-from pipeline.reader import MemberCut, decode_sample, raw_samples
-from pipeline.shardlist import expand_shards, manifest_counts, shard_id
-from pipeline.synthetic import encode_image
+from pipeline.output.pngcodec import encode_index_png as encode_label_png
+from pipeline.read.reader import MemberCut, decode_sample, raw_samples
+from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.sources.synthetic import encode_image
 from tests.shards import make_demo_shards, write_raw_tar
 
 

@@ -19,7 +19,7 @@ from pipeline.report.palette import (
     named_colour,
     voc_palette,
 )
-from pipeline.synthetic import SHAPES
+from pipeline.sources.synthetic import SHAPES
 from tests.shards import make_demo_shards
 
 

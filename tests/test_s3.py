@@ -46,7 +46,7 @@ def bucket():
 def test_label_retry_resume_verify_and_export_on_s3(bucket, ray_session, tiny_models, tmp_path, capsys):
     import fsspec
 
-    from pipeline.verify import verify_output
+    from pipeline.score.verify import verify_output
 
     shards, out = f"{bucket}/shards", f"{bucket}/out"
     assert nerve(["shards", "demo", f"output={shards}", "num_samples=4", "per_shard=2", "progress=false"]) == 0
@@ -54,7 +54,7 @@ def test_label_retry_resume_verify_and_export_on_s3(bucket, ray_session, tiny_mo
 
     from jobs.config import load_config
     from pipeline.config import LabelJobConfig
-    from pipeline.driver import run_label_job
+    from pipeline.run.driver import run_label_job
 
     cfg = load_config(LabelJobConfig, [
         "dataset=demo", *dotlist(tiny_models), "engine.device=cpu", "engine.batch_size=1", f"input.shards={shards}",

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pipeline.scoring import confusion_matrix, per_class_iou, summarize_confusion
-from pipeline.summary import merge_stats
+from pipeline.score.scoring import confusion_matrix, per_class_iou, summarize_confusion
+from pipeline.output.summary import merge_stats
 from tests.shards import set_iou
 
 
@@ -94,7 +94,7 @@ def test_confusion_counts_blocks_and_any_integer_type_alike():
 
 
 def test_reduce_zero_label_maps_zero_to_ignore_and_shifts_the_rest():
-    from pipeline.scoring import reduce_zero_label
+    from pipeline.score.scoring import reduce_zero_label
 
     gt = np.array([[0, 1, 2], [255, 150, 3]], dtype=np.uint8)
     assert reduce_zero_label(gt).tolist() == [[255, 0, 1], [255, 149, 2]]

@@ -18,11 +18,11 @@ from safetensors.torch import load_file, save_file
 from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
+from pipeline.output.pngcodec import decode_index_png as decode_png
 from pipeline.tune.cache import open_cache
 from pipeline.tune.config import TuneJobConfig
 from pipeline.tune.job import run_tune_job
 from pipeline.tune.space import SearchSpace
-from pipeline.writers import decode_png
 from tests.shards import make_demo_shards, read_ground_truth, set_iou
 from tests.test_planted_partition import GRID, REGIONS, planted_problem
 
@@ -92,7 +92,7 @@ def test_cache_holds_the_engine_features_and_states_its_size(tuned, tiny_engine_
     from configs import classes_path
     from nerve_core.engine import build_engine
     from nerve_core.vocab import Vocabulary
-    from pipeline.reader import decode_sample, raw_samples
+    from pipeline.read.reader import decode_sample, raw_samples
 
     summary = json.loads((tuned / "cache" / "summary.json").read_text())
     files = sorted((tuned / "cache" / "shards").glob("*/*.safetensors"))

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from pipeline.pngcodec import decode_index_png, encode_index_png
+from pipeline.output.pngcodec import decode_index_png, encode_index_png
 from pipeline.storage import atomic_write, filesystem
-from pipeline.verify import coco_loads
-from pipeline.writers import ROW_SCHEMA, ShardResult, shard_paths, write_shard_outputs
+from pipeline.score.verify import coco_loads
+from pipeline.output.writers import ROW_SCHEMA, ShardResult, shard_paths, write_shard_outputs
 
 
 def test_masks_round_trip_exactly_and_rle_matches():

@@ -30,8 +30,8 @@ from nerve_core.vocab import Vocabulary
 from pipeline.bench.flops import FlopStageTimer, achieved_fraction, peak_tflops
 from pipeline.bench.measure import module_bytes, peak_memory, torch_threads
 from pipeline.bench.models import model_overrides
-from pipeline.pngcodec import encode_index_png
-from pipeline.writers import coco_results
+from pipeline.output.pngcodec import encode_index_png
+from pipeline.output.writers import coco_results
 
 # Disjoint stages in report order. The SD extractor splits the engine's "sd" stage into "vae" and
 # "unet"; what is left of it (moving pixels to the device) is "sd_other".

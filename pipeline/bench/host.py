@@ -4,7 +4,7 @@ A rate R is sustained when every actor labels at >= `sustain` x R images/s over 
 the start of its first shard to the end of its last (so gaps between shards count). The ceiling is
 found by doubling R until a rate is not sustained, then bisecting (geometrically) until the highest
 sustained and the lowest failed rate are within `precision` of each other. CPU milliseconds per
-image per stage come from the shards' `cpu_seconds` (thread CPU time, see pipeline.cpuclock);
+image per stage come from the shards' `cpu_seconds` (thread CPU time, see pipeline.run.cpuclock);
 `other` is the rest of the actor process's CPU (Ray's threads, the engine thread's bookkeeping,
 the garbage collector) and `total` all of it.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.storage import filesystem
-from pipeline.writers import read_json
+from pipeline.output.writers import read_json
 
 STAGES = ("read", "decode", "prepare", "engine", "encode", "score", "progress", "write")
 

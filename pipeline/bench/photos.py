@@ -15,8 +15,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from pipeline.shard_writer import ShardSample
-from pipeline.synthetic import encode_label_png
+from pipeline.output.pngcodec import encode_index_png as encode_label_png
+from pipeline.sources.shard_writer import ShardSample
 
 # scikit-image data functions that return colour photographs, with the size each one has.
 PHOTOS = {

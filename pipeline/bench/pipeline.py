@@ -36,10 +36,10 @@ from pipeline.bench.models import model_overrides
 from pipeline.bench.photos import photo_samples
 from pipeline.bench.standin import build_engine_or_standin, standin_name, standin_ray
 from pipeline.config import LabelJobConfig, RayConfig
-from pipeline.reader import decode_sample, raw_samples
-from pipeline.shard_writer import write_shards
-from pipeline.shardlist import expand_shards
-from pipeline.synthetic import demo_samples
+from pipeline.read.reader import decode_sample, raw_samples
+from pipeline.sources.shard_writer import write_shards
+from pipeline.read.shardlist import expand_shards
+from pipeline.sources.synthetic import demo_samples
 
 
 @dataclass
@@ -87,7 +87,7 @@ def write_bench_shards(cfg: PipelineBenchConfig, directory: Path, num_classes: i
 
 def label_job(cfg: PipelineBenchConfig, engine_cfg, shards: list[str], out_dir: Path, ray_cfg=None) -> dict:
     """Run the label job; return its summary's figures for this run plus the wall time seen here."""
-    from pipeline.driver import run_label_job
+    from pipeline.run.driver import run_label_job
 
     job = OmegaConf.merge(
         OmegaConf.structured(LabelJobConfig),

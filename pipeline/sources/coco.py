@@ -26,8 +26,8 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from nerve_core.errors import ConfigError, NotFound
-from pipeline.pngcodec import encode_index_png
-from pipeline.shard_writer import ShardSample
+from pipeline.output.pngcodec import encode_index_png
+from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.files import (
     SkipSample,
     check_mask_size,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.pngcodec import INDEX_MODES, index_array
+from pipeline.output.pngcodec import INDEX_MODES, index_array
 
 # PIL format name -> extension of the shard contract; other formats are re-encoded as PNG.
 _KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}

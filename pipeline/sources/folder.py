@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nerve_core.errors import ConfigError, NotFound
-from pipeline.pngcodec import encode_index_png
-from pipeline.shard_writer import ShardSample
+from pipeline.output.pngcodec import encode_index_png
+from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.files import (
     check_mask_ids,
     check_mask_size,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from pipeline.shard_writer import ShardSample
+from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.files import SkipSample
 
 Item = TypeVar("Item")

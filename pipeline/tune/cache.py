@@ -16,10 +16,10 @@ from omegaconf import OmegaConf
 from nerve_core.config import BackgroundConfig, RefineConfig, UpsampleConfig
 from nerve_core.refine import get_refiner
 from pipeline.config import LabelJobConfig
-from pipeline.fingerprint import job_fingerprint
+from pipeline.output.fingerprint import job_fingerprint
 from pipeline.job import label_job
-from pipeline.outputdir import OutputDir
-from pipeline.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.output.outputdir import OutputDir
+from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.storage import join
 from pipeline.tune.space import SearchSpace, digest
 
@@ -80,7 +80,7 @@ def open_cache(cfg, space: SearchSpace, root: str, synonyms: list) -> tuple:
 
 def build_cache(ray, cfg, space: SearchSpace, root: str, vocab, emit) -> CacheRun:
     """Fill the cache for every input shard not yet done there, on a pool of label actors."""
-    from pipeline.driver import JobResult, _Pool
+    from pipeline.run.driver import JobResult, _Pool
 
     job, fingerprint = open_cache(cfg, space, root, vocab.synonyms)
     urls = expand_shards(cfg.input.shards)

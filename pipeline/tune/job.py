@@ -20,7 +20,7 @@ from pipeline.tune.search import SearchRun, finished_trials, optuna_searcher, ru
 from pipeline.tune.space import SearchSpace, digest, engine_with
 from pipeline.tune.split import split_images
 from pipeline.tune.trial import TrialContext
-from pipeline.writers import write_json
+from pipeline.output.writers import write_json
 
 # Engine fields that decide where and how fast a trial runs, never its result.
 _PLACEMENT_FIELDS = ("device", "batch_size", "compile")
@@ -50,7 +50,7 @@ def check_tune_config(tcfg) -> None:
 
 def run_tune_job(cfg, on_event=None) -> TuneResult:
     """Cache, split, search and report for a TuneJobConfig."""
-    from pipeline.driver import ray_session
+    from pipeline.run.driver import ray_session
 
     if not cfg.output.dir:
         raise ConfigError("output.dir is required")

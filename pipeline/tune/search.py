@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from nerve_core.errors import ConfigError
 from pipeline.storage import filesystem
 from pipeline.tune.trial import TrialContext, run_trial
-from pipeline.writers import read_json
+from pipeline.output.writers import read_json
 
 
 @dataclass

@@ -19,11 +19,11 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from pipeline.outputdir import OutputDir
-from pipeline.pngcodec import decode_index_png
-from pipeline.reader import IMAGE_EXTS, raw_samples
+from pipeline.output.outputdir import OutputDir
+from pipeline.output.pngcodec import decode_index_png
+from pipeline.read.reader import IMAGE_EXTS, raw_samples
 from pipeline.reasons import reason_of
-from pipeline.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
 
 _TRANSPOSING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline.pngcodec import encode_index_png
-from pipeline.shard_writer import ShardSample
+from pipeline.output.pngcodec import encode_index_png
+from pipeline.sources.shard_writer import ShardSample
 
 # class id -> (shape, RGB colour); ids match the lines of configs/classes/demo.txt.
 SHAPES = {

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.outputdir import OutputDir
-from pipeline.scoring import summarize_confusion
-from pipeline.walk_stats import merge_walk
+from pipeline.output.outputdir import OutputDir
+from pipeline.score.scoring import summarize_confusion
+from pipeline.output.walk_stats import merge_walk
 
 
 def merge_stats(stats: list[dict], class_names: list[str], fingerprint: dict) -> dict:
@@ -33,7 +33,7 @@ def merge_stats(stats: list[dict], class_names: list[str], fingerprint: dict) ->
         "confusion": confusion.tolist() if scored else None,
         "class_names": list(class_names),
         "fingerprint": fingerprint["digest"],
-        "walk": merge_walk(stats),  # the random walk's diagnostics (pipeline/walk_stats.py); None without a walk
+        "walk": merge_walk(stats),  # the random walk's diagnostics (pipeline/output/walk_stats.py); None without a walk
     }
 
 

@@ -20,12 +20,12 @@ from functools import partial
 import numpy as np
 
 from nerve_core.errors import NerveError
-from pipeline.batch_split import run_bisecting
-from pipeline.cpuclock import CpuClock
+from pipeline.run.batch_split import run_bisecting
+from pipeline.run.cpuclock import CpuClock
 from pipeline.job import ActorJob
-from pipeline.outputdir import OutputDir
-from pipeline.prefetch import SourceError, prefetch_map
-from pipeline.reader import (
+from pipeline.output.outputdir import OutputDir
+from pipeline.read.prefetch import SourceError, prefetch_map
+from pipeline.read.reader import (
     Sample,
     allow_pixels,
     check_gt_values,
@@ -33,10 +33,10 @@ from pipeline.reader import (
     raw_samples,
 )
 from pipeline.reasons import BAD_IMAGE_LABELS, ENGINE, NO_IMAGE_LABELS, PREPARE, reason_of
-from pipeline.scoring import confusion_matrix, reduce_zero_label
-from pipeline.shardlist import shard_id
-from pipeline.walk_stats import WalkStats
-from pipeline.writers import ShardResult
+from pipeline.score.scoring import confusion_matrix, reduce_zero_label
+from pipeline.read.shardlist import shard_id
+from pipeline.output.walk_stats import WalkStats
+from pipeline.output.writers import ShardResult
 
 
 class EngineBuildError(NerveError):

@@ -22,15 +22,15 @@ from typing import Callable
 from configs import classes_path
 from nerve_core.errors import NerveError
 from nerve_core.vocab import Vocabulary
-from pipeline.actors import plan_actors, start_labeler, start_progress_counter
+from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
 from pipeline.config import LabelJobConfig
-from pipeline.fingerprint import job_fingerprint
+from pipeline.output.fingerprint import job_fingerprint
 from pipeline.job import ActorJob, label_job
-from pipeline.outputdir import OutputDir
-from pipeline.preflight import check_job, writing_output
-from pipeline.progress import JobProgress
-from pipeline.shardlist import expand_shards, manifest_counts, shard_id
-from pipeline.summary import write_summary
+from pipeline.output.outputdir import OutputDir
+from pipeline.run.preflight import check_job, writing_output
+from pipeline.run.progress import JobProgress
+from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.output.summary import write_summary
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -231,7 +231,7 @@ class _Pool:
         """Handle a finished attempt; True when its actor is still usable."""
         from ray.exceptions import RayActorError, RayTaskError
 
-        from pipeline.labeler import EngineBuildError
+        from pipeline.run.labeler import EngineBuildError
 
         try:
             shard_stats = self.ray.get(ref)

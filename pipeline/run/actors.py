@@ -46,7 +46,7 @@ def start_labeler(plan: ActorPlan, job, progress=None):
     """One Labeler actor with the plan's resources; never restarted by Ray (the driver decides)."""
     import ray
 
-    from pipeline.labeler import Labeler
+    from pipeline.run.labeler import Labeler
 
     actor_cls = ray.remote(Labeler).options(
         num_cpus=plan.num_cpus,
@@ -62,7 +62,7 @@ def start_progress_counter():
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from pipeline.labeler import ProgressCounter
+    from pipeline.run.labeler import ProgressCounter
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     return ray.remote(ProgressCounter).options(num_cpus=0, scheduling_strategy=here).remote()

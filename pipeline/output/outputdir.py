@@ -15,7 +15,7 @@ import yaml
 
 from nerve_core.errors import ConfigError, NerveError, NotFound
 from pipeline.storage import atomic_write, filesystem, join
-from pipeline.writers import ShardResult, read_json, shard_paths, write_json, write_shard_outputs
+from pipeline.output.writers import ShardResult, read_json, shard_paths, write_json, write_shard_outputs
 
 CONFIG_FILE = "config.yaml"
 FAILED_FILE = "failed_shards.json"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import webdataset as wds
 
 from nerve_core.errors import ConfigError
-from pipeline.shardlist import SHARD_SUFFIXES
+from pipeline.read.shardlist import SHARD_SUFFIXES
 from pipeline.storage import AtomicFile, atomic_write, filesystem, join
 
 IMAGE_EXTS = ("jpg", "png", "webp")

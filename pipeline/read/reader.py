@@ -28,7 +28,7 @@ from PIL import Image
 from webdataset.tariterators import base_plus_ext
 
 from nerve_core.imageprep import to_rgb
-from pipeline.pngcodec import index_array
+from pipeline.output.pngcodec import index_array
 from pipeline.reasons import (
     BAD_JSON,
     DECODE_IMAGE,

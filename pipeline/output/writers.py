@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pipeline.hf_features import IMAGE_TYPE, image_value, with_image_features
-from pipeline.maskcodec import ColumnRuns, coco_rles
-from pipeline.pngcodec import encode_index_png
+from pipeline.output.hf_features import IMAGE_TYPE, image_value, with_image_features
+from pipeline.output.maskcodec import ColumnRuns, coco_rles
+from pipeline.output.pngcodec import encode_index_png
 from pipeline.storage import atomic_write, join
-from pipeline.walk_stats import WALK_TYPE
+from pipeline.output.walk_stats import WALK_TYPE
 
 UNLABELED = 255
 
@@ -33,7 +33,7 @@ ROW_SCHEMA = with_image_features(pa.schema([
     ("classes", pa.list_(pa.int32())),
     ("confidence_png", pa.binary()),  # quantised top-class probability (0..255), when asked for
     ("fingerprint", pa.string()),
-    ("walk", WALK_TYPE),  # the random walk's diagnostics of this image (pipeline/walk_stats.py); null without a walk
+    ("walk", WALK_TYPE),  # the random walk's diagnostics of this image (pipeline/output/walk_stats.py); null without a walk
     # The same PNG as mask_png, as a Hugging Face Image (struct {bytes, path}): datasets and viewers
     # open it as an image. Confidence maps are not duplicated this way (they are much larger).
     ("mask", IMAGE_TYPE),
