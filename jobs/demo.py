@@ -50,9 +50,9 @@ def label_overrides(cfg: DemoConfig, shards: list[str], out_dir: Path) -> list[s
 @command
 def main(argv: list[str]) -> int:
     from pipeline.config import LabelJobConfig
-    from pipeline.run.driver import run_label_job
     from pipeline.report.model import RunReport
     from pipeline.report.write import write_report
+    from pipeline.run.driver import run_label_job
     from pipeline.sources.shard_writer import write_shards
     from pipeline.sources.synthetic import demo_samples
 

@@ -32,11 +32,11 @@ from omegaconf import MISSING
 from jobs.config import ConfigError, command, load_object, parse_argv
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png, encode_index_png
-from pipeline.report.palette import voc_palette
+from pipeline.output.writers import coco_results
 from pipeline.read.shardlist import expand_shards, read_manifests
+from pipeline.report.palette import voc_palette
 from pipeline.sources.naming import safe_key
 from pipeline.storage import atomic_write_local
-from pipeline.output.writers import coco_results
 
 IGNORE = 255
 ROW_COLUMNS = ["key", "shard", "image_id", "status", "error", "height", "width", "mask_png"]

@@ -63,8 +63,8 @@ def report_dir(cfg) -> Path:
 
 def make_demo_input(cfg) -> None:
     """Write the demo shards that cfg.demo_shards asks for, unless input.shards already holds shards."""
-    from pipeline.sources.shard_writer import write_shards
     from pipeline.read.shardlist import SHARD_SUFFIXES
+    from pipeline.sources.shard_writer import write_shards
     from pipeline.sources.synthetic import demo_samples
 
     folder = Path(str(cfg.input.shards))
@@ -75,12 +75,12 @@ def make_demo_input(cfg) -> None:
 
 @command
 def main(argv: list[str]) -> int:
-    from pipeline.run.driver import run_label_job
+    from pipeline.output.walk_stats import walk_warning
+    from pipeline.read.shardlist import expand_shards, shard_id
     from pipeline.report.baseline import Check, baseline_from_summary, compare, read_baseline, write_baseline
     from pipeline.report.model import RunReport
     from pipeline.report.write import write_report
-    from pipeline.read.shardlist import expand_shards, shard_id
-    from pipeline.output.walk_stats import walk_warning
+    from pipeline.run.driver import run_label_job
 
     args = parse_argv(argv, flags=(UPDATE_FLAG,))
     no_positionals(args)

@@ -19,9 +19,9 @@ from omegaconf import MISSING
 from configs import classes_path
 from jobs.config import ConfigError, command, fail, load_object, parse_argv
 from nerve_core.vocab import Vocabulary
-from pipeline.sources.shard_writer import ShardSample, write_shards
 from pipeline.sources.coco import coco_source
 from pipeline.sources.folder import folder_samples
+from pipeline.sources.shard_writer import ShardSample, write_shards
 from pipeline.sources.skips import SkipLog
 from pipeline.sources.voc import voc_samples
 from pipeline.storage import atomic_write, filesystem, join

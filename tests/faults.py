@@ -151,8 +151,8 @@ def in_process_labeler(tiny_models: dict, out_dir, *overrides: str):
     from jobs.config import load_config
     from nerve_core.models.tiny import dotlist
     from pipeline.config import LabelJobConfig
-    from pipeline.run.driver import actor_job, job_description
     from pipeline.job import label_job
+    from pipeline.run.driver import actor_job, job_description
     from pipeline.run.labeler import Labeler
 
     cfg = label_job(load_config(LabelJobConfig, ["dataset=demo", *dotlist(tiny_models), "engine.device=cpu",
@@ -212,9 +212,9 @@ def labeling_peak_growth(engine_overrides: dict, sizes: list[tuple[int, int]]) -
     from nerve_core.config import EngineConfig
     from nerve_core.engine import build_engine
     from nerve_core.vocab import Vocabulary
+    from pipeline.output.writers import ShardResult
     from pipeline.read.reader import allow_pixels, decode_sample
     from pipeline.score.scoring import confusion_matrix
-    from pipeline.output.writers import ShardResult
 
     cfg = OmegaConf.merge(OmegaConf.structured(EngineConfig), engine_overrides, {"device": "cpu"})
     engine, vocab = build_engine(cfg), Vocabulary.from_file(classes_path("demo"))

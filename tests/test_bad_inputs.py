@@ -15,15 +15,15 @@ import pytest
 from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
-from pipeline.run import driver
 from pipeline.config import LabelJobConfig
-from pipeline.run.driver import run_label_job
 from pipeline.output.pngcodec import decode_index_png as decode_png
 from pipeline.output.pngcodec import encode_index_png as encode_label_png
-from pipeline.run.preflight import check_job
 from pipeline.read.reader import decode_sample
-from pipeline.sources.synthetic import encode_image
+from pipeline.run import driver
+from pipeline.run.driver import run_label_job
+from pipeline.run.preflight import check_job
 from pipeline.score.verify import verify_output
+from pipeline.sources.synthetic import encode_image
 from tests import faults as F
 from tests.faults import in_process_labeler
 from tests.shards import make_demo_shards, write_raw_tar

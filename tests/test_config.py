@@ -4,9 +4,9 @@ import pytest
 from jobs.cli import main as nerve
 from jobs.config import load_config
 from pipeline.config import LabelJobConfig
-from pipeline.run.driver import job_description
 from pipeline.job import label_job
 from pipeline.output.outputdir import OutputDir
+from pipeline.run.driver import job_description
 from tests.shards import make_demo_shards
 
 
@@ -77,8 +77,8 @@ def test_the_job_reaches_the_actor_typed_and_frozen_and_both_fingerprints_ignore
     import pickle
 
     from nerve_core.identity import engine_identity
-    from pipeline.run.driver import actor_job
     from pipeline.job import ActorJob
+    from pipeline.run.driver import actor_job
 
     def described(*overrides):
         job = label_job(load_config(LabelJobConfig, ["dataset=demo", f"output.dir={tmp_path}", *overrides]))

@@ -15,10 +15,10 @@ import pytest
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
-from pipeline.run.driver import run_label_job
 from pipeline.output.pngcodec import encode_index_png as encode_label_png
-from pipeline.sources.synthetic import demo_image, encode_image
+from pipeline.run.driver import run_label_job
 from pipeline.score.verify import verify_output
+from pipeline.sources.synthetic import demo_image, encode_image
 from tests import faults as F
 from tests.shards import write_raw_tar
 

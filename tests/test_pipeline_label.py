@@ -15,8 +15,8 @@ from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
-from pipeline.run.driver import run_label_job
 from pipeline.output.pngcodec import decode_index_png as decode_png
+from pipeline.run.driver import run_label_job
 from pipeline.score.verify import coco_loads, verify_output
 from tests.faults import StallingFifo, wait_until_gone
 from tests.shards import make_demo_shards, read_ground_truth, set_iou
@@ -143,8 +143,8 @@ def test_actor_killed_mid_shard_is_retried_without_loss(reference, tiny_models, 
 
 
 def test_one_actor_per_gpu_each_pinned_to_its_own(ray_session, tiny_models):
-    from pipeline.run.actors import plan_actors, start_labeler
     from pipeline.job import ActorJob
+    from pipeline.run.actors import plan_actors, start_labeler
 
     resources = ray_session.cluster_resources()
     assert resources.get("GPU") == 2

@@ -1,5 +1,6 @@
 """Shard reading and decoding: EXIF orientation, raw label indices, error rows, shard lists."""
 import io
+import tarfile
 
 import numpy as np
 import pytest
@@ -75,7 +76,7 @@ def test_truncated_shard_yields_readable_samples_then_raises(tmp_path):
     cut = tmp_path / "cut-000000.tar"
     cut.write_bytes(data[: int(len(data) * 0.8)])
     seen = []
-    with pytest.raises(Exception):
+    with pytest.raises((MemberCut, tarfile.TarError, OSError, EOFError)):
         for raw in raw_samples(str(cut)):
             seen.append((raw["__key__"], "__truncated__" in raw))
     # Whole samples first; the one the cut falls in comes last, flagged.

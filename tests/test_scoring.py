@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pipeline.score.scoring import confusion_matrix, per_class_iou, summarize_confusion
 from pipeline.output.summary import merge_stats
+from pipeline.score.scoring import confusion_matrix, per_class_iou, summarize_confusion
 from tests.shards import set_iou
 
 

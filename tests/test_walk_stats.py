@@ -6,10 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from nerve_core.config import RefineConfig
-from pipeline.report.markdown import render_markdown
-from pipeline.report.model import RunReport
 from pipeline.output.walk_stats import WalkStats, merge_walk, walk_warning
 from pipeline.output.writers import ShardResult, parquet_bytes
+from pipeline.report.markdown import render_markdown
+from pipeline.report.model import RunReport
 
 
 def walk(kept: float, negative: float, weights=(0.5, 0.3, 0.2), moved: float = 0.4) -> dict:

@@ -10,9 +10,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from pipeline.output.pngcodec import decode_index_png, encode_index_png
-from pipeline.storage import atomic_write, filesystem
-from pipeline.score.verify import coco_loads
 from pipeline.output.writers import ROW_SCHEMA, ShardResult, shard_paths, write_shard_outputs
+from pipeline.score.verify import coco_loads
+from pipeline.storage import atomic_write, filesystem
 
 
 def test_masks_round_trip_exactly_and_rle_matches():

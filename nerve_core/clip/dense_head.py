@@ -15,7 +15,7 @@ The model is used as loaded: the head reads its weights and never changes them.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -13,8 +13,8 @@ refiners' scores are renormalised over the classes first).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from nerve_core.refine.dslo import refine_dslo_max_velocity, refine_dslo_optimal_path
 from nerve_core.refine.iseg import refine_iseg

@@ -11,11 +11,11 @@ the garbage collector) and `total` all of it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from pipeline.storage import filesystem
 from pipeline.output.writers import read_json
+from pipeline.storage import filesystem
 
 STAGES = ("read", "decode", "prepare", "engine", "encode", "score", "progress", "write")
 

@@ -9,8 +9,8 @@ picture's own brightness (a few classes with smooth borders), so that scoring ru
 from __future__ import annotations
 
 import io
-from functools import lru_cache
-from typing import Iterator
+from collections.abc import Iterator
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -28,7 +28,7 @@ LANDSCAPE, PORTRAIT = (375, 500), (500, 375)  # (H, W) of the bench images
 JPEG_QUALITY = 90
 
 
-@lru_cache(maxsize=None)
+@cache
 def photo(name: str) -> Image.Image:
     """One of scikit-image's bundled colour photographs as an RGB image."""
     try:

@@ -37,8 +37,8 @@ from pipeline.bench.photos import photo_samples
 from pipeline.bench.standin import build_engine_or_standin, standin_name, standin_ray
 from pipeline.config import LabelJobConfig, RayConfig
 from pipeline.read.reader import decode_sample, raw_samples
-from pipeline.sources.shard_writer import write_shards
 from pipeline.read.shardlist import expand_shards
+from pipeline.sources.shard_writer import write_shards
 from pipeline.sources.synthetic import demo_samples
 
 

@@ -1,12 +1,12 @@
 """COCO RLE of every class of a label map from one pass over it.
 
 It runs once per labeled image on the actor's CPU, which a GPU engine leaves as the limit (the
-mask PNG beside it: pipeline/output/pngcodec.py). COCO's counts are run lengths of each class's binary mask in column-major order. Instead of
-one pass per class (compare, Fortran copy, encode), the map's runs are found once and each class's
-counts are read off them; pycocotools still turns the counts into its compressed string.
+mask PNG beside it: pipeline/output/pngcodec.py). COCO's counts are run lengths of each class's
+binary mask in column-major order. Instead of one pass per class (compare, Fortran copy, encode),
+the map's runs are found once and each class's counts are read off them; pycocotools still turns
+the counts into its compressed string.
 """
 from __future__ import annotations
-
 
 import numpy as np
 from pycocotools import mask as mask_utils

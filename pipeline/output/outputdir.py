@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from nerve_core.errors import ConfigError, NerveError, NotFound
-from pipeline.storage import atomic_write, filesystem, join
 from pipeline.output.writers import ShardResult, read_json, shard_paths, write_json, write_shard_outputs
+from pipeline.storage import atomic_write, filesystem, join
 
 CONFIG_FILE = "config.yaml"
 FAILED_FILE = "failed_shards.json"

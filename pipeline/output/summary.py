@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.output.outputdir import OutputDir
-from pipeline.score.scoring import summarize_confusion
 from pipeline.output.walk_stats import merge_walk
+from pipeline.score.scoring import summarize_confusion
 
 
 def merge_stats(stats: list[dict], class_names: list[str], fingerprint: dict) -> dict:

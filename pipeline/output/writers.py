@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from pipeline.output.hf_features import IMAGE_TYPE, image_value, with_image_features
 from pipeline.output.maskcodec import ColumnRuns, coco_rles
 from pipeline.output.pngcodec import encode_index_png
-from pipeline.storage import atomic_write, join
 from pipeline.output.walk_stats import WALK_TYPE
+from pipeline.storage import atomic_write, join
 
 UNLABELED = 255
 

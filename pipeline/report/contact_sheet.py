@@ -17,9 +17,9 @@ from PIL import Image
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
 from pipeline.read.reader import decode_sample, raw_samples
+from pipeline.read.shardlist import expand_shards, shard_id
 from pipeline.report.palette import class_palette, colorize
 from pipeline.score.scoring import confusion_matrix, per_class_iou
-from pipeline.read.shardlist import expand_shards, shard_id
 
 THUMB = 256  # longest side of a sheet image, in pixels
 

@@ -6,7 +6,7 @@ extra runs for f failing items, and every item that works alone or in a smaller 
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def _release_cached_memory() -> None:

@@ -14,23 +14,23 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from configs import classes_path
 from nerve_core.errors import NerveError
 from nerve_core.vocab import Vocabulary
-from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
 from pipeline.config import LabelJobConfig
-from pipeline.output.fingerprint import job_fingerprint
 from pipeline.job import ActorJob, label_job
+from pipeline.output.fingerprint import job_fingerprint
 from pipeline.output.outputdir import OutputDir
+from pipeline.output.summary import write_summary
+from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
 from pipeline.run.preflight import check_job, writing_output
 from pipeline.run.progress import JobProgress
-from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
-from pipeline.output.summary import write_summary
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,10 +20,10 @@ from functools import partial
 import numpy as np
 
 from nerve_core.errors import NerveError
-from pipeline.run.batch_split import run_bisecting
-from pipeline.run.cpuclock import CpuClock
 from pipeline.job import ActorJob
 from pipeline.output.outputdir import OutputDir
+from pipeline.output.walk_stats import WalkStats
+from pipeline.output.writers import ShardResult
 from pipeline.read.prefetch import SourceError, prefetch_map
 from pipeline.read.reader import (
     Sample,
@@ -32,11 +32,11 @@ from pipeline.read.reader import (
     decode_sample,
     raw_samples,
 )
-from pipeline.reasons import BAD_IMAGE_LABELS, ENGINE, NO_IMAGE_LABELS, PREPARE, reason_of
-from pipeline.score.scoring import confusion_matrix, reduce_zero_label
 from pipeline.read.shardlist import shard_id
-from pipeline.output.walk_stats import WalkStats
-from pipeline.output.writers import ShardResult
+from pipeline.reasons import BAD_IMAGE_LABELS, ENGINE, NO_IMAGE_LABELS, PREPARE, reason_of
+from pipeline.run.batch_split import run_bisecting
+from pipeline.run.cpuclock import CpuClock
+from pipeline.score.scoring import confusion_matrix, reduce_zero_label
 
 
 class EngineBuildError(NerveError):
@@ -196,7 +196,7 @@ class Labeler:
         bad = [c for c in labels if not (isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(self._vocab))]
         return BAD_IMAGE_LABELS.error(f"{bad} are not class ids") if bad else None
 
-    def _flush(self, batch, state: "_ShardState", attempt: int, encoder: "_Encoder") -> None:
+    def _flush(self, batch, state: _ShardState, attempt: int, encoder: _Encoder) -> None:
         """Run the engine on the batch's decodable samples; record them in the encoder thread."""
         good = [(s, p) for s, p in batch if p is not None]
         outputs = {}
@@ -207,7 +207,7 @@ class Labeler:
             state.seconds["engine"] += time.perf_counter() - engine_start
         encoder.submit(self._record, batch, outputs, state, attempt)
 
-    def _record(self, batch, outputs: dict, state: "_ShardState", attempt: int) -> None:
+    def _record(self, batch, outputs: dict, state: _ShardState, attempt: int) -> None:
         """Encode masks (PNG, RLE) and score, in sample order; runs while the engine does the next batch."""
         before = (state.ok, state.errors)
         for sample, _ in batch:
@@ -249,7 +249,7 @@ class _Encoder:
             pending, self._pending = self._pending, None
             pending.result()
 
-    def __enter__(self) -> "_Encoder":
+    def __enter__(self) -> _Encoder:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -9,10 +9,10 @@ import numpy as np
 
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
-from pipeline.read.reader import decode_label_png, raw_samples
-from pipeline.score.scoring import confusion_matrix, reduce_zero_label
-from pipeline.read.shardlist import expand_shards, shard_id
 from pipeline.output.summary import write_summary
+from pipeline.read.reader import decode_label_png, raw_samples
+from pipeline.read.shardlist import expand_shards, shard_id
+from pipeline.score.scoring import confusion_matrix, reduce_zero_label
 
 
 def shard_ground_truth(url: str, reduce_zero: bool = False, ignore_index: int = 255) -> dict[tuple[str, int], np.ndarray]:

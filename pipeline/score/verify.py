@@ -22,8 +22,8 @@ from pycocotools.coco import COCO
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
 from pipeline.read.reader import IMAGE_EXTS, raw_samples
-from pipeline.reasons import reason_of
 from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.reasons import reason_of
 
 _TRANSPOSING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 

@@ -27,7 +27,6 @@ from pycocotools.coco import COCO
 
 from nerve_core.errors import ConfigError, NotFound
 from pipeline.output.pngcodec import encode_index_png
-from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.files import (
     SkipSample,
     check_mask_size,
@@ -35,6 +34,7 @@ from pipeline.sources.files import (
     read_image,
 )
 from pipeline.sources.naming import safe_key
+from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog, collect
 
 SPLITS = ("train2014", "val2014", "train2017", "val2017")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from nerve_core.errors import ConfigError, NotFound
 from pipeline.output.pngcodec import encode_index_png
-from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.files import (
     check_mask_ids,
     check_mask_size,
@@ -21,6 +20,7 @@ from pipeline.sources.files import (
     read_index_mask,
 )
 from pipeline.sources.naming import safe_key, stable_image_id
+from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog, collect
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})

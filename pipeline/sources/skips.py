@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.files import SkipSample
+from pipeline.sources.shard_writer import ShardSample
 
 Item = TypeVar("Item")
 

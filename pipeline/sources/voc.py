@@ -16,7 +16,6 @@ from pathlib import Path
 
 from nerve_core.errors import ConfigError, NotFound
 from pipeline.output.pngcodec import encode_index_png
-from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.files import (
     check_mask_ids,
     check_mask_size,
@@ -25,6 +24,7 @@ from pipeline.sources.files import (
     read_index_mask,
 )
 from pipeline.sources.naming import safe_key, stable_image_id
+from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog, collect
 
 SPLITS = ("train", "val", "train_aug")

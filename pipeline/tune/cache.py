@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 from nerve_core.config import BackgroundConfig, RefineConfig, UpsampleConfig
 from nerve_core.refine import get_refiner
 from pipeline.config import LabelJobConfig
-from pipeline.output.fingerprint import job_fingerprint
 from pipeline.job import label_job
+from pipeline.output.fingerprint import job_fingerprint
 from pipeline.output.outputdir import OutputDir
 from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.storage import join

@@ -16,10 +16,10 @@ from collections import Counter
 import torch
 
 from nerve_core.engine import image_layers
-from pipeline.run.batch_split import run_bisecting
-from pipeline.reasons import reason_of
-from pipeline.storage import filesystem, join
 from pipeline.output.writers import write_json
+from pipeline.reasons import reason_of
+from pipeline.run.batch_split import run_bisecting
+from pipeline.storage import filesystem, join
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from configs import classes_path
-from nerve_core.vocab import Vocabulary
 from nerve_core.errors import ConfigError
+from nerve_core.vocab import Vocabulary
+from pipeline.output.writers import write_json
 from pipeline.storage import atomic_write, filesystem, join
 from pipeline.tune.cache import CacheRun, build_cache, image_id
 from pipeline.tune.config import CACHE_DTYPES, SEARCHES
@@ -20,7 +21,6 @@ from pipeline.tune.search import SearchRun, finished_trials, optuna_searcher, ru
 from pipeline.tune.space import SearchSpace, digest, engine_with
 from pipeline.tune.split import split_images
 from pipeline.tune.trial import TrialContext
-from pipeline.output.writers import write_json
 
 # Engine fields that decide where and how fast a trial runs, never its result.
 _PLACEMENT_FIELDS = ("device", "batch_size", "compile")

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field, replace
 
 from nerve_core.errors import ConfigError
+from pipeline.output.writers import read_json
 from pipeline.storage import filesystem
 from pipeline.tune.trial import TrialContext, run_trial
-from pipeline.output.writers import read_json
 
 
 @dataclass

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.output.writers import read_json, write_json
 from pipeline.storage import filesystem, join
 from pipeline.tune.cache import load_image
 from pipeline.tune.space import SearchSpace, digest, engine_with
-from pipeline.output.writers import read_json, write_json
 
 
 @dataclass(frozen=True)
