@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from jobs.config import command, load_config, no_positionals, parse_argv
-from jobs.models import apply_models
+from jobs.config import command, parse_argv
+from jobs.models import load_labeling_config
 from jobs.outcome import report_failures, stop_if_fatal
 from pipeline.config import LabelJobConfig
 from pipeline.output.walk_stats import walk_warning
@@ -16,9 +16,7 @@ CONFIG_SCHEMA = LabelJobConfig
 def main(argv: list[str]) -> int:
     from pipeline.run.driver import run_label_job
 
-    args = parse_argv(argv)
-    no_positionals(args)
-    cfg = apply_models(load_config(LabelJobConfig, args.overrides, args.config_file))
+    cfg = load_labeling_config(LabelJobConfig, parse_argv(argv))
     result = run_label_job(cfg)
     stop_if_fatal(result, cfg.output.dir)
     s = result.summary

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from jobs.config import cache_dir
+from jobs.config import ParsedArgs, cache_dir, load_config, no_positionals
 from nerve_core.errors import ConfigError
 
 MODEL_CHOICES = ("real", "tiny")
@@ -26,3 +26,10 @@ def apply_models(cfg):
 
     overrides = cached_tiny_models(cache_dir(), progress=bool(cfg.get("progress", True)))
     return OmegaConf.merge(cfg, {"engine": overrides})
+
+
+def load_labeling_config(schema, args: ParsedArgs):
+    """The config of a command that labels (label, regress, tune): key=value arguments only, loaded
+    over `schema`, with the chosen models applied."""
+    no_positionals(args)
+    return apply_models(load_config(schema, args.overrides, args.config_file))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from jobs.config import ConfigError, command, load_config, no_positionals, parse_argv
-from jobs.models import apply_models
+from jobs.config import ConfigError, command, parse_argv
+from jobs.models import load_labeling_config
 from jobs.outcome import JobStopped, report_failures, stop_if_fatal
 from pipeline.config import LabelJobConfig, OutputConfig
 
@@ -83,9 +83,8 @@ def main(argv: list[str]) -> int:
     from pipeline.run.driver import run_label_job
 
     args = parse_argv(argv, flags=(UPDATE_FLAG,))
-    no_positionals(args)
     update = UPDATE_FLAG in args.flags
-    cfg = apply_models(load_config(RegressJobConfig, args.overrides, args.config_file))
+    cfg = load_labeling_config(RegressJobConfig, args)
     if not cfg.baseline:
         raise ConfigError("baseline=FILE is required (the JSON that --update-baseline writes)")
     baseline = read_baseline(cfg.baseline) if Path(cfg.baseline).is_file() else None

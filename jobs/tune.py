@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from jobs.config import command, load_config, no_positionals, parse_argv
-from jobs.models import apply_models
+from jobs.config import command, parse_argv
+from jobs.models import load_labeling_config
 from pipeline.tune.config import TuneJobConfig
 
 CONFIG_SCHEMA = TuneJobConfig
@@ -15,9 +15,7 @@ CONFIG_SCHEMA = TuneJobConfig
 def main(argv: list[str]) -> int:
     from pipeline.tune.job import run_tune_job
 
-    args = parse_argv(argv)
-    no_positionals(args)
-    cfg = apply_models(load_config(TuneJobConfig, args.overrides, args.config_file))
+    cfg = load_labeling_config(TuneJobConfig, parse_argv(argv))
     result = run_tune_job(cfg)
     cache = result.cache.summary
     print(f"cached {cache['images']} images ({cache['bytes_per_image'] / 1e6:.2f} MB each) in {cache['shards']} shards "

@@ -32,7 +32,7 @@ from pipeline.run.actors import plan_actors, start_labeler, start_progress_count
 from pipeline.run.preflight import check_job, writing_output
 from pipeline.run.progress import JobProgress
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
