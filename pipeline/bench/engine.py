@@ -54,7 +54,7 @@ class EngineBenchConfig:
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     dtypes: list[str] = field(default_factory=lambda: ["auto"])  # auto | float32 | float16 | bfloat16
     compiles: list[str] = field(default_factory=lambda: ["none"])  # engine.compile modes to compare
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 2])  # issue: 1..32
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 2])  # a GPU run: 1..32 (docs/benchmarks.md)
     batches: int = 2  # timed batches per point, after one warm-up batch
     image_height: int = 375  # synthetic images at a typical VOC size
     image_width: int = 500
