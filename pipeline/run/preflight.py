@@ -24,7 +24,7 @@ class OutputNotWritable(NerveError):
 def _readable(url: str) -> bool:
     fs, path = filesystem(url)
     if isinstance(fs, LocalFileSystem):
-        return os.path.isfile(path) and os.access(path, os.R_OK)
+        return os.path.exists(path) and not os.path.isdir(path) and os.access(path, os.R_OK)  # a pipe is a shard too
     return fs.exists(path)
 
 
