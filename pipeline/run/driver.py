@@ -37,13 +37,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class JobResult:
-    shards: int
-    skipped: int
-    done: list[str] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
+    """How a run went: shard counts, what finished and failed, and the merged summary."""
+
+    shards: int  # input shards
+    skipped: int  # done before this run
     retries: int = 0
-    summary: dict = field(default_factory=dict)
+    done: list[str] = field(default_factory=list)  # labeled by this run
+    failed: list[dict] = field(default_factory=list)  # shards that used up their retries, with the reason
     not_done: list[str] = field(default_factory=list)  # input shards without a complete stats file
+    summary: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
