@@ -78,7 +78,7 @@ class _ShardFile:
         self.file.abort()
 
 
-class ShardsExist(ValueError):
+class ShardsExist(ConfigError):
     """The output directory already holds shards: writing more would mix two shard sets."""
 
 
