@@ -28,7 +28,10 @@ def walk_diagnostics_of(context, settings: dict) -> dict | None:
     q = torch.cat([image[f"q.{j}"] for j in range(len(context.layers))]).float()
     k = torch.cat([image[f"k.{j}"] for j in range(len(context.layers))]).float()
     G = node_probabilities(image["probs"], grid, q.device)[0]
-    figures = diagnose(G, q, k, grid, beta=refine["beta"], c=refine["c"], eps_self=refine["eps_self"],
-                       affinity=refine["global_affinity"], temperature=refine["temperature"], power=refine["power"],
-                       features=refine["features"], block_size=refine["block_size"])
+    try:
+        figures = diagnose(G, q, k, grid, beta=refine["beta"], c=refine["c"], eps_self=refine["eps_self"],
+                           affinity=refine["global_affinity"], temperature=refine["temperature"], power=refine["power"],
+                           features=refine["features"], block_size=refine["block_size"])
+    except Exception as exc:  # noqa: BLE001  (a report figure must not fail a finished search)
+        figures = {"unavailable": f"{type(exc).__name__}: {exc}"}
     return {"image": f"{entry['shard']}/{entry['key']}", **figures}
