@@ -12,5 +12,7 @@ def classes_path(name: str) -> Path:
     path = CONFIG_DIR / "classes" / f"{name}.txt"
     if not path.is_file():
         available = sorted(p.stem for p in (CONFIG_DIR / "classes").glob("*.txt"))
-        raise FileNotFoundError(f"unknown class list {name!r}; available: {', '.join(available)}")
+        from nerve_core.errors import NotFound
+
+        raise NotFound(f"unknown class list {name!r}; available: {', '.join(available)}")
     return path

@@ -1,22 +1,24 @@
-"""`nerve bench refine|engine|pipeline [--config FILE] [key=value ...]`: the performance harness.
+"""`nerve bench refine|engine|pipeline|gpu|sweep [--config FILE] [key=value ...]`: the performance harness
+(sweep: the walk's robustness over planted problems).
 
 Every sweep dimension is a config key, so the defaults stay small enough for a laptop and the
-full sweeps of the issue are one command line away (see README). Results go to `output=DIR` as
-{benchmark}.json, {benchmark}.png and {benchmark}.txt; the table is also printed.
+full sweeps are one command line away (docs/benchmarks.md). Results go to `output=DIR` as
+{benchmark}.json, {benchmark}.png and {benchmark}.txt (gpu: .md); the table is also printed.
 """
 from __future__ import annotations
 
 import importlib
+from functools import partial
 
-from omegaconf import OmegaConf
-
-from jobs.config import ConfigError, fail, load_config, parse_argv
+from jobs.config import ConfigError, command, load_object, parse_argv
 
 # subcommand -> (module, config class); each module exposes `run(cfg) -> dict`.
 BENCHMARKS = {
     "refine": ("pipeline.bench.refine", "RefineBenchConfig"),
     "engine": ("pipeline.bench.engine", "EngineBenchConfig"),
     "pipeline": ("pipeline.bench.pipeline", "PipelineBenchConfig"),
+    "sweep": ("pipeline.bench.sweep", "SweepBenchConfig"),  # robustness of the walk's forms and settings
+    "gpu": ("pipeline.bench.gpu", "GpuBenchConfig"),
 }
 USAGE = "usage: nerve bench {" + ",".join(BENCHMARKS) + "} [--config FILE] [key=value ...]"
 
@@ -27,18 +29,21 @@ def config_class(benchmark: str):
     return getattr(importlib.import_module(module_name), schema_name)
 
 
+# For `nerve bench SUB --help`: schemas load on demand (their modules import torch).
+SUBCOMMANDS = {
+    "refine": (partial(config_class, "refine"), "the refinement methods alone: seconds and peak memory per N, K"),
+    "engine": (partial(config_class, "engine"), "the engine per stage (CLIP, VAE, UNet, refine, upsample) and batch size"),
+    "pipeline": (partial(config_class, "pipeline"), "nerve label end to end against its engine alone on the same images"),
+}
+
+
+@command
 def main(argv: list[str]) -> int:
-    try:
-        args = parse_argv(argv)
-    except ConfigError as err:
-        return fail(str(err))
+    args = parse_argv(argv)
     if len(args.positionals) != 1 or args.positionals[0] not in BENCHMARKS:
-        return fail(f"bench needs one of {', '.join(BENCHMARKS)}\n{USAGE}")
+        raise ConfigError(f"bench needs one of {', '.join(BENCHMARKS)}; {USAGE}")
     schema = config_class(args.positionals[0])
-    try:
-        cfg = OmegaConf.to_object(load_config(schema, args.overrides, args.config_file))
-    except ConfigError as err:
-        return fail(str(err))
+    cfg = load_object(schema, args.overrides, args.config_file)
     from pipeline.bench.report import write_report
 
     results = importlib.import_module(schema.__module__).run(cfg)

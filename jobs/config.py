@@ -2,26 +2,26 @@
 
 Order of precedence (later wins): schema defaults < named presets (`engine=nerve`,
 `dataset=voc21`, read from configs/) < `--config FILE` < dotlist overrides. Unknown keys are
-errors that name the key.
+errors that name the key. Values may use `${nerve_cache:SUB}`: SUB under $NERVE_CACHE (default
+~/.cache/nerve), so that a shipped config file writes nowhere near the current directory.
 """
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from configs import CONFIG_DIR
+from nerve_core.errors import ConfigError, NerveError
 
 # Top-level keys whose string value names a preset file under configs/<dir>/<value>.yaml.
 PRESET_DIRS = {"engine": "engines", "dataset": "datasets"}
-
-
-class ConfigError(ValueError):
-    """A configuration the user must fix; the message says what and where."""
 
 
 @dataclass
@@ -52,6 +52,28 @@ def parse_argv(argv: list[str], flags: tuple[str, ...] = ()) -> ParsedArgs:
         else:
             positionals.append(arg)
     return ParsedArgs(config_file, overrides, seen, positionals)
+
+
+def cache_dir() -> Path:
+    """Where nerve keeps what it makes for itself (tiny models, the demo regression's files)."""
+    return Path(os.environ.get("NERVE_CACHE") or Path.home() / ".cache" / "nerve").expanduser()
+
+
+def _in_cache(sub: str = "") -> str:
+    return str(cache_dir() / sub)
+
+
+OmegaConf.register_resolver("nerve_cache", _in_cache, replace=True)
+
+
+def config_file_path(name: str) -> Path:
+    """--config FILE: a path, else the same path inside the project (`configs/jobs/x.yaml` from any
+    directory), else a name in configs/jobs/."""
+    for candidate in (Path(name), CONFIG_DIR.parent / name, CONFIG_DIR / "jobs" / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"config file {name} not found (looked in the current directory, {CONFIG_DIR.parent} "
+                      f"and {CONFIG_DIR / 'jobs'})")
 
 
 def preset_path(kind: str, name: str) -> Path:
@@ -93,7 +115,7 @@ def load_config(schema, overrides: list[str], config_file: str | None = None):
     Engine presets hold the `engine` subtree; dataset presets hold job-level keys (they tie a
     vocabulary to its background rule, so they also set `engine.background`).
     """
-    file_layer = _read_yaml(Path(config_file)) if config_file else {}
+    file_layer = _read_yaml(config_file_path(config_file)) if config_file else {}
     presets = {k: v for k, v in file_layer.items() if k in PRESET_DIRS and isinstance(v, str)}
     dotlist = []
     for item in overrides:
@@ -130,6 +152,17 @@ def _explain(exc: OmegaConfBaseException) -> str:
     return f"invalid value for {key!r}: {msg}" if key else msg
 
 
+def load_object(schema, overrides: list[str], config_file: str | None = None):
+    """load_config as a plain dataclass instance; a required key left unset is a ConfigError naming it."""
+    cfg = load_config(schema, overrides, config_file)
+    try:
+        return OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as exc:
+        raise ConfigError(f"missing required key {exc.full_key!r}") from exc
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_explain(exc)) from exc
+
+
 def to_yaml(cfg) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
@@ -137,3 +170,22 @@ def to_yaml(cfg) -> str:
 def fail(message: str) -> int:
     print(f"nerve: {message}", file=sys.stderr)
     return 2
+
+
+def command(main):
+    """Decorate a command's `main(argv) -> int`: an expected failure (NerveError) prints one line,
+    `nerve: message`, and returns 2; any other exception is a bug and propagates with its traceback."""
+
+    @functools.wraps(main)
+    def run(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except NerveError as exc:
+            return fail(str(exc))
+
+    return run
+
+
+def no_positionals(args: ParsedArgs) -> None:
+    if args.positionals:
+        raise ConfigError(f"unexpected arguments {args.positionals}; use key=value")

@@ -12,7 +12,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.config import ConfigError, fail, load_config, parse_argv
+from jobs.config import ConfigError, command, load_config, load_object, no_positionals, parse_argv
+from jobs.models import MODEL_CHOICES
+from jobs.outcome import report_failures, stop_if_fatal
 
 TINY_WARNING = ("The tiny models have RANDOM weights: their masks and mIoU are meaningless. They only show "
                 "that every stage runs.")
@@ -30,6 +32,9 @@ class DemoConfig:
     progress: bool = True
 
 
+CONFIG_SCHEMA = DemoConfig
+
+
 def label_overrides(cfg: DemoConfig, shards: list[str], out_dir: Path) -> list[str]:
     """The `nerve label` key=value list this demo runs (printed, so it can be rerun by hand)."""
     items = ["dataset=demo", f"input.shards=[{','.join(shards)}]", f"output.dir={out_dir}",
@@ -37,36 +42,35 @@ def label_overrides(cfg: DemoConfig, shards: list[str], out_dir: Path) -> list[s
     if cfg.models == "tiny":
         from nerve_core.models.tiny import dotlist, write_tiny_models
 
-        return items + ["engine.device=cpu", *dotlist(write_tiny_models(Path(cfg.dir).resolve() / "models"))]
+        models = write_tiny_models(Path(cfg.dir).resolve() / "models", progress=cfg.progress)
+        return items + ["engine.device=cpu", *dotlist(models)]
     return items + [f"engine.device={cfg.device}"]
 
 
+@command
 def main(argv: list[str]) -> int:
-    from omegaconf import OmegaConf
-
     from pipeline.config import LabelJobConfig
-    from pipeline.driver import run_label_job
     from pipeline.report.model import RunReport
     from pipeline.report.write import write_report
-    from pipeline.shard_writer import write_shards
-    from pipeline.synthetic import demo_samples
+    from pipeline.run.driver import run_label_job
+    from pipeline.sources.shard_writer import write_shards
+    from pipeline.sources.synthetic import demo_samples
 
-    try:
-        args = parse_argv(argv)
-        if args.positionals:
-            raise ConfigError(f"unexpected arguments {args.positionals}; use key=value")
-        cfg = OmegaConf.to_object(load_config(DemoConfig, args.overrides, args.config_file))
-        if cfg.models not in ("tiny", "real"):
-            raise ConfigError(f"models must be tiny or real, not {cfg.models!r}")
-        root = Path(cfg.dir).resolve()
-        shard_dir, out_dir = root / "shards", root / f"out-{cfg.models}"
-        manifest = write_shards(demo_samples(cfg.num_samples, seed=cfg.seed), shard_dir, per_shard=cfg.per_shard,
-                                progress=False)
-        shards = [str(shard_dir / s["file"]) for s in manifest["shards"]]
-        overrides = label_overrides(cfg, shards, out_dir)
-        result = run_label_job(load_config(LabelJobConfig, overrides))
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        return fail(str(exc))
+    args = parse_argv(argv)
+    no_positionals(args)
+    cfg = load_object(DemoConfig, args.overrides, args.config_file)
+    if cfg.models not in MODEL_CHOICES:
+        raise ConfigError(f"models must be tiny or real, not {cfg.models!r}")
+    root = Path(cfg.dir).resolve()
+    shard_dir, out_dir = root / "shards", root / f"out-{cfg.models}"
+    # The demo remakes its own shard set on every run: the previous run's shards are replaced.
+    manifest = write_shards(demo_samples(cfg.num_samples, seed=cfg.seed), shard_dir, per_shard=cfg.per_shard,
+                            progress=False, overwrite=True)
+    shards = [str(shard_dir / s["file"]) for s in manifest["shards"]]
+    overrides = label_overrides(cfg, shards, out_dir)
+    result = run_label_job(load_config(LabelJobConfig, overrides))
+    stop_if_fatal(result, str(out_dir))
+    report_failures(result)
     notes = [TINY_WARNING] if cfg.models == "tiny" else []
     report = RunReport(f"nerve demo ({cfg.models} models)", str(out_dir), result.summary, notes=notes)
     files = write_report(report, out_dir / "report", cfg.samples)
@@ -76,7 +80,8 @@ def main(argv: list[str]) -> int:
 
 def _print(cfg: DemoConfig, result, shard_dir: Path, out_dir: Path, files: dict, overrides: list[str]) -> None:
     s = result.summary
-    print(f"\nnerve demo: labeled {s['num_images']} images ({s['num_errors']} errors), mIoU {s['miou']:.2f}")
+    miou = "n/a (no shard was labeled)" if s.get("miou") is None else f"{s['miou']:.2f}"
+    print(f"\nnerve demo: labeled {s['num_images']} images ({s['num_errors']} errors), mIoU {miou}")
     print(f"  input shards : {shard_dir}")
     if cfg.models == "tiny":
         print(f"  tiny models  : {Path(cfg.dir).resolve() / 'models'}")

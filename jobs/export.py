@@ -6,37 +6,37 @@
         made with output.confidence=true), pixels whose top-class probability is below it become
         255 (ignore). DIR/skipped.json lists the rows left out (error rows, bad masks).
     nerve export coco output.dir=OUT to=FILE
-        FILE: the merged OUT/shards/*.coco.json result lists, still a plain list so that
-        COCO.loadRes(FILE) reads it. Beside it, FILE with suffix ".images.json" (results.json ->
-        results.images.json): {"images", "categories", "annotations": []}, a minimal ground-truth
-        object for the same image ids, so COCO(sidecar).loadRes(FILE) works without the dataset.
+        FILE: a COCO results list (what COCO.loadRes and COCOeval read): one result per (image,
+        class present), background and ignore left out, `category_id` the dataset's own COCO
+        category id (from the manifest.json that `nerve shards coco` writes beside the input
+        shards; the run's class id where the shards have no such mapping), `score` the mean
+        top-class probability over the result's pixels for runs made with output.confidence=true,
+        else 1.0. Beside it, FILE with suffix ".images.json" (results.json -> results.images.json):
+        {"images", "categories" (the whole vocabulary but background), "annotations": []}, a
+        minimal ground-truth object for the same image ids, so that COCO(sidecar).loadRes(FILE)
+        works without the dataset.
 
-Only shards with a done marker (OUT/shards/{shard}.stats.json) are read; unfinished shards are
-reported. OUT may be local or remote (fsspec URL); the export target is a local path.
+Only done shards are read (pipeline/output/outputdir.py says what done means); the others are reported.
+OUT may be local or remote (fsspec URL); the export target is a local path.
 """
 from __future__ import annotations
 
-import io
 import json
-import os
-import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
-import pyarrow.parquet as pq
-import yaml
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
-from PIL import Image
+from omegaconf import MISSING
 
-from configs import classes_path
-from jobs.config import ConfigError, fail, load_config, parse_argv
-from nerve_core.vocab import Vocabulary
+from jobs.config import ConfigError, command, load_object, parse_argv
+from pipeline.output.outputdir import OutputDir
+from pipeline.output.pngcodec import decode_index_png, encode_index_png
+from pipeline.output.writers import coco_results
+from pipeline.read.shardlist import expand_shards, read_manifests
 from pipeline.report.palette import voc_palette
 from pipeline.sources.naming import safe_key
-from pipeline.storage import filesystem, join
+from pipeline.storage import atomic_write_local
 
 IGNORE = 255
 ROW_COLUMNS = ["key", "shard", "image_id", "status", "error", "height", "width", "mask_png"]
@@ -44,7 +44,7 @@ ROW_COLUMNS = ["key", "shard", "image_id", "status", "error", "height", "width",
 
 @dataclass
 class RunDir:
-    dir: str = MISSING  # the labeling run's output directory (OUT)
+    dir: str = ""  # the labeling run's output directory (OUT)
 
 
 @dataclass
@@ -64,20 +64,6 @@ class CocoExport:
 _PALETTE = voc_palette()
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    """Raw values of a single-channel PNG (palette indices stay indices)."""
-    with Image.open(io.BytesIO(data)) as img:
-        return np.array(img)
-
-
-def encode_label_png(mask: np.ndarray) -> bytes:
-    img = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="P")
-    img.putpalette(_PALETTE)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def drop_unconfident(mask: np.ndarray, confidence: np.ndarray, threshold: float) -> np.ndarray:
     """Pixels whose quantised top-class probability (uint8, p * 255) is below `threshold` -> 255."""
     if confidence.shape != mask.shape:
@@ -87,49 +73,35 @@ def drop_unconfident(mask: np.ndarray, confidence: np.ndarray, threshold: float)
 
 @dataclass
 class RunShards:
-    """The shards of a run directory: done ones (stats marker present) and unfinished ones."""
+    """The done shards of an output directory, and the labeled ones that are not done."""
 
-    fs: object
-    root: str
+    out: OutputDir
     done: list[str]
     unfinished: list[str]
 
     @classmethod
-    def open(cls, out_dir: str) -> "RunShards":
-        fs, root = filesystem(out_dir)
-        shard_dir = join(root, "shards")
-        if not fs.isdir(shard_dir):
-            raise FileNotFoundError(f"{out_dir} has no shards/ directory: not a labeling run")
-        stems = sorted(Path(p).name[: -len(".parquet")] for p in fs.glob(join(shard_dir, "*.parquet")))
-        done = [s for s in stems if fs.exists(join(shard_dir, f"{s}.stats.json"))]
-        return cls(fs, root, done, [s for s in stems if s not in done])
-
-    def path(self, shard: str, suffix: str) -> str:
-        return join(self.root, "shards", f"{shard}{suffix}")
-
-    def parquet(self, shard: str) -> pq.ParquetFile:
-        return pq.ParquetFile(self.fs.open(self.path(shard, ".parquet"), "rb"))
+    def open(cls, out_dir: str) -> RunShards:
+        out = OutputDir(out_dir)
+        out.existing_record()
+        done = out.done_shards()
+        return cls(out, sorted(done), [s for s in out.labeled_shards() if s not in done])
 
     def num_rows(self) -> int:
-        return sum(self.parquet(s).metadata.num_rows for s in self.done)
+        return sum(self.out.num_rows(s) for s in self.done)
 
     def rows(self, extra_columns: tuple[str, ...] = ()) -> Iterator[dict]:
         """Every row of the done shards, in shard order; columns a shard lacks are absent."""
         for shard in self.done:
-            parquet = self.parquet(shard)
-            names = set(parquet.schema_arrow.names)
-            columns = [c for c in [*ROW_COLUMNS, *extra_columns] if c in names]
-            for batch in parquet.iter_batches(batch_size=256, columns=columns):
-                yield from batch.to_pylist()
+            yield from self.out.rows(shard, [*ROW_COLUMNS, *extra_columns])
 
     def has_column(self, column: str) -> bool:
-        return all(column in self.parquet(s).schema_arrow.names for s in self.done)
+        return all(column in self.out.columns(s) for s in self.done)
 
-
-def _atomic_local_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    def has_confidence(self) -> bool:
+        """Whether the run stored confidence maps: output.confidence as OUT/config.yaml records it (the
+        column exists, all null, in a run without them)."""
+        recorded = self.out.config().get("output") or {}
+        return self.has_column("confidence_png") and bool(recorded.get("confidence", True))
 
 
 def _skip(row: dict, reason: str, detail: str = "") -> dict:
@@ -139,9 +111,10 @@ def _skip(row: dict, reason: str, detail: str = "") -> dict:
 def export_png(run: RunShards, target: Path, threshold: float = 0.0, progress: bool = True) -> dict:
     """Write target/{safe key}.png for every ok row; return {"written", "skipped": [...]}."""
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"confidence_threshold must be in [0, 1], got {threshold}")
-    if threshold > 0 and not run.has_column("confidence_png"):
-        raise ValueError("confidence_threshold needs confidence maps: label with output.confidence=true")
+        raise ConfigError(f"confidence_threshold must be in [0, 1], got {threshold}")
+    if threshold > 0 and not run.has_confidence():
+        raise ConfigError(f"confidence_threshold needs confidence maps, and {run.out.url} was labeled without them "
+                          "(output.confidence=false in its config.yaml): relabel with output.confidence=true")
     target = target.resolve()
     target.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
@@ -159,28 +132,61 @@ def export_png(run: RunShards, target: Path, threshold: float = 0.0, progress: b
             skipped.append(_skip(row, "duplicate key", name))
             continue
         try:
-            mask = decode_png(row["mask_png"])
+            mask = decode_index_png(row["mask_png"])
             if threshold > 0:
-                mask = drop_unconfident(mask, decode_png(row["confidence_png"]), threshold)
+                mask = drop_unconfident(mask, decode_index_png(row["confidence_png"]), threshold)
         except (OSError, ValueError, TypeError) as exc:
             skipped.append(_skip(row, "undecodable mask", repr(exc)))
             continue
-        _atomic_local_write(path, encode_label_png(mask))
+        atomic_write_local(path, encode_index_png(mask, palette=_PALETTE))
         names.add(name)
         written += 1
     return {"written": written, "skipped": skipped}
 
 
-def class_names(run: RunShards) -> list[str] | None:
-    """Display names of the run's vocabulary, if OUT/config.yaml ({"config": job config,
-    "fingerprint": ...}) names a class file that can be found here (`dataset.classes`)."""
+def shard_categories(config: dict) -> dict[int, dict] | None:
+    """class id -> {"id", "name"} from the input shards' manifest.json (`nerve shards coco`), or
+    None when the shards carry no category mapping or cannot be listed any more."""
     try:
-        with run.fs.open(join(run.root, "config.yaml"), "rb") as f:
-            record = yaml.safe_load(f.read()) or {}
-        classes = record["config"]["dataset"]["classes"]
-        return Vocabulary.from_file(classes_path(str(classes))).names
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        urls = expand_shards(config["input"]["shards"])
+    except (KeyError, TypeError, ValueError, OSError):
         return None
+    tables = {json.dumps(m["coco_categories"], sort_keys=True) for m in read_manifests(urls) if "coco_categories" in m}
+    if len(tables) > 1:
+        raise ValueError("the input shards come from COCO splits with different category lists")
+    if not tables:
+        return None
+    return {int(e["class_id"]): {"id": int(e["id"]), "name": e["name"]} for e in json.loads(tables.pop())}
+
+
+def run_categories(out: OutputDir) -> dict[int, dict]:
+    """class id -> COCO category {"id", "name"} for every class of the run's vocabulary but background."""
+    record = out.existing_record()
+    names = [synonyms[0] for synonyms in record["fingerprint"]["classes"]]
+    background = int(record["config"].get("engine", {}).get("background", {}).get("class_id", 0))
+    wanted = [c for c in range(len(names)) if c != background]
+    mapping = shard_categories(record["config"])
+    if mapping is None:
+        return {c: {"id": c, "name": names[c]} for c in wanted}
+    if sorted(mapping) != wanted:
+        raise ValueError(f"the run's vocabulary ({len(wanted)} classes besides background) does not match the "
+                         f"{len(mapping)} COCO categories in its shards' manifest.json: label with the "
+                         "vocabulary the shards were made for (dataset=coco_object)")
+    return mapping
+
+
+def scored_results(image_id: int, mask: np.ndarray, confidence: np.ndarray | None, categories: dict[int, dict]) -> list[dict]:
+    """COCO results of one mask: classes without a category (background) dropped, ids mapped,
+    `score` = mean quantised confidence over the result's pixels (1.0 without confidence)."""
+    results = []
+    for result in coco_results(image_id, mask):
+        category = categories.get(result["category_id"])
+        if category is None:
+            continue
+        pixels = mask == result["category_id"]
+        score = 1.0 if confidence is None else round(float(confidence[pixels].mean()) / 255.0, 6)
+        results.append(dict(result, category_id=category["id"], score=score))
+    return results
 
 
 def sidecar_path(results_file: Path) -> Path:
@@ -188,30 +194,28 @@ def sidecar_path(results_file: Path) -> Path:
 
 
 def export_coco(run: RunShards, results_file: Path) -> dict:
-    """Write the merged results list and its images sidecar; return counts and what was skipped."""
-    results, skipped = [], []
-    for shard in run.done:
-        path = run.path(shard, ".coco.json")
-        if not run.fs.exists(path):
-            skipped.append({"shard": shard, "reason": "missing coco.json", "detail": path})
-            continue
-        with run.fs.open(path, "rb") as f:
-            results.extend(json.load(f))
-    images = []
-    for row in run.rows():
-        if row["status"] == "ok":
-            images.append({"id": int(row["image_id"]), "file_name": row["key"],
-                           "height": int(row["height"]), "width": int(row["width"])})
-        else:
+    """Write the results list and its images sidecar; return counts and what was skipped."""
+    categories = run_categories(run.out)
+    results, images, skipped = [], [], []
+    extra = ("confidence_png",) if run.has_column("confidence_png") else ()
+    for row in run.rows(extra):
+        if row["status"] != "ok":
             skipped.append(_skip(row, "error row", row.get("error") or ""))
-    names = class_names(run) or []
-    category_ids = sorted({int(r["category_id"]) for r in results})
-    categories = [{"id": c, "name": names[c] if c < len(names) else f"class {c}"} for c in category_ids]
+            continue
+        try:
+            mask = decode_index_png(row["mask_png"])
+            confidence = decode_index_png(row["confidence_png"]) if row.get("confidence_png") else None
+        except (OSError, ValueError, TypeError) as exc:
+            skipped.append(_skip(row, "undecodable mask", repr(exc)))
+            continue
+        images.append({"id": int(row["image_id"]), "file_name": row["key"],
+                       "height": int(row["height"]), "width": int(row["width"])})
+        results.extend(scored_results(int(row["image_id"]), mask, confidence, categories))
     results_file = results_file.resolve()
     results_file.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_local_write(results_file, json.dumps(results).encode("utf-8"))
-    sidecar = {"images": images, "categories": categories, "annotations": []}
-    _atomic_local_write(sidecar_path(results_file), json.dumps(sidecar).encode("utf-8"))
+    atomic_write_local(results_file, json.dumps(results).encode("utf-8"))
+    sidecar = {"images": images, "categories": [categories[c] for c in sorted(categories)], "annotations": []}
+    atomic_write_local(sidecar_path(results_file), json.dumps(sidecar).encode("utf-8"))
     return {"results": len(results), "images": len(images), "skipped": skipped}
 
 
@@ -222,32 +226,32 @@ def _report(skipped: list[dict]) -> None:
         print(f"  ... and {len(skipped) - 20} more")
 
 
+SUBCOMMANDS = {
+    "png": (PngExport, "one label PNG per sample (VOC palette, the SegmentationClassAug layout)"),
+    "coco": (CocoExport, "one merged COCO results file, plus a minimal images file beside it"),
+}
+
+
+@command
 def main(argv: list[str]) -> int:
     usage = "usage: nerve export {png,coco} output.dir=OUT to=DIR_OR_FILE [confidence_threshold=T]"
-    try:
-        args = parse_argv(argv)
-        if len(args.positionals) != 1 or args.positionals[0] not in ("png", "coco"):
-            return fail(usage)
-        kind = args.positionals[0]
-        schema = PngExport if kind == "png" else CocoExport
-        cfg = OmegaConf.to_object(load_config(schema, args.overrides, args.config_file))
-        run = RunShards.open(cfg.output.dir)
-        if kind == "png":
-            target = Path(cfg.to)
-            summary = export_png(run, target, cfg.confidence_threshold, cfg.progress)
-            _atomic_local_write(target.resolve() / "skipped.json",
-                                json.dumps(summary["skipped"], indent=1).encode("utf-8"))
-            print(f"wrote {summary['written']} label PNGs to {target}")
-        else:
-            summary = export_coco(run, Path(cfg.to))
-            print(f"wrote {summary['results']} results for {summary['images']} images to {cfg.to} "
-                  f"(images: {sidecar_path(Path(cfg.to))})")
-    except MissingMandatoryValue as exc:
-        return fail(f"missing required key {exc.full_key!r}\n{usage}")
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        return fail(str(exc))
+    args = parse_argv(argv)
+    if len(args.positionals) != 1 or args.positionals[0] not in SUBCOMMANDS:
+        raise ConfigError(f"nerve export needs png or coco; {usage}")
+    kind = args.positionals[0]
+    cfg = load_object(SUBCOMMANDS[kind][0], args.overrides, args.config_file)
+    run = RunShards.open(cfg.output.dir)
+    if kind == "png":
+        target = Path(cfg.to)
+        summary = export_png(run, target, cfg.confidence_threshold, cfg.progress)
+        atomic_write_local(target.resolve() / "skipped.json", json.dumps(summary["skipped"], indent=1).encode("utf-8"))
+        print(f"wrote {summary['written']} label PNGs to {target}")
+    else:
+        summary = export_coco(run, Path(cfg.to))
+        print(f"wrote {summary['results']} results for {summary['images']} images to {cfg.to} "
+              f"(images: {sidecar_path(Path(cfg.to))})")
     if run.unfinished:
-        print(f"not exported, unfinished (no stats.json): {', '.join(run.unfinished)}")
+        print(f"not exported, not done (no complete stats.json, or partial): {', '.join(run.unfinished)}")
     print(f"skipped: {len(summary['skipped'])}")
     _report(summary["skipped"])
     return 0

@@ -14,27 +14,37 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from jobs.config import ConfigError, fail, load_config, parse_argv
+from jobs.config import ConfigError, command, parse_argv
+from jobs.models import load_labeling_config
+from jobs.outcome import JobStopped, report_failures, stop_if_fatal
 from pipeline.config import LabelJobConfig, OutputConfig
 
 UPDATE_FLAG = "--update-baseline"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ToleranceConfig:
     miou: float = 0.5  # points (of percent) the mIoU may fall below the baseline
     per_class: float = 2.0  # points any one class's IoU may fall (small classes are noisier)
     errors: int = 0  # error rows allowed beyond the baseline's
 
 
-@dataclass
+@dataclass(frozen=True)
 class RegressJobConfig(LabelJobConfig):
     # A regression run measures afresh: earlier outputs in output.dir are cleared, not resumed.
     output: OutputConfig = field(default_factory=lambda: OutputConfig(mode="overwrite"))
     baseline: str = ""  # baseline JSON (local path); written by --update-baseline
+    # no baseline yet: accept this run as the baseline (as --update-baseline would) instead of exit 2
+    record_missing_baseline: bool = False
     report: str = ""  # report directory (local); "" = <output.dir>/report
     tolerance: ToleranceConfig = field(default_factory=ToleranceConfig)
     samples: int = 8  # images on the report's contact sheet (image, GT, prediction)
+    # > 0: input.shards is a directory; when it holds no shards yet, this many synthetic demo images
+    # (with ground truth) are written there first
+    demo_shards: int = 0
+
+
+CONFIG_SCHEMA = RegressJobConfig
 
 
 def label_config(cfg):
@@ -51,34 +61,50 @@ def report_dir(cfg) -> Path:
     return Path(cfg.output.dir) / "report"
 
 
+def make_demo_input(cfg) -> None:
+    """Write the demo shards that cfg.demo_shards asks for, unless input.shards already holds shards."""
+    from pipeline.read.shardlist import SHARD_SUFFIXES
+    from pipeline.sources.shard_writer import write_shards
+    from pipeline.sources.synthetic import demo_samples
+
+    folder = Path(str(cfg.input.shards))
+    if folder.is_dir() and any(p.name.endswith(SHARD_SUFFIXES) for p in folder.iterdir()):
+        return
+    write_shards(demo_samples(cfg.demo_shards, seed=0), folder, per_shard=4, progress=False)
+
+
+@command
 def main(argv: list[str]) -> int:
-    from pipeline.driver import run_label_job
-    from pipeline.outputdir import OutputConflict
+    from pipeline.output.walk_stats import walk_warning
+    from pipeline.read.shardlist import expand_shards, shard_id
     from pipeline.report.baseline import Check, baseline_from_summary, compare, read_baseline, write_baseline
     from pipeline.report.model import RunReport
     from pipeline.report.write import write_report
-    from pipeline.shardlist import expand_shards, shard_id
+    from pipeline.run.driver import run_label_job
 
-    update = False
-    try:
-        args = parse_argv(argv, flags=(UPDATE_FLAG,))
-        if args.positionals:
-            raise ConfigError(f"unexpected arguments {args.positionals}; use key=value")
-        update = UPDATE_FLAG in args.flags
-        cfg = load_config(RegressJobConfig, args.overrides, args.config_file)
-        if not cfg.baseline:
-            raise ConfigError("baseline=FILE is required (the JSON that --update-baseline writes)")
-        baseline = read_baseline(cfg.baseline) if Path(cfg.baseline).is_file() else None
-        if baseline is None and not update:
-            raise ConfigError(f"no baseline at {cfg.baseline}; run once with {UPDATE_FLAG} to record one")
-        folder = report_dir(cfg)
-        start = time.perf_counter()
-        result = run_label_job(label_config(cfg))
-    except (ConfigError, OutputConflict, ValueError, FileNotFoundError) as exc:
-        return fail(str(exc))
+    args = parse_argv(argv, flags=(UPDATE_FLAG,))
+    update = UPDATE_FLAG in args.flags
+    cfg = load_labeling_config(RegressJobConfig, args)
+    if not cfg.baseline:
+        raise ConfigError("baseline=FILE is required (the JSON that --update-baseline writes)")
+    baseline = read_baseline(cfg.baseline) if Path(cfg.baseline).is_file() else None
+    if baseline is None and cfg.record_missing_baseline:
+        update = True
+    if baseline is None and not update:
+        raise ConfigError(f"no baseline at {cfg.baseline}; run once with {UPDATE_FLAG} to record one")
+    folder = report_dir(cfg)
+    if cfg.demo_shards > 0:
+        make_demo_input(cfg)
+    start = time.perf_counter()
+    result = run_label_job(label_config(cfg))
+    stop_if_fatal(result, cfg.output.dir)
     summary = result.summary
     if summary.get("miou") is None:
-        return fail("no ground truth was scored: nerve regress needs shards with seg.png")
+        report_failures(result)
+        if result.failed:
+            raise JobStopped(f"no ground truth was scored because {len(result.failed)} of {result.shards} shards "
+                             f"failed (listed above and in {cfg.output.dir}/failed_shards.json)")
+        raise ConfigError("no ground truth was scored: nerve regress needs shards with seg.png")
     shards = [shard_id(u) for u in expand_shards(cfg.input.shards)]
     report = RunReport(f"nerve regress: {cfg.engine.name} on {cfg.dataset.name}", cfg.output.dir, summary,
                        baseline=baseline, baseline_path=cfg.baseline)
@@ -90,6 +116,9 @@ def main(argv: list[str]) -> int:
         if baseline.get("fingerprint") != summary.get("fingerprint"):
             report.notes.append(f"The configuration fingerprint differs from the baseline's "
                                 f"({baseline.get('fingerprint')} -> {summary.get('fingerprint')}).")
+    warning = walk_warning(summary.get("walk"), cfg.engine.refine)
+    if warning:
+        report.notes.append(warning)
     accepted = update and result.ok
     if accepted:
         write_baseline(cfg.baseline, baseline_from_summary(summary, shards, cfg.engine.name))
@@ -98,6 +127,7 @@ def main(argv: list[str]) -> int:
         report.notes.append("Shards failed, so the baseline was NOT updated.")
     files = write_report(report, folder, cfg.samples, time.perf_counter() - start)
     _print(report, files)
+    report_failures(result)
     if update:
         return 0 if accepted else 1
     return 1 if report.failures else 0

@@ -1,21 +1,20 @@
 """`nerve score output.dir=OUT [input.shards=...]`: re-score an output directory, rewrite summary.json."""
 from __future__ import annotations
 
-from jobs.config import ConfigError, fail, load_config, parse_argv
+from jobs.config import command, load_config, no_positionals, parse_argv
 from pipeline.config import ScoreJobConfig
 
+CONFIG_SCHEMA = ScoreJobConfig
 
+
+@command
 def main(argv: list[str]) -> int:
-    from pipeline.rescore import rescore
+    from pipeline.score.rescore import rescore
 
-    try:
-        args = parse_argv(argv)
-        cfg = load_config(ScoreJobConfig, args.overrides, args.config_file)
-        if not cfg.output.dir:
-            raise ConfigError("output.dir is required")
-        summary = rescore(cfg.output.dir, cfg.input.shards)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        return fail(str(exc))
+    args = parse_argv(argv)
+    no_positionals(args)
+    cfg = load_config(ScoreJobConfig, args.overrides, args.config_file)
+    summary = rescore(cfg.output.dir, cfg.input.shards)
     if summary["miou"] is None:
         print(f"{summary['num_images']} images, no ground truth to score")
     else:

@@ -4,23 +4,24 @@
     nerve shards coco root=COCO split=train2014|val2014|train2017|val2017 output=DIR
     nerve shards folder images=DIR [masks=DIR] [classes=FILE|NAME] output=DIR
     nerve shards demo output=DIR [num_samples=N seed=S]
-All take per_shard=N (default 1000), prefix=NAME and progress=true|false. Writes
-DIR/{prefix}-NNNNNN.tar, DIR/manifest.json and DIR/skipped.json (what was left out, and why).
+All take per_shard=N (default 1000), prefix=NAME, progress=true|false and overwrite=true|false.
+Writes DIR/{prefix}-NNNNNN.tar, DIR/manifest.json (COCO: with the category-id mapping) and
+DIR/skipped.json (what was left out, and why). A DIR that already holds shards is refused unless
+overwrite=true, which first removes the {prefix}-NNNNNN.tar shards written there before.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf import MISSING
 
 from configs import classes_path
-from jobs.config import ConfigError, fail, load_config, parse_argv
+from jobs.config import ConfigError, command, fail, load_object, parse_argv
 from nerve_core.vocab import Vocabulary
-from pipeline.shard_writer import ShardSample, write_shards
-from pipeline.sources.coco import coco_samples
+from pipeline.sources.coco import coco_source
 from pipeline.sources.folder import folder_samples
+from pipeline.sources.shard_writer import ShardSample, write_shards
 from pipeline.sources.skips import SkipLog
 from pipeline.sources.voc import voc_samples
 from pipeline.storage import atomic_write, filesystem, join
@@ -32,6 +33,7 @@ class ShardsJob:
     per_shard: int = 1000
     prefix: str = "shard"
     progress: bool = True
+    overwrite: bool = False  # replace the {prefix}-NNNNNN.tar shards already in output (else refuse)
 
 
 @dataclass
@@ -61,24 +63,28 @@ class DemoShards(ShardsJob):
     seed: int = 0
 
 
-def _voc(cfg: VocShards, skips: SkipLog) -> Iterator[ShardSample]:
-    return voc_samples(cfg.root, cfg.split, skips)
+# Each maker returns (samples, extra manifest.json fields).
+Made = tuple[Iterator[ShardSample], dict]
 
 
-def _coco(cfg: CocoShards, skips: SkipLog) -> Iterator[ShardSample]:
-    return coco_samples(cfg.root, cfg.split, skips)
+def _voc(cfg: VocShards, skips: SkipLog) -> Made:
+    return voc_samples(cfg.root, cfg.split, skips), {}
 
 
-def _folder(cfg: FolderShards, skips: SkipLog) -> Iterator[ShardSample]:
+def _coco(cfg: CocoShards, skips: SkipLog) -> Made:
+    return coco_source(cfg.root, cfg.split, skips)
+
+
+def _folder(cfg: FolderShards, skips: SkipLog) -> Made:
     num_classes = len(Vocabulary.from_file(classes_path(cfg.classes))) if cfg.classes else 0
     return folder_samples(cfg.images, skips, masks=cfg.masks or None, num_classes=num_classes,
-                          background_id=cfg.background_id, require_masks=cfg.require_masks)
+                          background_id=cfg.background_id, require_masks=cfg.require_masks), {}
 
 
-def _demo(cfg: DemoShards, skips: SkipLog) -> Iterator[ShardSample]:
-    from pipeline.synthetic import demo_samples
+def _demo(cfg: DemoShards, skips: SkipLog) -> Made:
+    from pipeline.sources.synthetic import demo_samples
 
-    return demo_samples(cfg.num_samples, seed=cfg.seed)
+    return demo_samples(cfg.num_samples, seed=cfg.seed), {}
 
 
 MAKERS: dict[str, tuple[type, Callable]] = {
@@ -88,26 +94,25 @@ MAKERS: dict[str, tuple[type, Callable]] = {
     "demo": (DemoShards, _demo),
 }
 USAGE = "usage: nerve shards {" + ",".join(MAKERS) + "} output=DIR [key=value ...]"
+SUBCOMMANDS = {
+    "voc": (VocShards, "PASCAL VOC 2012 (train, val, or train_aug with SegmentationClassAug)"),
+    "coco": (CocoShards, "COCO instances as semantic masks in the 81-class coco_object order"),
+    "folder": (FolderShards, "a folder of images, with an optional parallel folder of class-id masks"),
+    "demo": (DemoShards, "synthetic images of coloured shapes with ground truth"),
+}
 
 
+@command
 def main(argv: list[str]) -> int:
-    try:
-        args = parse_argv(argv)
-        if len(args.positionals) != 1 or args.positionals[0] not in MAKERS:
-            return fail(USAGE)
-        schema, make_samples = MAKERS[args.positionals[0]]
-        cfg = OmegaConf.to_object(load_config(schema, args.overrides, args.config_file))
-        skips = SkipLog()
-        samples = make_samples(cfg, skips)
-    except MissingMandatoryValue as exc:
-        return fail(f"missing required key {exc.full_key!r}\n{USAGE}")
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        return fail(str(exc))
-    try:
-        manifest = write_shards(samples, cfg.output, prefix=cfg.prefix, per_shard=cfg.per_shard,
-                                progress=cfg.progress)
-    except ValueError as exc:  # bad prefix or per_shard: nothing was left half-written
-        return fail(str(exc))
+    args = parse_argv(argv)
+    if len(args.positionals) != 1 or args.positionals[0] not in MAKERS:
+        raise ConfigError(f"nerve shards needs one of {', '.join(MAKERS)}; {USAGE}")
+    schema, make_samples = MAKERS[args.positionals[0]]
+    cfg = load_object(schema, args.overrides, args.config_file)
+    skips = SkipLog()
+    samples, manifest_extra = make_samples(cfg, skips)
+    manifest = write_shards(samples, cfg.output, prefix=cfg.prefix, per_shard=cfg.per_shard,
+                            progress=cfg.progress, overwrite=cfg.overwrite, manifest_extra=manifest_extra)
     fs, root = filesystem(cfg.output)
     atomic_write(fs, join(root, "skipped.json"), skips.to_json())
     print(f"wrote {manifest['num_samples']} samples in {len(manifest['shards'])} shards to "

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import sys
 
-from jobs.config import ConfigError, fail, load_config, parse_argv
+from jobs.config import command, parse_argv
+from jobs.models import load_labeling_config
 from pipeline.tune.config import TuneJobConfig
 
+CONFIG_SCHEMA = TuneJobConfig
 
+
+@command
 def main(argv: list[str]) -> int:
-    from pipeline.outputdir import OutputConflict
     from pipeline.tune.job import run_tune_job
 
-    try:
-        args = parse_argv(argv)
-        if args.positionals:
-            raise ConfigError(f"unexpected arguments {args.positionals}; use key=value")
-        cfg = load_config(TuneJobConfig, args.overrides, args.config_file)
-        result = run_tune_job(cfg)
-    except (ConfigError, OutputConflict, ValueError, FileNotFoundError) as exc:
-        return fail(str(exc))
-    except OSError as exc:
-        return fail(f"cannot write the outputs: {type(exc).__name__}: {exc}")
+    cfg = load_labeling_config(TuneJobConfig, parse_argv(argv))
+    result = run_tune_job(cfg)
     cache = result.cache.summary
     print(f"cached {cache['images']} images ({cache['bytes_per_image'] / 1e6:.2f} MB each) in {cache['shards']} shards "
           f"({result.cache.skipped} already cached)" if cache["images"] else "cached no image with ground truth")

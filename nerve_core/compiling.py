@@ -11,13 +11,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nerve_core.errors import ConfigError
+
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # none, then torch.compile modes
 
 
 def check_compile_mode(mode: str) -> str:
-    """`mode` if it is one of COMPILE_MODES, else a ValueError that lists them."""
+    """`mode` if it is one of COMPILE_MODES, else a ConfigError that lists them."""
     if mode not in COMPILE_MODES:
-        raise ValueError(f"unknown engine.compile {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+        raise ConfigError(f"unknown engine.compile {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
     return mode
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClipConfig:
     """CLIP model and dense head that produce G (node-to-label probabilities)."""
 
@@ -19,7 +19,7 @@ class ClipConfig:
     pretrained: str = "openai"
     # Optional local open_clip model-config JSON; when set, `model` names the architecture it defines.
     config_file: str = ""
-    head: str = "naclip"  # naclip | maskclip | vanilla (METHOD.md section 3)
+    head: str = "naclip"  # naclip | maskclip | vanilla (docs/method.md, "NACLIP")
     image_size: int = 336  # NERVE: every image resized to 336x336
     # square: resize to image_size x image_size (NERVE); short_side: keep aspect, short side =
     # image_size, classify with sliding windows (NACLIP engine).
@@ -31,7 +31,7 @@ class ClipConfig:
     templates: str = "imagenet80"  # imagenet80 | none (bare class names)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SDConfig:
     """Stable Diffusion model and the self-attention layers whose q, k become the affinity."""
 
@@ -53,24 +53,41 @@ class SDConfig:
     channels_last: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class RefineConfig:
     """The refiner and its parameters. NERVE's random walk is the default."""
 
     name: str = "random_walk"  # random_walk | iseg | dslo_optimal_path | dslo_max_velocity | none
-    # Stop probability 1 - alpha per step. Not given by the paper; 0.9 makes the truncation error
-    # bound N * alpha^(L+1) fall to 1.3% of N at L = 40, matching the paper's plateau at 40 steps.
-    alpha: float = 0.9
-    # Global/local mix (eq. 10). Not given; equal weight of semantic and spatial transitions.
-    beta: float = 0.5
-    # Entropy temperature (eq. 14). Not given; at c = 10 a head whose mean entropy is 0.1 nat lower
-    # weighs e times more, which separates focused from diffuse heads without picking one head.
-    c: float = 10.0
+    # alpha, beta, c and the global affinity are not given by the paper. They are chosen by the best
+    # worst case of `nerve bench sweep` (every form x an (alpha, beta, c) grid, 40 planted problems:
+    # 5 seeds, 2 noise levels, 0-3 noise heads): exp_cosine, 0.8, 0.3, 30 keeps >= 78.8 mIoU on every
+    # problem (median 90.0) where CLIP alone falls to 59.7 and the earlier cosine, 0.9, 0.5, 10 to 30.5
+    # (docs/method.md, "NERVE: choosing the default", has the table).
+    # Stop probability 1 - alpha per step; the truncation bound N * alpha^(L+1) is 0.01% of N at L = 40.
+    alpha: float = 0.8
+    # Global/local mix (eq. 10): 0.3 = mostly the local (neighbour) transition.
+    beta: float = 0.3
+    # Entropy temperature (eq. 14): at c = 30 a head whose mean entropy is 0.033 nat lower weighs e times more.
+    c: float = 30.0
     # Self-transition weight in the local affinity (eq. 9), "a small constant". Neighbour cosines of
     # SD features are O(1); 0.1 keeps the walk moving while giving isolated nodes a self-loop.
     eps_self: float = 0.1
     steps: int = 40  # L: paper value (gains plateau after 40)
-    global_affinity: str = "cosine"  # cosine (paper) | shifted_cosine | relu_cosine | exp_cosine
+    global_affinity: str = "exp_cosine"  # cosine (paper) | shifted_cosine | relu_cosine | exp_cosine (see alpha)
+    # How cosine's negative affinities are handled (docs/method.md, "Sign handling"): guard = a row
+    # with any negative cosine falls back to the local transition; row_sum = the paper's signed rows
+    # normalised by their sums, falling back only where the sum is below row_floor x the absolute sum.
+    sign_handling: str = "guard"
+    # row_sum: 0.5 bounds a normalised row's L1 norm by 2; at 0.1 the planted sweep's noise heads made
+    # the 40-step walk blow up (values of 1e4); 0.25 and 0.5 are both in the sweep.
+    row_floor: float = 0.5
+    # How G's rows become stochastic: column = the mass the image's classes do not hold is walked as
+    # one more column, so scores stay on CLIP's probability scale (what the background rules read);
+    # renormalise = divide each row by its sum (the scale is lost).
+    remainder: str = "column"
+    # Per-image walk diagnostics (head weights, negative cosines, rows kept, mass moved) in the
+    # outputs. For shifted_cosine and random features they add one O(N^2 D) pass over the cosines.
+    diagnostics: bool = True
     temperature: float = 0.1  # tau of exp_cosine (exp(cos / tau))
     power: float = 1.0  # p of relu_cosine (max(cos, 0)^p)
     # exp_cosine only: 0 = exact (row blocks); r > 0 = positive random features of rank r.
@@ -86,7 +103,7 @@ class RefineConfig:
     # Step size λ of iSeg's one gradient-descent step on the attention entropy, A + λ(1 + ln A)
     # (A row-max normalised). iSeg's code uses 0.1 with log10, i.e. λ = 0.1 / ln 10.
     iseg_entropy_step: float = 0.0434
-    # DSLO (METHOD.md section 4). Values its text lost are marked in the engine presets.
+    # DSLO (docs/method.md, "DSLO"). Values its text lost are marked in the engine presets.
     nms_threshold: float = 0.5
     sinkhorn_epsilon: float = 0.1
     sinkhorn_iterations: int = 50
@@ -98,7 +115,7 @@ class RefineConfig:
     velocity_fractional: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class UpsampleConfig:
     name: str = "bilinear"  # bilinear | joint_bilateral
     sigma_spatial: float = 1.0  # joint bilateral: in low-resolution pixels
@@ -109,24 +126,32 @@ class UpsampleConfig:
     pamr_dilations: list[int] = field(default_factory=lambda: [8, 16])
 
 
-@dataclass
+@dataclass(frozen=True)
 class BackgroundConfig:
-    """How background is decided (METHOD.md sections 2 and 3); set per dataset preset.
+    """How background is decided (docs/method.md, "Background rules"); set per dataset preset.
 
     rule:
-      threshold   - open vocabulary: a pixel whose top probability < `threshold` becomes `class_id`
-      voc_squared - WSSS on VOC: score_bg = (1 - max_fg p)^2 competes with the foreground classes
-      coco_cutoff - WSSS on COCO: foreground scores < `cutoff` are zeroed; nothing left -> background
+      threshold   - open vocabulary (NACLIP): a pixel whose top class probability (max over synonyms
+                    of a softmax over all prompts, not renormalised over classes) < `threshold`
+                    becomes `class_id`
+      voc_squared - WSSS on VOC (iSeg): foreground maps min-max normalised per class over the image,
+                    score_bg = (1 - max_fg p)^2, argmax over [background, labels]; background words
+                    never enter CLIP's softmax
+      coco_cutoff - WSSS on COCO (iSeg): min-max normalised foreground scores < `cutoff` are zeroed;
+                    nothing left -> background; background words never enter CLIP's softmax
       argmax      - plain argmax over all classes, background words included
+      threshold_renormalised, voc_squared_renormalised, coco_cutoff_renormalised - the earlier
+                    behaviour: scores renormalised over the classes (background words included)
+                    first, no min-max normalisation
     """
 
-    rule: str = "threshold"
+    rule: str = "threshold"  # threshold | voc_squared | coco_cutoff | argmax | *_renormalised
     threshold: float = 0.1  # NACLIP's value
     cutoff: float = 0.45  # iSeg's COCO value
     class_id: int = 0  # -1: the vocabulary has no background class
 
 
-@dataclass
+@dataclass(frozen=True)
 class EngineConfig:
     name: str = "nerve"  # preset name (configs/engines/), recorded with every run
     device: str = "auto"  # auto | cpu | cuda | cuda:N

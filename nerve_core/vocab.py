@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nerve_core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Vocabulary:
@@ -15,24 +17,24 @@ class Vocabulary:
 
     def __post_init__(self):
         if not self.synonyms:
-            raise ValueError("a vocabulary needs at least one class")
+            raise ConfigError("a vocabulary needs at least one class")
         for i, names in enumerate(self.synonyms):
             if not names or any(not n.strip() for n in names):
-                raise ValueError(f"class {i} has an empty name: {names!r}")
+                raise ConfigError(f"class {i} has an empty name: {names!r}")
 
     @classmethod
-    def from_lines(cls, lines) -> "Vocabulary":
+    def from_lines(cls, lines) -> Vocabulary:
         """Each line is one class; synonyms separated by commas."""
         classes = [tuple(s.strip() for s in line.split(",") if s.strip()) for line in lines]
         return cls(tuple(classes))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Vocabulary":
+    def from_file(cls, path: str | Path) -> Vocabulary:
         lines = [ln for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
         return cls.from_lines(lines)
 
     @classmethod
-    def coerce(cls, vocab) -> "Vocabulary":
+    def coerce(cls, vocab) -> Vocabulary:
         """Accept a Vocabulary, or a list of class strings ("name, synonym, ...")."""
         if isinstance(vocab, Vocabulary):
             return vocab

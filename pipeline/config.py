@@ -11,7 +11,7 @@ from typing import Any, Optional
 from nerve_core.config import EngineConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetConfig:
     name: str = "demo"
     classes: str = "demo"  # configs/classes/<name>.txt, or a path to a class-name file
@@ -22,7 +22,7 @@ class DatasetConfig:
     reduce_zero_label: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class InputConfig:
     # A shard path or URL, a brace pattern (shard-{000000..000009}.tar), a directory, or a list of
     # any of these. Typed Any because omegaconf has no str-or-list type.
@@ -32,7 +32,7 @@ class InputConfig:
     max_image_pixels: int = 89_478_485
 
 
-@dataclass
+@dataclass(frozen=True)
 class OutputConfig:
     dir: str = ""  # local path or fsspec URL (s3://, gs://, ...)
     mode: str = "resume"  # resume: skip done shards, refuse another fingerprint | overwrite
@@ -40,9 +40,11 @@ class OutputConfig:
     parquet_compression: str = "zstd"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RayConfig:
-    address: str = ""  # "" = start a local Ray for this job; "auto" or "ray://host:port" = join
+    # "" = start a local Ray for this job (even where an earlier `ray start` left a record or
+    # RAY_ADDRESS is set); "auto" or "ray://host:port" = join that cluster
+    address: str = ""
     local_num_cpus: Optional[int] = None  # CPUs of the local Ray (None = all)
     num_actors: int = 0  # 0 = one per GPU, or one CPU actor when the cluster has no GPU
     # CPUs reserved per actor; 0 = min(1, cluster CPUs / (actors + 1)), which leaves room for
@@ -56,24 +58,28 @@ class RayConfig:
     max_retries: int = 2  # extra attempts for a shard whose actor died or raised
     shard_timeout_s: float = 0.0  # > 0: an attempt running longer is killed and retried
     poll_s: float = 0.5  # driver loop tick (progress refresh, dead-actor checks)
+    verbose: bool = False  # show Ray's own log lines (start-up notices, worker output) on the terminal
 
 
-@dataclass
+@dataclass(frozen=True)
 class LabelJobConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    # real: the engine's configured weights | tiny: random-weight test models, written once under
+    # $NERVE_CACHE (default ~/.cache/nerve) and used in place of engine.clip.* and engine.sd.*
+    models: str = "real"
     progress: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class OutputDirConfig:
     dir: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScoreJobConfig:
     """Input shards default to those recorded in OUT/config.yaml."""
 
@@ -81,7 +87,7 @@ class ScoreJobConfig:
     input: InputConfig = field(default_factory=InputConfig)
 
 
-@dataclass
+@dataclass(frozen=True)
 class VerifyJobConfig:
     output: OutputDirConfig = field(default_factory=OutputDirConfig)
     input: InputConfig = field(default_factory=InputConfig)

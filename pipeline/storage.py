@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 
 def filesystem(url: str):
@@ -19,16 +20,44 @@ def join(base: str, *parts: str) -> str:
     return "/".join([str(base).rstrip("/"), *parts])
 
 
+class AtomicFile:
+    """A file written under a temporary name: `commit` renames it into place, `abort` removes it.
+
+    For outputs written piece by piece (a shard tar); whole files go through `atomic_write`.
+    """
+
+    def __init__(self, fs, path: str):
+        self.fs, self.path = fs, path
+        self.tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        self.stream = fs.open(self.tmp, "wb")
+
+    def commit(self) -> None:
+        self.stream.close()
+        try:
+            self.fs.mv(self.tmp, self.path)
+        except BaseException:
+            self.fs.rm(self.tmp)
+            raise
+
+    def abort(self) -> None:
+        self.stream.close()
+        self.fs.rm(self.tmp)
+
+
 def atomic_write(fs, path: str, data: bytes) -> None:
     """Write `data` to `path` so that `path` either does not exist or holds all of it."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
+    target = AtomicFile(fs, path)
     try:
-        fs.mv(tmp, path)
+        target.stream.write(data)
     except BaseException:
-        fs.rm(tmp)
+        target.abort()
         raise
+    target.commit()
+
+
+def atomic_write_local(path, data: bytes) -> None:
+    """`atomic_write` for a local path (export targets, report files)."""
+    atomic_write(LocalFileSystem(), str(path), data)
 
 
 def read_bytes(fs, path: str) -> bytes:

@@ -29,9 +29,7 @@ def tiny_engine_config(tiny_models):
 
     from nerve_core.config import EngineConfig
 
-    cfg = OmegaConf.merge(OmegaConf.structured(EngineConfig), tiny_models)
-    cfg.device = "cpu"
-    return cfg
+    return OmegaConf.merge(OmegaConf.structured(EngineConfig), tiny_models, {"device": "cpu"})
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.synthetic import demo_image, encode_image
+from pipeline.sources.synthetic import demo_image, encode_image
 
 
 def picture(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
@@ -151,13 +151,14 @@ def in_process_labeler(tiny_models: dict, out_dir, *overrides: str):
     from jobs.config import load_config
     from nerve_core.models.tiny import dotlist
     from pipeline.config import LabelJobConfig
-    from pipeline.driver import job_description, labeler_job
-    from pipeline.labeler import Labeler
+    from pipeline.job import label_job
+    from pipeline.run.driver import actor_job, job_description
+    from pipeline.run.labeler import Labeler
 
-    cfg = load_config(LabelJobConfig, ["dataset=demo", *dotlist(tiny_models), "engine.device=cpu",
-                                       f"output.dir={out_dir}", "ray.decode_threads=1", *overrides])
-    resolved, _, fingerprint = job_description(cfg)
-    return Labeler(labeler_job(cfg, resolved, fingerprint, "cpu"))
+    cfg = label_job(load_config(LabelJobConfig, ["dataset=demo", *dotlist(tiny_models), "engine.device=cpu",
+                                                 f"output.dir={out_dir}", "ray.decode_threads=1", *overrides]))
+    _, vocab, fingerprint = job_description(cfg)
+    return Labeler(actor_job(cfg, vocab, fingerprint, "cpu"))
 
 
 def two_node_job(shards: str, out: str, engine_overrides: list[str]) -> dict:
@@ -169,7 +170,7 @@ def two_node_job(shards: str, out: str, engine_overrides: list[str]) -> dict:
 
     from jobs.config import load_config
     from pipeline.config import LabelJobConfig
-    from pipeline.driver import run_label_job
+    from pipeline.run.driver import run_label_job
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
@@ -211,9 +212,9 @@ def labeling_peak_growth(engine_overrides: dict, sizes: list[tuple[int, int]]) -
     from nerve_core.config import EngineConfig
     from nerve_core.engine import build_engine
     from nerve_core.vocab import Vocabulary
-    from pipeline.reader import allow_pixels, decode_sample
-    from pipeline.scoring import confusion_matrix
-    from pipeline.writers import ShardResult
+    from pipeline.output.writers import ShardResult
+    from pipeline.read.reader import allow_pixels, decode_sample
+    from pipeline.score.scoring import confusion_matrix
 
     cfg = OmegaConf.merge(OmegaConf.structured(EngineConfig), engine_overrides, {"device": "cpu"})
     engine, vocab = build_engine(cfg), Vocabulary.from_file(classes_path("demo"))

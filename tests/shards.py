@@ -4,8 +4,8 @@ from __future__ import annotations
 import io
 import tarfile
 
-from pipeline.shard_writer import write_shards
-from pipeline.synthetic import demo_samples
+from pipeline.sources.shard_writer import write_shards
+from pipeline.sources.synthetic import demo_samples
 
 
 def make_demo_shards(path, num_samples: int, per_shard: int, seed: int = 0, **kwargs) -> dict:
@@ -22,7 +22,7 @@ def write_raw_tar(path, members: list[tuple[str, bytes]]) -> None:
 
 
 def read_ground_truth(shard_path) -> dict:
-    """key -> GT array, read with tarfile and PIL only (independent of pipeline.reader)."""
+    """key -> GT array, read with tarfile and PIL only (independent of pipeline.read.reader)."""
     import numpy as np
     from PIL import Image
 

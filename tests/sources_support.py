@@ -52,7 +52,7 @@ def read_shards(out_dir: Path) -> dict[str, dict]:
 
 
 def check_contract(sample: dict) -> tuple[np.ndarray | None, dict]:
-    """Assert the DESIGN.md input contract for one sample; return (GT ids or None, metadata)."""
+    """Assert the input shard contract for one sample; return (GT ids or None, metadata)."""
     key = sample["__key__"]
     assert "." not in key and "/" not in key
     fields = {k for k in sample if not k.startswith("__")}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nerve_core.refine.affinity import affinity_spec, low_rank_factors, pair_affinity, unit
-from nerve_core.refine.global_blocked import BlockedGlobal, row_minimum_cosines
+from nerve_core.refine.global_blocked import BlockedGlobal, cosine_row_stats
 from nerve_core.refine.stencil import apply_stencil, local_affinities, local_transitions, neighbour_index
 
 
@@ -22,7 +22,7 @@ def test_local_stencil_equals_dense_eight_neighbour_matrix(grid, form):
     qh, kh = unit_pair(2, n, 6, seed=n)
     spec = affinity_spec(form, {"temperature": 0.3})
     index = neighbour_index(grid)
-    table, fallback = local_transitions(local_affinities(qh, kh, index, spec, eps_self=0.2))
+    table, fallback = local_transitions(local_affinities(qh, kh, index, spec, eps_self=0.2), spec)
     assert not fallback.any()
     # Dense, by listing each node's neighbours from its coordinates.
     cos = torch.einsum("hid,hjd->hij", qh.double(), kh.double())
@@ -46,12 +46,28 @@ def test_local_stencil_equals_dense_eight_neighbour_matrix(grid, form):
 def test_local_rows_with_negative_cosines_become_self_loops():
     grid = (3, 4)
     qh, kh = unit_pair(1, 12, 4, seed=3)
-    raw = local_affinities(qh, kh, neighbour_index(grid), affinity_spec("cosine", {}), eps_self=0.1)
-    table, fallback = local_transitions(raw)
+    spec = affinity_spec("cosine", {})
+    raw = local_affinities(qh, kh, neighbour_index(grid), spec, eps_self=0.1)
+    table, fallback = local_transitions(raw, spec)
     negative = (raw < 0).any(-1)
     assert negative.any() and torch.equal(fallback, negative)
     assert torch.equal(table[fallback].argmax(-1), torch.full((int(fallback.sum()),), 4))
     torch.testing.assert_close(table.sum(-1), torch.ones(1, 12))
+
+
+def test_signed_local_rows_fall_back_only_below_the_row_floor():
+    """row_sum keeps a row with negative neighbour cosines, normalised by its (signed) sum, as long
+    as the sum is at least row_floor times the absolute sum; hand-made rows of 9 taps."""
+    raw = torch.tensor([[0.5, -0.1, 0.3, 0.2, 0.1, 0.0, 0.0, 0.0, 0.0],  # sum 1.0, |sum| 1.2: kept
+                        [0.5, -0.4, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 0.0],  # sum 0.2, |sum| 1.0: floor 0.25 refuses
+                        [-0.5, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)  # sum < 0
+    spec = affinity_spec("cosine", {"sign_handling": "row_sum", "row_floor": 0.25})
+    table, fallback = local_transitions(raw, spec, dtype=torch.float64)
+    assert fallback.tolist() == [False, True, True]
+    torch.testing.assert_close(table[0], raw[0] / 1.0)
+    assert table[1].tolist() == table[2].tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0]
+    guarded, guard_fallback = local_transitions(raw, affinity_spec("cosine", {}), dtype=torch.float64)
+    assert guard_fallback.tolist() == [True, True, True]
 
 
 def test_pair_affinities_follow_their_formulas():
@@ -86,11 +102,14 @@ def test_random_features_are_positive_and_reproducible():
     assert not torch.allclose(other, phi)
 
 
-def test_row_minimum_cosines_in_blocks():
+def test_cosine_row_stats_in_blocks():
     qh, kh = unit_pair(2, 23, 4, seed=6)
-    dense = (qh @ kh.transpose(1, 2)).amin(-1)
+    cos = qh @ kh.transpose(1, 2)
     for max_elements in (1, 5 * 2 * 23, 2**26):  # one row, 5 rows, all rows of both heads at a time
-        torch.testing.assert_close(row_minimum_cosines(qh, kh, max_elements), dense)
+        stats = cosine_row_stats(qh, kh, max_elements)
+        torch.testing.assert_close(stats.minimum, cos.amin(-1))
+        assert torch.equal(stats.negatives, (cos < 0).sum(-1))
+        torch.testing.assert_close(stats.absolute, cos.abs().sum(-1))
 
 
 @pytest.mark.parametrize("form", ["relu_cosine", "exp_cosine"])
@@ -115,6 +134,7 @@ def test_blocked_global_equals_dense_whether_materialised_or_streamed(form):
 def test_option_errors_name_the_option():
     with pytest.raises(TypeError, match="blocksize"):
         affinity_spec("relu_cosine", {"blocksize": 3})
-    for bad in ({"temperature": 0}, {"power": -1.0}, {"features": 2.5}, {"block_size": 0}):
+    for bad in ({"temperature": 0}, {"power": -1.0}, {"features": 2.5}, {"block_size": 0}, {"sign_handling": "clip"},
+                {"row_floor": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             affinity_spec("exp_cosine", bad)

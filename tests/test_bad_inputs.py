@@ -16,11 +16,14 @@ from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
-from pipeline.driver import run_label_job
-from pipeline.reader import decode_sample
-from pipeline.synthetic import encode_image, encode_label_png
-from pipeline.verify import verify_output
-from pipeline.writers import decode_png
+from pipeline.output.pngcodec import decode_index_png as decode_png
+from pipeline.output.pngcodec import encode_index_png as encode_label_png
+from pipeline.read.reader import decode_sample
+from pipeline.run import driver
+from pipeline.run.driver import run_label_job
+from pipeline.run.preflight import check_job
+from pipeline.score.verify import verify_output
+from pipeline.sources.synthetic import encode_image
 from tests import faults as F
 from tests.faults import in_process_labeler
 from tests.shards import make_demo_shards, write_raw_tar
@@ -80,14 +83,22 @@ def bad_run(ray_session, tiny_models, tmp_path_factory):
     (inputs / "trunc-000000.tar").write_bytes(F.cut_in_member(demo, 7))  # inside sample 2's 2nd member
     write_raw_tar(inputs / "empty-000000.tar", [])
     (inputs / "nottar-000000.tar").write_bytes(np.random.default_rng(0).bytes(5000))
+    # A shard that vanishes after the job checked its inputs (a missing one is refused before Ray starts).
+    write_raw_tar(inputs / "missing-000000.tar", [("gone.png", PIC)])
     shards = [inputs / f"{n}-000000.tar" for n in ("bad", "good", "trunc", "empty", "missing", "nottar")]
     out = base / "out"
     cfg = load_config(LabelJobConfig, [
         "dataset=demo", *dotlist(tiny_models), "engine.device=cpu", "engine.batch_size=4",
         f"input.shards=[{','.join(map(str, shards))}]", f"input.max_image_pixels={LIMIT}",
         f"output.dir={out}", "progress=false", "ray.num_actors=1", "ray.poll_s=0.1", "ray.max_retries=1"])
-    files_before = _files(base)
-    result = run_label_job(cfg)
+    def check_then_remove(*args):
+        check_job(*args)
+        (inputs / "missing-000000.tar").unlink()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(driver, "check_job", check_then_remove)
+        files_before = _files(base)
+        result = run_label_job(cfg)
     return {"result": result, "out": out, "shards": shards, "base": base, "files_before": files_before}
 
 
@@ -200,7 +211,7 @@ def test_pixel_limit_is_checked_before_decoding_and_configurable():
     assert decode_sample({"__key__": "k", "png": header_only}, max_pixels=2 * 10**8 - 1).error.startswith("too_large")
     from PIL import Image
 
-    from pipeline.reader import allow_pixels
+    from pipeline.read.reader import allow_pixels
 
     saved = Image.MAX_IMAGE_PIXELS
     try:

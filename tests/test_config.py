@@ -4,9 +4,9 @@ import pytest
 from jobs.cli import main as nerve
 from jobs.config import load_config
 from pipeline.config import LabelJobConfig
-from pipeline.driver import job_description
-from pipeline.outputdir import prepare_output
-from pipeline.storage import filesystem
+from pipeline.job import label_job
+from pipeline.output.outputdir import OutputDir
+from pipeline.run.driver import job_description
 from tests.shards import make_demo_shards
 
 
@@ -38,34 +38,59 @@ def test_fingerprint_mismatch_is_refused_unless_overwrite(tmp_path, capsys):
     make_demo_shards(tmp_path / "in", 2, per_shard=2)
     out = tmp_path / "out"
     base = ["dataset=demo", f"input.shards={tmp_path / 'in'}", f"output.dir={out}", "progress=false"]
-    first = load_config(LabelJobConfig, base)
+    first = label_job(load_config(LabelJobConfig, base))
     resolved, _, fingerprint = job_description(first)
-    fs, root = filesystem(str(out))
-    prepare_output(fs, root, resolved, fingerprint, "resume")
+    OutputDir(str(out)).prepare(resolved, fingerprint, "resume")
     (out / "shards" / "keep.stats.json").write_text("{}")
 
     # Throughput knobs do not change the fingerprint; what decides the labels does.
-    same = load_config(LabelJobConfig, base + ["engine.batch_size=3", "ray.num_actors=2"])
+    same = label_job(load_config(LabelJobConfig, base + ["engine.batch_size=3", "engine.compile=default",
+                                                        "engine.refine.batching=batch", "ray.num_actors=2"]))
     assert job_description(same)[2]["digest"] == fingerprint["digest"]
     assert nerve(["label", *base, "engine.refine.steps=7"]) == 2
     err = capsys.readouterr().err
     assert "fingerprint" in err and "output.mode=overwrite" in err
     assert (out / "shards" / "keep.stats.json").exists()
-    changed = load_config(LabelJobConfig, base + ["engine.refine.steps=7"])
-    prepare_output(fs, root, *job_description(changed)[::2], "overwrite")
+    changed = label_job(load_config(LabelJobConfig, base + ["engine.refine.steps=7"]))
+    OutputDir(str(out)).prepare(*job_description(changed)[::2], "overwrite")
     assert not (out / "shards" / "keep.stats.json").exists()
 
 
 def test_cpu_actors_get_the_cores_that_their_ray_reservation_leaves_idle():
-    from pipeline.actors import plan_actors
-    from pipeline.driver import cpu_threads
+    from pipeline.run.actors import plan_actors
+    from pipeline.run.driver import cpu_threads
 
-    cfg = load_config(LabelJobConfig, [])
+    cfg = label_job(load_config(LabelJobConfig, []))
     cluster = {"CPU": 2.0}
     plan = plan_actors(0, 0.0, "cpu", cluster)
     assert plan.num_cpus <= 1  # the reservation leaves room for Ray's own tasks...
     assert cpu_threads(cfg, plan, cluster) == 2  # ...but torch may use both cores
-    cfg.ray.torch_threads = 1
-    assert cpu_threads(cfg, plan, cluster) == 1
+    assert cpu_threads(label_job(load_config(LabelJobConfig, ["ray.torch_threads=1"])), plan, cluster) == 1
     gpu_plan = plan_actors(0, 0.0, "auto", {"CPU": 16.0, "GPU": 2.0})
     assert cpu_threads(cfg, gpu_plan, {"CPU": 16.0, "GPU": 2.0}) == 0
+
+
+def test_the_job_reaches_the_actor_typed_and_frozen_and_both_fingerprints_ignore_throughput(tmp_path):
+    """One typed, frozen object from the command line to the actor; the engine's own fingerprint
+    and the job's agree on what decides the labels (batch size and compile are left out of both)."""
+    import dataclasses
+    import pickle
+
+    from nerve_core.identity import engine_identity
+    from pipeline.job import ActorJob
+    from pipeline.run.driver import actor_job
+
+    def described(*overrides):
+        job = label_job(load_config(LabelJobConfig, ["dataset=demo", f"output.dir={tmp_path}", *overrides]))
+        _, vocab, fingerprint = job_description(job)
+        return actor_job(job, vocab, fingerprint, "cpu"), fingerprint
+
+    job, fingerprint = described("engine.batch_size=2")
+    assert isinstance(job, ActorJob) and job.engine.device == "cpu" and job.config.engine.batch_size == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.config.engine.refine.alpha = 0.5
+    assert pickle.loads(pickle.dumps(job)) == job  # what Ray ships to the actor
+    bigger, bigger_fingerprint = described("engine.batch_size=16", "engine.compile=default")
+    assert engine_identity(bigger.engine) == engine_identity(job.engine)
+    assert bigger_fingerprint["digest"] == fingerprint["digest"]
+    assert fingerprint["engine"] == engine_identity(job.config.engine)

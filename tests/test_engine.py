@@ -100,8 +100,30 @@ def test_clip_only_engine_needs_no_stable_diffusion(tiny_engine_config):
     assert engine.sd is None
     out = engine.segment(IMAGES[:2], VOCAB)
     assert out[0].shape == (23, 37)
+    assert engine.run([engine.prepare(IMAGES[0])], VOCAB)[0].walk is None
 
 
 def test_fingerprint_changes_with_config(open_engine, tiny_engine_config):
     cfg = OmegaConf.merge(tiny_engine_config, {"refine": {"alpha": 0.5}})
     assert build_engine(cfg).fingerprint()["digest"] != open_engine.fingerprint()["digest"]
+
+
+def test_each_segmentation_carries_its_walk_diagnostics(open_engine, tiny_engine_config):
+    prepared = [open_engine.prepare(im) for im in IMAGES[:2]]
+    for seg in open_engine.run(prepared, VOCAB):
+        heads = len(seg.walk["head_weights"])
+        assert heads > 0 and sum(seg.walk["head_weights"]) == pytest.approx(1.0, abs=1e-5)
+        assert all(len(seg.walk[key]) == heads for key in ("negative_fraction", "global_rows_kept", "local_rows_kept"))
+        assert 0 <= seg.walk["mass_moved"] <= 2
+    quiet = build_engine(OmegaConf.merge(tiny_engine_config, {"refine": {"diagnostics": False}}))
+    assert all(seg.walk is None for seg in quiet.run([quiet.prepare(IMAGES[0])], VOCAB))
+
+
+def test_wsss_protocol_rule_keeps_background_words_out_and_batches_match(tiny_engine_config):
+    cfg = {"mode": "wsss", "batch_size": 5, "background": {"rule": "coco_cutoff"}, "refine": {"batching": "batch"}}
+    engine = build_engine(OmegaConf.merge(tiny_engine_config, cfg))
+    labels = [[1], [2, 3], [], [3], [1, 2]]
+    together = engine.segment(IMAGES, VOCAB, image_labels=labels)
+    assert_same_maps(together, [engine.segment([im], VOCAB, image_labels=[lab])[0] for im, lab in zip(IMAGES, labels)])
+    for allowed, out in zip(labels, together):
+        assert set(np.unique(out)) <= {0, *allowed}

@@ -1,4 +1,4 @@
-"""`nerve export png|coco` on run directories written here in the DESIGN.md output schema."""
+"""`nerve export png|coco` on run directories written here in the output schema of the README."""
 from __future__ import annotations
 
 import io
@@ -9,11 +9,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from configs import classes_path
 from jobs import export
+from nerve_core.vocab import Vocabulary
 
 ROW_SCHEMA = pa.schema([
     ("key", pa.string()), ("shard", pa.string()), ("image_id", pa.int64()),
@@ -48,14 +51,22 @@ def coco_results(image_id: int, mask: np.ndarray) -> list[dict]:
     return out
 
 
-def write_shard(shard_dir: Path, shard: str, rows: list[dict], done: bool = True) -> None:
+def write_shard(shard_dir: Path, shard: str, rows: list[dict], done: bool = True, partial: bool = False) -> None:
     table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
     pq.write_table(table, shard_dir / f"{shard}.parquet")
     results = [r for row in rows if row["status"] == "ok"
                for r in coco_results(row["image_id"], np.array(Image.open(io.BytesIO(row["mask_png"]))))]
     (shard_dir / f"{shard}.coco.json").write_text(json.dumps(results))
-    if done:
-        (shard_dir / f"{shard}.stats.json").write_text(json.dumps({"samples": len(rows)}))
+    if done or partial:
+        (shard_dir / f"{shard}.stats.json").write_text(json.dumps({"samples": len(rows), "partial": partial}))
+
+
+def write_record(out: Path, classes: str = "voc21") -> None:
+    """OUT/config.yaml as the label job writes it (the parts export reads)."""
+    names = Vocabulary.from_file(classes_path(classes)).names
+    record = {"config": {"dataset": {"classes": classes}, "engine": {"background": {"class_id": 0}}},
+              "fingerprint": {"classes": [[n] for n in names]}}
+    (out / "config.yaml").write_text(yaml.safe_dump(record))
 
 
 def make_row(shard, key, image_id, mask=None, confidence=None, error=None) -> dict:
@@ -70,7 +81,8 @@ def make_row(shard, key, image_id, mask=None, confidence=None, error=None) -> di
 
 @pytest.fixture()
 def run_dir(tmp_path) -> tuple[Path, dict]:
-    """Two done shards (one with an error row and a hostile key) and one unfinished shard."""
+    """Two done shards (one with an error row and a hostile key), one unfinished shard and one
+    partial shard (its tar broke part-way: rows and stats exist, but it is not done)."""
     rng = np.random.default_rng(0)
     out = tmp_path / "run"
     shard_dir = out / "shards"
@@ -89,7 +101,9 @@ def run_dir(tmp_path) -> tuple[Path, dict]:
         write_shard(shard_dir, shard, shard_rows)
     unfinished = make_row("shard-000002", "late", 300, np.zeros((4, 4), np.uint8))
     write_shard(shard_dir, "shard-000002", [unfinished], done=False)
-    (out / "config.yaml").write_text("config:\n  dataset:\n    classes: voc21\nfingerprint: {}\n")
+    partial = make_row("shard-000003", "cut", 400, np.ones((4, 4), np.uint8))
+    write_shard(shard_dir, "shard-000003", [partial], partial=True)
+    write_record(out)
     return out, masks
 
 
@@ -114,7 +128,8 @@ def test_png_export_round_trip_with_voc_palette(run_dir, tmp_path, capsys):
     assert [(s["key"], s["reason"], s["detail"]) for s in skipped] == [
         ("2007_000050", "error row", "decode failed")]
     printed = capsys.readouterr().out
-    assert "shard-000002" in printed and "2007_000050" in printed
+    assert "shard-000002" in printed and "shard-000003" in printed and "2007_000050" in printed
+    assert not (target / "cut.png").exists()  # the partial shard's rows are not exported
     # Nothing was written outside the target directory.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels", "run"]
 
@@ -147,6 +162,7 @@ def test_png_export_confidence_threshold_sets_ignore(run_dir, tmp_path):
 def test_png_export_without_confidence_maps_refuses_a_threshold(tmp_path, capsys):
     shard_dir = tmp_path / "run" / "shards"
     shard_dir.mkdir(parents=True)
+    write_record(tmp_path / "run")
     row = make_row("s-0", "a", 1, np.zeros((3, 3), np.uint8))
     table = pa.Table.from_pylist([row], schema=ROW_SCHEMA).drop_columns(["confidence_png"])
     pq.write_table(table, shard_dir / "s-0.parquet")
@@ -158,7 +174,7 @@ def test_png_export_without_confidence_maps_refuses_a_threshold(tmp_path, capsys
                         "confidence_threshold=1.5"]) == 2
 
 
-def test_coco_export_merges_results_loadable_with_loadres(run_dir, tmp_path):
+def test_coco_export_scores_leaves_out_background_and_lists_the_vocabulary(run_dir, tmp_path):
     out, masks = run_dir
     results_file = tmp_path / "export" / "results.json"
     assert export.main(["coco", f"output.dir={out}", f"to={results_file}"]) == 0
@@ -166,13 +182,33 @@ def test_coco_export_merges_results_loadable_with_loadres(run_dir, tmp_path):
     assert isinstance(results, list)
     sidecar = export.sidecar_path(results_file)
     gt = COCO(str(sidecar))
-    assert sorted(gt.getImgIds()) == [100, 101, 102]  # ok rows of done shards only
+    assert sorted(gt.getImgIds()) == [100, 101, 102]  # ok rows of done shards only (not the partial 400)
+    assert gt.getCatIds() == list(range(1, 21))  # every VOC class but background, present or not
     assert gt.loadCats(1)[0]["name"] == "aeroplane"
     detections = gt.loadRes(str(results_file))
     ids = {key: 100 + i for i, key in enumerate(masks)}
-    for key, (mask, _) in masks.items():
+    for key, (mask, confidence) in masks.items():
         anns = detections.loadAnns(detections.getAnnIds(imgIds=[ids[key]]))
-        assert sorted(a["category_id"] for a in anns) == sorted(set(np.unique(mask).tolist()) - {255})
+        assert sorted(a["category_id"] for a in anns) == sorted(set(np.unique(mask).tolist()) - {0, 255})
         for ann in anns:
-            np.testing.assert_array_equal(mask_utils.decode(ann["segmentation"]),
-                                          (mask == ann["category_id"]).astype(np.uint8))
+            pixels = mask == ann["category_id"]
+            np.testing.assert_array_equal(mask_utils.decode(ann["segmentation"]), pixels.astype(np.uint8))
+            assert ann["score"] == pytest.approx(confidence[pixels].sum() / pixels.sum() / 255, abs=1e-6)
+
+
+def test_coco_export_scores_one_without_confidence_maps(tmp_path):
+    out = tmp_path / "run"
+    (out / "shards").mkdir(parents=True)
+    write_record(out)
+    row = make_row("s-0", "a", 7, np.array([[0, 3], [3, 255]], np.uint8))
+    write_shard(out / "shards", "s-0", [dict(row, confidence_png=None)])
+    assert export.main(["coco", f"output.dir={out}", f"to={tmp_path / 'r.json'}"]) == 0
+    assert [(r["category_id"], r["score"]) for r in json.loads((tmp_path / "r.json").read_text())] == [(3, 1.0)]
+
+
+def test_export_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "shards").mkdir()
+    assert export.main(["coco", f"output.dir={tmp_path}", f"to={tmp_path / 'r.json'}"]) == 2
+    assert "not an output directory" in capsys.readouterr().err
+    assert export.main(["coco", f"to={tmp_path / 'r.json'}"]) == 2
+    assert "output.dir is required" in capsys.readouterr().err

@@ -14,9 +14,9 @@ from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
-from pipeline.driver import run_label_job
-from pipeline.verify import verify_output
-from pipeline.writers import decode_png
+from pipeline.output.pngcodec import decode_index_png as decode_png
+from pipeline.run.driver import run_label_job
+from pipeline.score.verify import verify_output
 from tests import faults as F
 from tests.faults import StallingFifo, in_process_labeler, wait_until_gone
 from tests.shards import make_demo_shards, write_raw_tar

@@ -15,8 +15,8 @@ import pytest
 
 from jobs.cli import main as nerve
 from nerve_core.models.tiny import dotlist
-from pipeline.verify import verify_output
-from pipeline.writers import decode_png
+from pipeline.output.pngcodec import decode_index_png as decode_png
+from pipeline.score.verify import verify_output
 from tests.shards import make_demo_shards
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,9 @@
 """Soak (slow): a few thousand generated samples with random faults injected — bad samples, repeated
 keys, truncated and unreadable shards, actors SIGKILLed mid-run — then a resumed rerun; the books
-must balance exactly, sample by sample, with `nerve verify` as the judge."""
+must balance exactly, sample by sample, with `nerve verify` as the judge.
+
+Its size is a parameter: NERVE_SOAK_SHARDS shards of 100 samples (default 24; 100 gives the
+10,000-sample soak: `NERVE_SOAK_SHARDS=100 python -m pytest -m slow tests/test_faults_soak.py`)."""
 import json
 import os
 import signal
@@ -12,13 +15,14 @@ import pytest
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
-from pipeline.driver import run_label_job
-from pipeline.synthetic import demo_image, encode_image, encode_label_png
-from pipeline.verify import verify_output
+from pipeline.output.pngcodec import encode_index_png as encode_label_png
+from pipeline.run.driver import run_label_job
+from pipeline.score.verify import verify_output
+from pipeline.sources.synthetic import demo_image, encode_image
 from tests import faults as F
 from tests.shards import write_raw_tar
 
-NUM_SHARDS, PER_SHARD = 24, 100
+NUM_SHARDS, PER_SHARD = int(os.environ.get("NERVE_SOAK_SHARDS", "24")), 100
 
 # reason -> members of a sample that has it
 FAULTS = {

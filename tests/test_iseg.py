@@ -74,7 +74,8 @@ def test_entropy_step_is_gradient_descent_on_attention_entropy():
     expected /= expected.sum(dim=1, keepdim=True)
     out = entropy_reduced_attention(a, step)
     torch.testing.assert_close(out, expected)
-    row_entropy = lambda m: -(m * m.clamp_min(1e-300).log()).sum(dim=1)
+    def row_entropy(m):
+        return -(m * m.clamp_min(1e-300).log()).sum(dim=1)
     assert bool((row_entropy(out) <= row_entropy(a) + 1e-12).all())
 
 

@@ -12,7 +12,8 @@ OUTER = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0
 def _reference(mask: np.ndarray, image: np.ndarray, iterations: int, dilations) -> np.ndarray:
     """Loops over pixels; borders replicated by clamping coordinates."""
     k, h, w = mask.shape
-    at = lambda y, x: (min(max(y, 0), h - 1), min(max(x, 0), w - 1))
+    def at(y, x):
+        return (min(max(y, 0), h - 1), min(max(x, 0), w - 1))
     weights = np.zeros((h, w, 8 * len(dilations)))
     for y in range(h):
         for x in range(w):

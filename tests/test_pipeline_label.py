@@ -15,9 +15,9 @@ from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
-from pipeline.driver import run_label_job
-from pipeline.verify import coco_loads, verify_output
-from pipeline.writers import decode_png
+from pipeline.output.pngcodec import decode_index_png as decode_png
+from pipeline.run.driver import run_label_job
+from pipeline.score.verify import coco_loads, verify_output
 from tests.faults import StallingFifo, wait_until_gone
 from tests.shards import make_demo_shards, read_ground_truth, set_iou
 
@@ -84,6 +84,9 @@ def test_end_to_end_outputs_and_independent_miou(reference, shards_dir, capsys):
     names = ["background", "red circle", "green square", "blue triangle", "yellow bar"]
     for name, value in zip(names, iou):
         assert summary["per_class_iou"][name] == (None if np.isnan(value) else pytest.approx(100 * value, abs=1e-3))
+    walks = [r["walk"] for shard in SHARDS for r in _rows(reference, shard)]  # the walk's diagnostics per image
+    assert all(sum(w["head_weights"]) == pytest.approx(1, abs=1e-5) for w in walks)
+    assert summary["walk"]["images"] == 10 and 0 <= summary["walk"]["global_rows_kept"]["mean"] <= 1
     run = summary["last_run"]
     print(f"\nend to end {run['images_per_second']:.2f} img/s, engine alone {run['engine_images_per_second']:.2f} img/s")
 
@@ -140,13 +143,15 @@ def test_actor_killed_mid_shard_is_retried_without_loss(reference, tiny_models, 
 
 
 def test_one_actor_per_gpu_each_pinned_to_its_own(ray_session, tiny_models):
-    from pipeline.actors import plan_actors, start_labeler
+    from pipeline.job import ActorJob
+    from pipeline.run.actors import plan_actors, start_labeler
 
     resources = ray_session.cluster_resources()
     assert resources.get("GPU") == 2
     plan = plan_actors(0, 0.0, "auto", resources)
     assert (plan.num_actors, plan.num_gpus) == (2, 1) and plan.num_cpus * 2 < resources["CPU"]
-    actors = [start_labeler(plan, {"engine": {"device": plan.device}}) for _ in range(plan.num_actors)]
+    job = ActorJob(LabelJobConfig(), (("background",),), "digest", plan.device)
+    actors = [start_labeler(plan, job) for _ in range(plan.num_actors)]
     try:
         infos = ray_session.get([a.info.remote() for a in actors])
     finally:
@@ -165,8 +170,9 @@ def test_one_actor_per_gpu_each_pinned_to_its_own(ray_session, tiny_models):
 
 
 def test_bad_samples_and_truncated_shard_are_accounted_for(ray_session, tiny_models, shards_dir, tmp_path, capsys):
-    from pipeline.synthetic import encode_image
     from PIL import Image
+
+    from pipeline.sources.synthetic import encode_image
     from tests.shards import write_raw_tar
 
     inputs = tmp_path / "in"

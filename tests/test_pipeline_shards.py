@@ -9,8 +9,8 @@ from PIL import Image
 
 from configs import classes_path
 from nerve_core.vocab import Vocabulary
-from pipeline.shard_writer import ShardSample, write_shards
-from pipeline.synthetic import SHAPES, demo_samples
+from pipeline.sources.shard_writer import ShardSample, write_shards
+from pipeline.sources.synthetic import SHAPES, demo_samples
 
 
 def _members(path):
@@ -57,3 +57,37 @@ def test_bad_keys_and_duplicates_are_refused(tmp_path):
     with pytest.raises(ValueError, match="duplicate"):
         write_shards([good, good], tmp_path / "dup", progress=False)
     assert not any(p.name.startswith("shard-") for p in (tmp_path / "dup").iterdir())
+
+
+def test_a_directory_holding_shards_is_refused_unless_overwrite(tmp_path, capsys):
+    from jobs import shards
+    from pipeline.read.shardlist import expand_shards
+
+    out = tmp_path / "set"
+    assert shards.main(["demo", f"output={out}", "num_samples=5", "per_shard=2", "progress=false"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # A second, smaller set into the same directory would leave shard-000002.tar behind: refused.
+    assert shards.main(["demo", f"output={out}", "num_samples=3", "per_shard=2", "progress=false"]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "overwrite=true" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
+    assert shards.main(["demo", f"output={out}", "num_samples=3", "per_shard=2", "progress=false",
+                        "overwrite=true"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    present = sorted(p.name for p in out.glob("*.tar"))
+    assert present == sorted(s["file"] for s in manifest["shards"]) == ["shard-000000.tar", "shard-000001.tar"]
+    assert manifest["num_samples"] == 3 and len(expand_shards(str(out))) == 2
+
+
+def test_overwrite_never_removes_shards_of_another_prefix(tmp_path):
+    from pipeline.sources.shard_writer import ShardsExist
+
+    write_shards(demo_samples(2), tmp_path, prefix="other", per_shard=1, progress=False)
+    with pytest.raises(ShardsExist, match="other-000000.tar"):
+        write_shards(demo_samples(2), tmp_path, per_shard=1, progress=False, overwrite=True)
+    assert sorted(p.name for p in tmp_path.glob("*.tar")) == ["other-000000.tar", "other-000001.tar"]
+    # Files that are not shards never count as shards, and overwrite leaves them alone.
+    write_shards(demo_samples(1), tmp_path / "fresh", progress=False)
+    (tmp_path / "fresh" / "notes.txt").write_text("x")
+    write_shards(demo_samples(1), tmp_path / "fresh", progress=False, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["manifest.json", "notes.txt", "shard-000000.tar"]

@@ -1,11 +1,10 @@
-"""A planted-partition check of what each affinity form does to a noisy, coarse G.
+"""A planted-partition check of what each affinity form does to a noisy, coarse G
+(pipeline/bench/planted.py; `nerve bench sweep` runs the full robustness sweep on the same generator).
 
-A grid is split into a few Voronoi regions (one class each). G is what a coarse, noisy CLIP would
-give: the one-hot truth averaged over 6×6-node blocks, blocky again, plus noise. Some heads see
-the partition (region embedding + noise, in a second scenario also a shared direction, as real
-attention features have, which makes unrelated regions look alike to the flat forms), the others
-are pure noise. The walk should recover the boundaries where the affinity separates regions and
-the entropy weights suppress the noise heads. `pytest -s` prints the table.
+Two scenarios: partition heads without and with a direction shared by all nodes (which makes
+unrelated regions look alike to the flat forms); three of the six heads are pure noise. The walk
+should recover the boundaries where the affinity separates regions and the entropy weights
+suppress the noise heads. `pytest -s` prints the table.
 """
 from __future__ import annotations
 
@@ -15,6 +14,8 @@ import pytest
 import torch
 
 from nerve_core.refine.random_walk import head_weights, nerve_propagate
+from pipeline.bench.planted import PlantedSpec, miou
+from pipeline.bench.planted import planted_problem as planted
 
 GRID = (24, 30)
 REGIONS = 4
@@ -28,34 +29,9 @@ FORMS = {
 }
 
 
-def planted_problem(shared_scale, seed=0, partition_heads=3, noise_heads=3, dim=16):
-    g = torch.Generator().manual_seed(seed)
-    h, w = GRID
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    points = torch.stack([ys.reshape(-1), xs.reshape(-1)], 1).float()
-    centres = torch.rand(REGIONS, 2, generator=g) * torch.tensor([h, w])
-    truth = torch.cdist(points, centres).argmin(1)
-    onehot = torch.nn.functional.one_hot(truth, REGIONS).float().T.reshape(REGIONS, h, w)
-    coarse = torch.nn.functional.avg_pool2d(onehot[None], 6)[0]
-    blocky = coarse.repeat_interleave(6, 1).repeat_interleave(6, 2).reshape(REGIONS, -1).T
-    G = blocky + 0.6 * torch.rand(h * w, REGIONS, generator=g)
-    G = G / G.sum(1, keepdim=True)
-    embedding = torch.randn(partition_heads, REGIONS, dim, generator=g)
-    shared = shared_scale * torch.randn(partition_heads, 1, dim, generator=g)
-    def partition_features():
-        return embedding[:, truth] + shared + 0.5 * torch.randn(partition_heads, h * w, dim, generator=g)
-    q = torch.cat([partition_features(), torch.randn(noise_heads, h * w, dim, generator=g)])
-    k = torch.cat([partition_features(), torch.randn(noise_heads, h * w, dim, generator=g)])
-    return G, q, k, truth
-
-
-def miou(labels, truth):
-    ious = []
-    for c in range(REGIONS):
-        union = ((labels == c) | (truth == c)).sum()
-        if union:
-            ious.append(((labels == c) & (truth == c)).sum() / union)
-    return 100 * torch.stack(ious).float().mean().item()
+def planted_problem(shared_scale):
+    spec = PlantedSpec(grid=GRID, regions=REGIONS, block=6, partition_heads=3, noise_heads=3, dim=16, shared=shared_scale)
+    return planted(spec, seed=0)
 
 
 SCENARIOS = {"separated regions": 0.0, "shared direction": 1.5}
@@ -66,15 +42,15 @@ def results():
     table = {}
     for scenario, shared_scale in SCENARIOS.items():
         G, q, k, truth = planted_problem(shared_scale)
-        rows = {"G (CLIP alone)": (miou(G.argmax(1), truth), None)}
+        rows = {"G (CLIP alone)": (miou(G.argmax(1), truth, REGIONS), None)}
         for name, (form, opts) in FORMS.items():
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore" if form == "cosine" else "error")  # only cosine may need its guard
+                warnings.simplefilter("error")  # fall-backs are counted by walk_diagnostics, never warned
                 P = nerve_propagate(G, q, k, GRID, affinity=form, **WALK, **opts)
                 w = head_weights(G, q, k, GRID, beta=WALK["beta"], c=WALK["c"], eps_self=WALK["eps_self"],
                                  affinity=form, **opts)
             assert torch.isfinite(P).all()
-            rows[name] = (miou(P.argmax(1), truth), w[:3].sum().item())
+            rows[name] = (miou(P.argmax(1), truth, REGIONS), w[:3].sum().item())
         table[scenario] = rows
     print(f"\nplanted partition, grid {GRID[0]}x{GRID[1]}, {REGIONS} regions, 3 partition + 3 noise heads, {WALK}")
     print(f"{'form':<18}" + "".join(f"{s + ': mIoU %, w(partition)':>42}" for s in SCENARIOS))
@@ -104,3 +80,20 @@ def test_planted_partition_flat_forms_do_not_separate_regions(results):
     pairs 1/2, so its global term mixes all regions and the walk drifts below CLIP alone."""
     for scenario, rows in results.items():
         assert rows["shifted_cosine"][0] < rows["exp_cosine"][0] - 10, scenario
+
+
+def test_a_tiny_sweep_ranks_every_form_and_names_the_best_worst_case():
+    from pipeline.bench.report import sweep_table
+    from pipeline.bench.sweep import NoiseLevel, SweepBenchConfig, run
+
+    cfg = SweepBenchConfig(side=12, block=3, regions=3, seeds=[0, 1], noise_heads=[0, 2], partition_heads=2,
+                           noise_levels=[NoiseLevel(0.6, 0.5)], alphas=[0.9], betas=[0.5], cs=[10.0], steps=10)
+    results = run(cfg)
+    assert len(results["problems"]) == 4
+    names = {r["form"] for r in results["rows"]}
+    assert names == {"cosine", "cosine/row_sum@0.25", "cosine/row_sum@0.5", "shifted_cosine", "relu_cosine", "exp_cosine"}
+    for row in results["rows"]:
+        assert len(row["scores"]) == 4 and row["worst"] <= row["median"] <= row["best"]
+    best = max(results["rows"], key=lambda r: (r["worst"], r["median"]))
+    assert results["chosen"]["form"] == best["form"] and results["chosen"]["worst"] == best["worst"]
+    assert f"best worst case: {best['form']}" in sweep_table(results)

@@ -1,7 +1,8 @@
-"""NERVE's random walk against independent dense formulations (METHOD.md section 1, steps 3-5)."""
+"""NERVE's random walk against independent dense formulations (docs/method.md, sections 4-7)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -9,17 +10,25 @@ import torch
 
 from nerve_core.config import RefineConfig
 from nerve_core.refine.affinity import AffinitySpec, random_feature_maps
-from nerve_core.refine.random_walk import entropy_weights, head_weights, nerve_closed_form, nerve_propagate
-from nerve_core.refine.walk import refine_random_walk
+from nerve_core.refine.random_walk import (
+    entropy_weights,
+    head_weights,
+    nerve_closed_form,
+    nerve_propagate,
+    nerve_propagate_settings,
+    walk_diagnostics,
+)
+from nerve_core.refine.walk import refine_random_walk, refine_random_walk_diagnosed
 
 FORMS = [
     ("cosine", {}),
+    ("cosine", {"sign_handling": "row_sum", "row_floor": 0.1}),
     ("shifted_cosine", {}),
     ("relu_cosine", {"power": 2.0}),
     ("exp_cosine", {"temperature": 0.2}),
     ("exp_cosine", {"temperature": 0.2, "features": 32, "seed": 3}),
 ]
-FORM_IDS = ["cosine", "shifted", "relu_p2", "exp", "exp_rf32"]
+FORM_IDS = ["cosine", "cosine_signed", "shifted", "relu_p2", "exp", "exp_rf32"]
 GRIDS = [(5, 7), (8, 8), (12, 9)]
 WALK = dict(alpha=0.9, beta=0.6, c=5.0, eps_self=0.1)
 
@@ -50,6 +59,13 @@ def dense_transition(G, q, k, grid, *, beta, c, eps_self, form, **opts):
         "relu_cosine": lambda x: torch.relu(x) ** power,
         "exp_cosine": lambda x: torch.exp(x / tau),
     }[form]
+    signed, floor = opts.get("sign_handling") == "row_sum", opts.get("row_floor", 0.1)
+
+    def usable(row):
+        if signed:
+            return row.sum() > 0 and row.sum() >= floor * row.abs().sum()
+        return (row >= 0).all() and row.sum() > 0
+
     if opts.get("features"):
         phi, psi = random_feature_maps(qn, kn, AffinitySpec(form, **opts))
         A_global = torch.einsum("hir,hjr->hij", phi, psi)
@@ -71,14 +87,16 @@ def dense_transition(G, q, k, grid, *, beta, c, eps_self, form, **opts):
         S_head = torch.zeros(n, n, dtype=torch.float64)
         for i in range(n):
             row = A_local[hd, i]
-            S_local[i] = row / row.sum() if (row >= 0).all() and row.sum() > 0 else eye[i]
+            S_local[i] = row / row.sum() if usable(row) else eye[i]
         for i in range(n):
             row = A_global[hd, i]
-            ok = (row >= 0).all() and row.sum() > 0
-            S_head[i] = beta * row / row.sum() + (1 - beta) * S_local[i] if ok else S_local[i]
+            S_head[i] = beta * row / row.sum() + (1 - beta) * S_local[i] if usable(row) else S_local[i]
         heads.append(S_head)
     one_step = torch.stack([S @ G.double() for S in heads])
-    entropy = torch.stack([-(p * torch.log(p.clamp_min(1e-300))).sum() / n for p in one_step])
+    # Eq. 13 on each row's positive part, renormalised (signed rows may have negative entries).
+    positive = one_step.clamp_min(0)
+    p_rows = positive / positive.sum(-1, keepdim=True)
+    entropy = torch.stack([-(p * torch.log(p.clamp_min(1e-300))).sum() / n for p in p_rows])
     weights = torch.exp(-c * entropy) / torch.exp(-c * entropy).sum()
     return sum(wh * S for wh, S in zip(weights, heads))
 
@@ -193,13 +211,26 @@ def test_entropy_weights_equal_softmax_of_minus_c_times_mean_entropy():
     torch.testing.assert_close(entropy_weights(P1, 2.5), expected)
 
 
-@pytest.mark.parametrize("form,opts", FORMS[1:], ids=FORM_IDS[1:])
+@pytest.mark.parametrize("form,opts", FORMS[2:], ids=FORM_IDS[2:])
 def test_noise_head_weighs_less_than_planted_partition_head(form, opts):
+    """Not for `cosine` under either sign handling: half the pure-noise head's cosines are negative,
+    so its rows fall back (to self-loops under the guard), its one-step walk is about G itself, and
+    no averaging head can have a lower entropy than that (see test_cosine_noise_head_that_does_nothing_wins)."""
     G, q, k = partition_and_noise_heads()
     w = head_weights(G, q, k, (8, 8), beta=0.8, c=10.0, eps_self=0.1, affinity=form, **opts)
     assert w[0] > w[1]
     uniform = head_weights(G, q, k, (8, 8), beta=0.8, c=0.0, eps_self=0.1, affinity=form, **opts)
     torch.testing.assert_close(uniform, torch.full((2,), 0.5))
+
+
+def test_cosine_noise_head_that_does_nothing_wins():
+    """The known weakness of eq. 13 that the sweep's worst cases come from (docs/method.md,
+    "Entropy weights"): a head whose rows all fall back does not move G, and wins the weights."""
+    G, q, k = partition_and_noise_heads()
+    for options in ({}, {"sign_handling": "row_sum", "row_floor": 0.5}):
+        found = walk_diagnostics(G, q, k, (8, 8), beta=0.8, c=10.0, eps_self=0.1, **options)
+        assert found["global_rows_kept"] == [1.0, 0.0]
+        assert found["head_weights"][1] > found["head_weights"][0]
 
 
 # ---- sign guards --------------------------------------------------------------------------------
@@ -216,8 +247,9 @@ def adversarial_cosine_inputs(grid=(6, 5), seed=7):
 def test_cosine_sign_guard_keeps_walk_finite_and_equal_to_closed_form():
     grid = (6, 5)
     G, q, k = adversarial_cosine_inputs(grid)
-    with pytest.warns(RuntimeWarning, match="fell back to the local transition"):
-        P = nerve_propagate(G, q, k, grid, steps=200, **WALK)
+    P = nerve_propagate(G, q, k, grid, steps=200, **WALK)
+    found = walk_diagnostics(G, q, k, grid, beta=WALK["beta"], c=WALK["c"], eps_self=WALK["eps_self"])
+    assert min(found["global_rows_kept"]) < 0.5 and min(found["local_rows_kept"]) < 1  # the guard acted
     assert torch.isfinite(P).all() and (P >= 0).all()
     torch.testing.assert_close(P.sum(1), torch.ones(G.shape[0]), atol=1e-5, rtol=0)
     closed = nerve_closed_form(G, q, k, grid, **WALK)
@@ -232,8 +264,9 @@ def test_zero_sum_local_rows_become_self_loops():
     grid = (4, 4)
     G, q, _ = random_inputs(grid, seed=9)
     k = -q  # every neighbour cosine of relu_cosine is 0; with eps_self = 0 every local row is empty
-    with pytest.warns(RuntimeWarning, match="local rows with one fell back to a self-loop"):
-        P = nerve_propagate(G, q, k, grid, alpha=0.8, beta=0.5, c=1.0, eps_self=0.0, steps=300, affinity="relu_cosine")
+    P = nerve_propagate(G, q, k, grid, alpha=0.8, beta=0.5, c=1.0, eps_self=0.0, steps=300, affinity="relu_cosine")
+    found = walk_diagnostics(G, q, k, grid, beta=0.5, c=1.0, eps_self=0.0, affinity="relu_cosine")
+    assert min(found["local_rows_kept"]) < 1
     closed = nerve_closed_form(G, q, k, grid, alpha=0.8, beta=0.5, c=1.0, eps_self=0.0, affinity="relu_cosine")
     torch.testing.assert_close(P.double(), closed, atol=2e-6, rtol=0)
 
@@ -285,6 +318,42 @@ def test_adapter_resamples_G_to_the_node_grid():
     torch.testing.assert_close(scores, expected / expected.sum(0), atol=1e-6, rtol=1e-5)
 
 
+def test_adapter_walks_the_remainder_as_one_more_column():
+    """CLIP's class probabilities (max over synonyms) sum to less than 1: the walk carries the rest
+    as a column, so scores keep CLIP's scale; remainder=renormalise divides rows instead."""
+    grid = (5, 6)
+    G, q, k = random_inputs(grid, seed=5)
+    mass = torch.linspace(0.3, 0.9, G.shape[0])[:, None]
+    G_clip = (G * mass).T.reshape(-1, *grid)
+    layers = [SimpleNamespace(q=q, k=k, grid=grid)]
+    cfg = RefineConfig(steps=0)
+    torch.testing.assert_close(refine_random_walk(G_clip, layers, cfg), G_clip)  # zero steps: P = G, unscaled
+    cfg = RefineConfig(steps=9, global_affinity="cosine", sign_handling="row_sum")
+    with_rest = torch.cat([G * mass, 1 - mass], 1)
+    expected = nerve_propagate(with_rest, q, k, grid, alpha=cfg.alpha, beta=cfg.beta, c=cfg.c, eps_self=cfg.eps_self,
+                               steps=9, sign_handling="row_sum", row_floor=cfg.row_floor)[:, :-1]
+    torch.testing.assert_close(refine_random_walk(G_clip, layers, cfg), expected.T.reshape(-1, *grid))
+    renormalised = replace(cfg, remainder="renormalise")
+    expected = nerve_propagate(G, q, k, grid, alpha=cfg.alpha, beta=cfg.beta, c=cfg.c, eps_self=cfg.eps_self,
+                               steps=9, sign_handling="row_sum", row_floor=cfg.row_floor)
+    torch.testing.assert_close(refine_random_walk(G_clip, layers, renormalised), expected.T.reshape(-1, *grid))
+    with pytest.raises(ValueError, match="remainder"):
+        refine_random_walk(G_clip, layers, replace(cfg, remainder="drop"))
+
+
+def test_adapter_returns_the_walk_diagnostics_per_image():
+    grid = (5, 6)
+    images = [random_inputs(grid, seed=30 + b) for b in range(2)]
+    G, q, k = (torch.stack(parts) for parts in zip(*images))
+    layers = [SimpleNamespace(q=q, k=k, grid=grid)]
+    scores, found = refine_random_walk_diagnosed(G.transpose(1, 2).reshape(2, -1, *grid), layers, RefineConfig(steps=5))
+    assert scores.shape == (2, G.shape[-1], *grid) and len(found) == 2
+    assert set(found[0]) == {"head_weights", "negative_fraction", "global_rows_kept", "local_rows_kept", "mass_moved"}
+    one, alone = refine_random_walk_diagnosed(G[1].T.reshape(-1, *grid), [SimpleNamespace(q=q[1], k=k[1], grid=grid)],
+                                              RefineConfig(steps=5))
+    assert alone["negative_fraction"] == pytest.approx(found[1]["negative_fraction"])
+
+
 def test_adapter_refuses_layers_on_different_grids():
     _, q, k = random_inputs((4, 4))
     _, q2, k2 = random_inputs((8, 8))
@@ -331,3 +400,14 @@ def test_adapter_walks_a_batch_as_one_image_at_a_time():
              for b in range(2)]
     assert scores.shape == (2, 4, *grid)
     torch.testing.assert_close(scores, torch.stack(alone), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("form,opts", [FORMS[1], FORMS[4]], ids=["cosine_signed", "exp"])
+def test_settings_share_transitions_and_equal_separate_walks(form, opts):
+    grid = (5, 7)
+    G, q, k = random_inputs(grid, seed=41)
+    settings = [(0.8, 0.3, 3.0), (0.95, 0.7, 30.0)]
+    walks = nerve_propagate_settings(G, q, k, grid, settings=settings, eps_self=0.1, steps=12, affinity=form, **opts)
+    for (alpha, beta, c), P in zip(settings, walks):
+        alone = nerve_propagate(G, q, k, grid, alpha=alpha, beta=beta, c=c, eps_self=0.1, steps=12, affinity=form, **opts)
+        torch.testing.assert_close(P, alone)

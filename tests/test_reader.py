@@ -1,13 +1,15 @@
 """Shard reading and decoding: EXIF orientation, raw label indices, error rows, shard lists."""
 import io
+import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.reader import decode_sample, raw_samples
-from pipeline.shardlist import expand_shards, manifest_counts, shard_id
-from pipeline.synthetic import encode_image, encode_label_png
+from pipeline.output.pngcodec import encode_index_png as encode_label_png
+from pipeline.read.reader import MemberCut, decode_sample, raw_samples
+from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.sources.synthetic import encode_image
 from tests.shards import make_demo_shards, write_raw_tar
 
 
@@ -74,7 +76,7 @@ def test_truncated_shard_yields_readable_samples_then_raises(tmp_path):
     cut = tmp_path / "cut-000000.tar"
     cut.write_bytes(data[: int(len(data) * 0.8)])
     seen = []
-    with pytest.raises(Exception):
+    with pytest.raises((MemberCut, tarfile.TarError, OSError, EOFError)):
         for raw in raw_samples(str(cut)):
             seen.append((raw["__key__"], "__truncated__" in raw))
     # Whole samples first; the one the cut falls in comes last, flagged.
@@ -94,3 +96,37 @@ def test_shard_lists_from_patterns_directories_and_lists(tmp_path):
         expand_shards([str(d), str(tmp_path / "b")])
     with pytest.raises(ValueError, match="empty"):
         expand_shards([])
+
+
+def _members_of(path) -> list[tuple[str, int, list[str]]]:
+    return [(raw["__key__"], raw["__occurrence__"], sorted(k for k in raw if not k.startswith("__")))
+            for raw in raw_samples(str(path))]
+
+
+def test_adjacent_samples_with_one_key_split_where_a_second_image_arrives(tmp_path):
+    png, jpg = encode_image(Image.new("RGB", (8, 6)), "png"), encode_image(Image.new("RGB", (8, 6)), "jpg")
+    seg = encode_label_png(np.zeros((6, 8), np.uint8))
+    write_raw_tar(tmp_path / "same-000000.tar", [
+        ("k.png", png), ("k.seg.png", seg), ("k.jpg", jpg), ("k.seg.png", seg), ("k.json", b"{}"),
+        ("m.png", png), ("m.webp", png), ("m.jpeg", jpg),
+    ])
+    assert _members_of(tmp_path / "same-000000.tar") == [
+        ("k", 0, ["png", "seg.png"]), ("k", 1, ["jpg", "json", "seg.png"]),
+        ("m", 0, ["png"]), ("m", 1, ["webp"]), ("m", 2, ["jpeg"])]
+    samples = [decode_sample(r) for r in raw_samples(str(tmp_path / "same-000000.tar"))]
+    assert [s.error for s in samples[:2]] == [None, None] and samples[1].gt.shape == (6, 8)
+
+
+def test_a_cut_inside_a_second_image_truncates_only_the_second_sample(tmp_path):
+    from tests import faults as F
+
+    png = encode_image(Image.new("RGB", (40, 30)), "png")
+    seg = encode_label_png(np.zeros((30, 40), np.uint8))
+    write_raw_tar(tmp_path / "cut-000000.tar", [("k.png", png), ("k.seg.png", seg), ("k.jpg", png + b"\0" * 4096)])
+    path = tmp_path / "cut-000000.tar"
+    path.write_bytes(F.cut_in_member(path.read_bytes(), 2))
+    seen = []
+    with pytest.raises(MemberCut):
+        for raw in raw_samples(str(path)):
+            seen.append((raw["__occurrence__"], "__truncated__" in raw, sorted(k for k in raw if not k.startswith("__"))))
+    assert seen == [(0, False, ["png", "seg.png"]), (1, True, [])]

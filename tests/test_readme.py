@@ -1,4 +1,5 @@
-"""The README stays true: its config reference is generated, its commands parse, its files exist.
+"""The README stays true: its config reference is generated, its commands (and docs/benchmarks.md's)
+parse, its files exist.
 
 `python tests/test_readme.py` rewrites the configuration reference section from the dataclasses.
 """
@@ -15,6 +16,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+REASONS_START, REASONS_END = "<!-- error-reasons:start -->", "<!-- error-reasons:end -->"
+DOCS_WITH_COMMANDS = [ROOT / "docs" / "benchmarks.md"]  # their `nerve ...` code lines must parse too
 
 
 def reference_sections():
@@ -28,7 +31,7 @@ def reference_sections():
     return [
         ("nerve label (engine.* is shared by every command that labels)", LabelJobConfig, None),
         ("nerve regress (every nerve label key, plus)", RegressJobConfig,
-         ["output", "baseline", "report", "tolerance", "samples"]),
+         ["output", "baseline", "record_missing_baseline", "report", "tolerance", "samples", "demo_shards"]),
         ("nerve tune (every nerve label key, plus)", TuneJobConfig, ["tune"]),
         ("nerve demo", DemoConfig, None),
         ("nerve score", ScoreJobConfig, None),
@@ -48,13 +51,28 @@ def generated_reference() -> str:
     return render_reference(reference_sections())
 
 
+def _between(text: str, start: str, end: str) -> str:
+    return text[text.index(start) + len(start): text.index(end)].strip("\n")
+
+
 def _readme_reference(text: str) -> str:
-    return text[text.index(START) + len(START): text.index(END)].strip("\n")
+    return _between(text, START, END)
+
+
+def _replaced(text: str, start: str, end: str, body: str) -> str:
+    return f"{text[: text.index(start) + len(start)]}\n{body.strip()}\n{text[text.index(end):]}"
 
 
 def test_config_reference_is_current():
     assert _readme_reference(README.read_text()) == generated_reference().strip("\n"), \
         "README configuration reference is stale: run `python tests/test_readme.py`"
+
+
+def test_error_reasons_table_is_current():
+    from pipeline.reasons import reasons_table
+
+    assert _between(README.read_text(), REASONS_START, REASONS_END) == reasons_table(), \
+        "README error-reason table is stale: run `python tests/test_readme.py`"
 
 
 def test_reference_lists_every_engine_field():
@@ -75,6 +93,7 @@ def test_install_and_test_commands_are_exact():
     text = README.read_text()
     assert "    pip install torch==2.14.1 torchvision==0.29.1" in text
     assert '    pip install -e ".[test]"' in text
+    assert "    pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in text
     assert "    python -m pytest\n" in text
 
 
@@ -108,7 +127,8 @@ def _schema(command: str, args: list[str]):
 
 def _all_commands():
     rayjob = yaml.safe_load((ROOT / "configs/ray/kuberay-rayjob.yaml").read_text())["spec"]["entrypoint"]
-    return list(_command_lines(README.read_text())) + list(_command_lines(rayjob))
+    docs = [_command_lines(path.read_text()) for path in DOCS_WITH_COMMANDS]
+    return list(_command_lines(README.read_text())) + list(_command_lines(rayjob)) + [c for doc in docs for c in doc]
 
 
 @pytest.mark.parametrize("command,args", _all_commands(), ids=lambda v: v if isinstance(v, str) else "")
@@ -131,7 +151,8 @@ def test_files_named_in_readme_exist():
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    text = README.read_text()
-    head, tail = text[: text.index(START) + len(START)], text[text.index(END):]
-    README.write_text(f"{head}\n{generated_reference().strip()}\n{tail}")
-    print(f"rewrote the configuration reference in {README}")
+    from pipeline.reasons import reasons_table
+
+    text = _replaced(README.read_text(), START, END, generated_reference())
+    README.write_text(_replaced(text, REASONS_START, REASONS_END, reasons_table()))
+    print(f"rewrote the configuration reference and the error-reason table in {README}")

@@ -7,10 +7,19 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from configs import classes_path
 from jobs.regress import main as regress
 from nerve_core.models.tiny import dotlist
+from nerve_core.vocab import Vocabulary
 from pipeline.report.baseline import baseline_from_summary, compare, read_baseline
-from pipeline.report.palette import voc_palette
+from pipeline.report.palette import (
+    NAMED_COLOURS,
+    class_palette,
+    legend,
+    named_colour,
+    voc_palette,
+)
+from pipeline.sources.synthetic import SHAPES
 from tests.shards import make_demo_shards
 
 
@@ -49,6 +58,18 @@ def test_voc_palette_matches_known_colours():
     assert colours[0] == (0, 0, 0) and colours[1] == (128, 0, 0) and colours[2] == (0, 128, 0)
     assert colours[3] == (128, 128, 0) and colours[4] == (0, 0, 128) and colours[15] == (192, 128, 128)
     assert colours[255] == (224, 224, 192)
+
+
+def test_report_colours_follow_colour_words_in_class_names():
+    names = Vocabulary.from_file(classes_path("demo")).names
+    entries = dict(legend(names))
+    assert entries["red circle"] == NAMED_COLOURS["red"] and entries["blue triangle"] == NAMED_COLOURS["blue"]
+    assert entries["green square"] == NAMED_COLOURS["green"] and entries["yellow bar"] == NAMED_COLOURS["yellow"]
+    assert entries[names[0]] == (0, 0, 0) and entries["unlabeled / ignore"] == (224, 224, 192)  # VOC's
+    # The demo images draw each shape in the colour its name says.
+    assert all(named_colour(names[class_id]) == rgb for class_id, (_, rgb) in SHAPES.items())
+    voc = Vocabulary.from_file(classes_path("voc21")).names
+    assert class_palette(voc) == voc_palette() and named_colour("Traffic light") is None
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +126,12 @@ def test_report_files_reference_existing_images(regress_run):
     assert len(sources) == 3 * 3  # samples=3: image, GT, prediction each
     assert all((report / src).is_file() for src in sources)
     assert "<svg" in html and "red circle" in html  # inline per-class IoU chart
+    # The colour legend: every class, in the colours the sheet uses (blue triangle drawn blue).
+    assert re.search(r'background:#2846dc"></span></td><td>blue triangle<', html)
+    assert "unlabeled / ignore" in html
     md = (report / "report.md").read_text()
     assert all(src in md for src in sources)
+    assert "| blue triangle | `#2846dc` |" in md and (report / "images" / "legend.png").is_file()
     record = json.loads((report / "report.json").read_text())
     assert record["verdict"] == "PASS" and len(record["samples"]) == 3
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pipeline.scoring import confusion_matrix, per_class_iou, summarize_confusion
-from pipeline.summary import merge_stats
+from pipeline.output.summary import merge_stats
+from pipeline.score.scoring import confusion_matrix, per_class_iou, summarize_confusion
 from tests.shards import set_iou
 
 
@@ -38,7 +38,7 @@ def test_dataset_level_iou_matches_set_formulation():
 
 def test_dataset_level_is_not_the_mean_of_image_level():
     # One tiny image scored perfectly and one large image scored badly: dataset-level IoU is
-    # dominated by the large one, as METHOD.md section 5 requires.
+    # dominated by the large one, as docs/method.md section 13 requires.
     small_gt = np.array([[1]], dtype=np.uint8)
     big_gt = np.ones((10, 10), dtype=np.uint8)
     big_pred = np.zeros((10, 10), dtype=np.uint8)
@@ -69,10 +69,32 @@ def test_bad_inputs_are_refused():
         confusion_matrix(np.full((2, 2), 7), np.zeros((2, 2)), 2)
     with pytest.raises(ValueError, match="ground truth holds class 4"):
         confusion_matrix(np.zeros((2, 2)), np.full((2, 2), 4), 2)
+    with pytest.raises(ValueError, match="prediction holds class 300"):
+        confusion_matrix(np.full((2, 2), 300), np.zeros((2, 2)), 2)
+    with pytest.raises(ValueError, match="ground truth holds class -1"):
+        confusion_matrix(np.zeros((2, 2)), np.full((2, 2), -1), 2)
+    with pytest.raises(ValueError, match="do not fit"):
+        confusion_matrix(np.zeros((2, 2)), np.zeros((2, 2)), 256)
+
+
+def test_confusion_counts_blocks_and_any_integer_type_alike():
+    """The one-bincount matrix against a plain count of every (GT, prediction) pair."""
+    rng = np.random.default_rng(2)
+    pred, gt = _random_pair(rng, (33, 47), 6)
+    expected = np.zeros((6, 7), dtype=np.int64)
+    for p, g in zip(pred.ravel(), gt.ravel()):
+        if g != 255:
+            expected[g, 6 if p == 255 else p] += 1
+    np.testing.assert_array_equal(confusion_matrix(pred, gt, 6), expected)
+    np.testing.assert_array_equal(confusion_matrix(pred, gt, 6, block=100), expected)
+    np.testing.assert_array_equal(confusion_matrix(pred.astype(np.int64), gt.astype(np.int32), 6), expected)
+    ignored_zero = expected.copy()
+    ignored_zero[0] = 0  # GT 0 as the ignore value: its row is never scored, 255 then is an error
+    np.testing.assert_array_equal(confusion_matrix(pred, np.where(gt == 255, 0, gt), 6, ignore_index=0), ignored_zero)
 
 
 def test_reduce_zero_label_maps_zero_to_ignore_and_shifts_the_rest():
-    from pipeline.scoring import reduce_zero_label
+    from pipeline.score.scoring import reduce_zero_label
 
     gt = np.array([[0, 1, 2], [255, 150, 3]], dtype=np.uint8)
     assert reduce_zero_label(gt).tolist() == [[255, 0, 1], [255, 149, 2]]

@@ -41,7 +41,7 @@ def test_resolve_device_cuda_unavailable_is_a_clear_error():
 
 
 def test_resolve_device_rejects_unknown_names():
-    with pytest.raises(ValueError, match="unknown device"):
+    with pytest.raises(ValueError, match="not a device name"):
         resolve_device("gpu0")
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
+from sources_support import check_contract, load_json, read_shards, save_jpeg
 
 from jobs import shards
 from pipeline.sources.coco import contiguous_ids, load_instances
-from sources_support import check_contract, load_json, read_shards, save_jpeg
 
 H, W = 30, 40
 # Category ids are sparse and listed out of order, as in COCO (ids 1..90 with gaps).

@@ -6,9 +6,6 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-
-from jobs import shards
-from pipeline.sources.naming import safe_key, stable_image_id
 from sources_support import (
     check_contract,
     load_json,
@@ -17,6 +14,9 @@ from sources_support import (
     save_jpeg,
     save_palette_png,
 )
+
+from jobs import shards
+from pipeline.sources.naming import safe_key, stable_image_id
 
 
 @pytest.fixture()

@@ -5,8 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from jobs import shards
 from sources_support import (
     bordered_mask,
     check_contract,
@@ -16,6 +14,8 @@ from sources_support import (
     save_jpeg,
     save_palette_png,
 )
+
+from jobs import shards
 
 GOOD = {  # name -> (height, width, boxes)
     "2007_000032": (20, 24, [(1, 2, 2, 8, 10), (15, 10, 12, 18, 22)]),

@@ -2,7 +2,7 @@
 
 CLIP is trained to describe the whole image through the CLS token; its patch tokens become
 usable for segmentation once the last block stops mixing in global context. Three heads differ
-only in that last block (METHOD.md section 3):
+only in that last block (docs/method.md, section 2):
 
   naclip   - neighbourhood attention (nerve_core.clip.naclip): k kᵀ/√d + Ω; no residual/MLP.
   maskclip - the value path of MaskCLIP (Zhou et al., ECCV 2022) as its public code computes it:
@@ -15,7 +15,7 @@ The model is used as loaded: the head reads its weights and never changes them.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

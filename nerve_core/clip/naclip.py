@@ -1,4 +1,4 @@
-"""NACLIP's last ViT block (papers/naclip.txt; METHOD.md section 3).
+"""NACLIP's last ViT block (docs/method.md, section 2).
 
 Neighbourhood attention replaces the last block: every token attends by key-key similarity plus
 a Gaussian bonus Ω for spatially close patches, so a patch's feature comes from its own region

@@ -11,7 +11,6 @@ import json
 import shutil
 from pathlib import Path
 
-
 from nerve_core.models.clip_loader import RANDOM_WEIGHTS
 from nerve_core.models.tiny_sd import random_sd_models, save_sd_directory
 

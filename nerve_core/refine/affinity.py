@@ -1,4 +1,4 @@
-"""The pair affinities a_ij of NERVE's random walk (METHOD.md section 1, step 3).
+"""The pair affinities a_ij of NERVE's random walk (docs/method.md, "Affinity forms").
 
 Every form is a function of one head's cosine cos_ij = q̂_i·k̂_j between unit-normalised query i and
 key j. `cosine` (the paper) and `shifted_cosine` are exactly low rank, so their transition matrices
@@ -15,6 +15,11 @@ import torch
 import torch.nn.functional as F
 
 FORMS = ("cosine", "shifted_cosine", "relu_cosine", "exp_cosine")
+# How a row with negative affinities (only `cosine` has them) becomes a transition (docs/method.md,
+# "Sign handling"): guard = a row with any negative entry falls back; row_sum = the paper's signed row
+# normalisation, falling back only where the row sum is not clearly positive (below row_floor times
+# the row's absolute sum).
+SIGN_HANDLINGS = ("guard", "row_sum")
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class AffinitySpec:
     features: int = 0  # exp_cosine: 0 = exact; r > 0 = rank-r positive random features
     block_size: int = 1024  # rows per block for the exact sharp forms
     seed: int = 0  # draw of the random features
+    sign_handling: str = "guard"  # guard | row_sum (SIGN_HANDLINGS)
+    row_floor: float = 0.1  # row_sum: a row is used iff Σ_j a_ij >= row_floor · Σ_j |a_ij|
 
     @property
     def low_rank(self) -> bool:
@@ -53,7 +60,25 @@ def affinity_spec(form: str, options: dict) -> AffinitySpec:
         raise ValueError(f"features={spec.features} (random features) applies to exp_cosine only, not {form}")
     if int(spec.block_size) != spec.block_size or spec.block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {spec.block_size}")
+    if spec.sign_handling not in SIGN_HANDLINGS:
+        raise ValueError(f"unknown sign_handling {spec.sign_handling!r}; available: {', '.join(SIGN_HANDLINGS)}")
+    if not 0 < spec.row_floor <= 1:
+        raise ValueError(f"row_floor must be in (0, 1], got {spec.row_floor}")
     return spec
+
+
+def usable_rows(row_sums: torch.Tensor, minimum: torch.Tensor, absolute: torch.Tensor, spec: AffinitySpec) -> torch.Tensor:
+    """Which affinity rows become transitions, from each row's sum, smallest entry and absolute sum.
+
+    guard: no negative entry and a positive sum (the row is a probability vector once normalised).
+    row_sum: a positive sum of at least row_floor times the absolute sum, so that the normalised
+    row's entries have an L1 norm of at most 1 / row_floor. For non-negative rows both reduce to
+    "positive sum".
+    """
+    positive = row_sums > 0
+    if spec.sign_handling == "guard":
+        return positive & (minimum >= 0)
+    return positive & (row_sums >= spec.row_floor * absolute)
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ def check_inputs(G, q, k, grid, batch_allowed: bool = True) -> None:
 
 
 def check_walk(alpha, beta, eps_self, steps=0) -> None:
-    """The scalar parameters of the walk (METHOD.md section 1, steps 3-5)."""
+    """The scalar parameters of the walk (docs/method.md, "NERVE")."""
     if not 0 <= alpha < 1:
         raise ValueError(f"alpha must be in [0, 1), got {alpha}")
     if not 0 <= beta <= 1:

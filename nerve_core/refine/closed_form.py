@@ -1,7 +1,7 @@
 """The dense reference of NERVE's walk: P_∞ = (1 − α)(I − αS)⁻¹ G (theorem 3.1), small N only.
 
-Built on purpose from dense N×N matrices (a coordinate-distance neighbour mask, elementwise
-guards, torch.linalg.solve in float64), sharing with the fast propagation only the definitions of
+Built on purpose from dense N×N matrices (a coordinate-distance neighbour mask, the sign handling
+written on whole rows, torch.linalg.solve in float64), sharing with the fast propagation only the definitions of
 the affinity forms, of the random features and of the entropy weights, so that tests comparing
 the two check the factored, stencil and block machinery independently.
 """
@@ -23,15 +23,19 @@ def _neighbour_mask(grid, device) -> torch.Tensor:
     return chebyshev == 1
 
 
-def _row_normalise(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row-normalised A, usable rows): usable iff no negative entry and a positive sum."""
+def _row_normalise(A: torch.Tensor, sign_handling: str, row_floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row-normalised A, usable rows). guard: usable iff no negative entry and a positive sum;
+    row_sum: iff the sum is positive and at least row_floor times the sum of |entries|."""
     sums = A.sum(-1, keepdim=True)
-    usable = (A >= 0).all(-1) & (sums[..., 0] > 0)
+    if sign_handling == "guard":
+        usable = (A >= 0).all(-1) & (sums[..., 0] > 0)
+    else:
+        usable = (sums[..., 0] > 0) & (sums[..., 0] >= row_floor * A.abs().sum(-1))
     return A / torch.where(sums > 0, sums, 1), usable
 
 
 def dense_head_transitions(G, q, k, grid, *, beta, eps_self, affinity="cosine", **affinity_options):
-    """(H, N, N) guarded S^(h) in float64, the sign guard of random_walk.py applied to dense matrices."""
+    """(H, N, N) S^(h) in float64, the sign handling of random_walk.py applied to dense matrices."""
     spec = affinity_spec(affinity, affinity_options)
     check_inputs(G, q, k, grid, batch_allowed=False)
     qh, kh = unit(q.double()), unit(k.double())
@@ -44,8 +48,8 @@ def dense_head_transitions(G, q, k, grid, *, beta, eps_self, affinity="cosine", 
         A_global = pair_affinity(cos, spec)
     eye = torch.eye(n, dtype=cos.dtype, device=cos.device)
     A_local = torch.where(_neighbour_mask(grid, cos.device), pair_affinity(cos, spec), 0) + eps_self * eye
-    S_global, global_ok = _row_normalise(A_global)
-    S_local, local_ok = _row_normalise(A_local)
+    S_global, global_ok = _row_normalise(A_global, spec.sign_handling, spec.row_floor)
+    S_local, local_ok = _row_normalise(A_local, spec.sign_handling, spec.row_floor)
     S_local = torch.where(local_ok[..., None], S_local, eye)
     mixed = beta * S_global + (1 - beta) * S_local
     return torch.where(global_ok[..., None], mixed, S_local)

@@ -1,4 +1,4 @@
-"""DSLO refiners (papers/dslo.txt, METHOD.md section 4): optimal path and maximum velocity.
+"""DSLO refiners (docs/method.md, "DSLO"): optimal path and maximum velocity.
 
 Both start from the CLIP class probabilities resampled to the finest attention grid, suppress
 low-confidence patches (NMS: probability < `nms_threshold` -> logit -inf -> probability 0) and

@@ -9,6 +9,7 @@ beyond that it is rebuilt block by block at every step (same result, H times the
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import torch
 
@@ -22,16 +23,29 @@ def row_blocks(n: int, block: int):
     return [(start, min(start + block, n)) for start in range(0, n, block)]
 
 
-def row_minimum_cosines(qh: torch.Tensor, kh: torch.Tensor, max_elements: int = 2**26) -> torch.Tensor:
-    """(..., N) min_j q̂_i·k̂_j of qh, kh (..., N, D): detects the rows of `cosine` with a negative entry.
+class CosineRows(NamedTuple):
+    """Per-row statistics of one head's cosines cos_ij = q̂_i·k̂_j, each (..., N)."""
 
-    All heads (and images) at once, in row blocks of at most `max_elements` cosines (2^26: 256 MiB
+    minimum: torch.Tensor  # min_j cos_ij
+    negatives: torch.Tensor  # #{j : cos_ij < 0}
+    absolute: torch.Tensor  # Σ_j |cos_ij|
+
+
+def cosine_row_stats(qh: torch.Tensor, kh: torch.Tensor, max_elements: int = 2**26) -> CosineRows:
+    """Row minimum, negative count and absolute sum of the cosines of qh, kh (..., N, D).
+
+    What the sign handling and the walk diagnostics need of the N×N cosines, which are never kept:
+    all heads (and images) at once, in row blocks of at most `max_elements` cosines (2^26: 256 MiB
     in float32), so that a batch costs a few products rather than a few per head.
     """
     n = qh.shape[-2]
     heads = qh.numel() // (n * qh.shape[-1])  # all heads of all images
     rows = max(1, max_elements // (heads * n))
-    return torch.cat([(qh[..., start:stop, :] @ kh.transpose(-1, -2)).amin(-1) for start, stop in row_blocks(n, rows)], -1)
+    parts = []
+    for start, stop in row_blocks(n, rows):
+        cos = qh[..., start:stop, :] @ kh.transpose(-1, -2)
+        parts.append((cos.amin(-1), (cos < 0).sum(-1), cos.abs().sum(-1)))
+    return CosineRows(*(torch.cat(column, -1) for column in zip(*parts)))
 
 
 class BlockedGlobal:

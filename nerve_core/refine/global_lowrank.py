@@ -5,6 +5,8 @@ S_global^(h) = diag(1/d_h) Φ_h Ψ_hᵀ with d_h = Φ_h (Ψ_hᵀ 1): applying it
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -16,16 +18,17 @@ def row_scale(coef, row_sums: torch.Tensor, usable: torch.Tensor) -> torch.Tenso
 class LowRankGlobal:
     """Per-head global rows of a low-rank affinity a_ij = φ_i·ψ_j.
 
-    phi, psi (B, H, N, R) per image and head; G (B, N, K). usable (B, H, N): rows that are a
-    probability vector (positive sum, plus whatever `usable` the caller proved, e.g. no negative
-    cosine); times_G (B, H, N, K): S_global^(h) G on usable rows, 0 on the others (they fall back
-    to the local transition).
+    phi, psi (B, H, N, R) per image and head; G (B, N, K). usable (B, H, N): the rows that become
+    transitions, `usable_of(row sums)` (default: a positive sum; the cosine form passes its sign
+    handling, see affinity.usable_rows); times_G (B, H, N, K): S_global^(h) G on usable rows, 0 on
+    the others (they fall back to the local transition).
     """
 
-    def __init__(self, phi: torch.Tensor, psi: torch.Tensor, G: torch.Tensor, usable: torch.Tensor | None = None):
+    def __init__(self, phi: torch.Tensor, psi: torch.Tensor, G: torch.Tensor,
+                 usable_of: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.phi, self.psi = phi, psi
         self.row_sums = (phi @ psi.sum(-2).unsqueeze(-1)).squeeze(-1)
-        self.usable = self.row_sums > 0 if usable is None else usable & (self.row_sums > 0)
+        self.usable = self.row_sums > 0 if usable_of is None else usable_of(self.row_sums) & (self.row_sums > 0)
         self.times_G = (phi @ (psi.transpose(-1, -2) @ G[:, None])) * row_scale(1.0, self.row_sums, self.usable)[..., None]
 
     def combined(self, coef: torch.Tensor):

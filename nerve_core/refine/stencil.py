@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from nerve_core.refine.affinity import AffinitySpec, pair_affinity
+from nerve_core.refine.affinity import AffinitySpec, pair_affinity, usable_rows
 
 OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 SELF_TAP = OFFSETS.index((0, 0))
@@ -44,17 +44,16 @@ def local_affinities(
     return raw
 
 
-def local_transitions(raw: torch.Tensor, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row-normalise the raw local table, guarding rows that are not a probability vector.
-
-    A row with a negative entry or a non-positive sum (possible for `cosine`, or eps_self = 0 with
-    all neighbours at 0) becomes a pure self-loop. Returns (table (..., N, 9), fallback (..., N) bool).
+def local_transitions(raw: torch.Tensor, spec: AffinitySpec, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-normalise the raw local table; rows the sign handling refuses (`usable_rows`: a negative
+    neighbour cosine under `guard`, a sum that is not clearly positive under `row_sum`, or eps_self = 0
+    with all neighbours at 0) become a pure self-loop. Returns (table (..., N, 9), fallback (..., N) bool).
     """
-    sums = raw.sum(-1, keepdim=True)
-    usable = (raw >= 0).all(-1) & (sums[..., 0] > 0)
+    sums = raw.sum(-1)
+    usable = usable_rows(sums, raw.amin(-1), raw.abs().sum(-1), spec)
     self_loop = torch.zeros_like(raw)
     self_loop[..., SELF_TAP] = 1
-    table = torch.where(usable[..., None], raw / torch.where(sums > 0, sums, 1), self_loop)
+    table = torch.where(usable[..., None], raw / torch.where(usable, sums, 1)[..., None], self_loop)
     return table.to(dtype), ~usable
 
 

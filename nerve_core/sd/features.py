@@ -1,4 +1,4 @@
-"""Images -> per-head q, k of Stable Diffusion's self-attention (METHOD.md section 1, step 2).
+"""Images -> per-head q, k of Stable Diffusion's self-attention (docs/method.md, section 3).
 
 Image in [0, 1] -> [-1, 1] -> VAE posterior mean x scaling factor -> optional fixed-seed noise at
 the configured timestep -> one UNet forward with the empty-prompt embedding (no guidance) ->

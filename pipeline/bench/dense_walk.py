@@ -1,4 +1,4 @@
-"""NERVE's random walk with every transition matrix built densely (N x N), straight from METHOD.md.
+"""NERVE's random walk with every transition matrix built densely (N x N), straight from the equations (docs/method.md, sections 4-7).
 
 The benchmark's baseline for "what the low-rank walk avoids", and its numerical cross-check: an
 independent formulation (explicit matrices, explicit neighbour masks) of the same equations that
@@ -10,7 +10,7 @@ import torch
 
 
 def pair_affinity(cos: torch.Tensor, form: str, *, temperature: float, power: float) -> torch.Tensor:
-    """a_ij from cos_ij for one global-affinity form (METHOD.md section 1, step 3)."""
+    """a_ij from cos_ij for one global-affinity form (docs/method.md, section 4)."""
     if form == "cosine":
         return cos
     if form == "shifted_cosine":

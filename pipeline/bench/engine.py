@@ -30,7 +30,8 @@ from nerve_core.vocab import Vocabulary
 from pipeline.bench.flops import FlopStageTimer, achieved_fraction, peak_tflops
 from pipeline.bench.measure import module_bytes, peak_memory, torch_threads
 from pipeline.bench.models import model_overrides
-from pipeline.writers import coco_results, encode_png
+from pipeline.output.pngcodec import encode_index_png
+from pipeline.output.writers import coco_results
 
 # Disjoint stages in report order. The SD extractor splits the engine's "sd" stage into "vae" and
 # "unet"; what is left of it (moving pixels to the device) is "sd_other".
@@ -53,7 +54,7 @@ class EngineBenchConfig:
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     dtypes: list[str] = field(default_factory=lambda: ["auto"])  # auto | float32 | float16 | bfloat16
     compiles: list[str] = field(default_factory=lambda: ["none"])  # engine.compile modes to compare
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 2])  # issue: 1..32
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 2])  # a GPU run: 1..32 (docs/benchmarks.md)
     batches: int = 2  # timed batches per point, after one warm-up batch
     image_height: int = 375  # synthetic images at a typical VOC size
     image_width: int = 500
@@ -80,9 +81,8 @@ def build_bench_engine(cfg: EngineBenchConfig, models: str, dtype: str, compile_
     """The engine for one model set, dtype and compile mode, its SD extractor reporting VAE and UNet time."""
     from nerve_core.engine import build_engine
 
-    engine_cfg = OmegaConf.merge(OmegaConf.structured(cfg.engine), model_overrides(models, cfg.cache_dir, cfg.seed))
-    engine_cfg.dtype = dtype
-    engine_cfg.compile = compile_mode
+    engine_cfg = OmegaConf.merge(OmegaConf.structured(cfg.engine), model_overrides(models, cfg.cache_dir, cfg.seed),
+                                 {"dtype": dtype, "compile": compile_mode})
     engine = build_engine(engine_cfg)
     _share_timer(engine, engine.timer)
     return engine
@@ -103,7 +103,7 @@ def run_batch(engine, images, vocab, seconds: dict[str, float]) -> None:
         seconds[stage] += value
     start = time.perf_counter()
     for image_id, seg in enumerate(segmentations):
-        encode_png(seg.labels)
+        encode_index_png(seg.labels)
         coco_results(image_id, seg.labels)
     seconds["encode"] += time.perf_counter() - start
 

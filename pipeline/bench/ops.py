@@ -6,7 +6,7 @@ Views and other metadata-only operations launch nothing and are not counted.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch.utils._python_dispatch import TorchDispatchMode
 

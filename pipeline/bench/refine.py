@@ -40,9 +40,9 @@ class RefineBenchConfig:
     output: str = "bench-results/refine"
     device: str = "auto"
     threads: int = 0  # CPU threads for torch; 0 = torch's default
-    # Node counts N = side²: the issue's sweep is [1024, 2304, 4096, 9216, 16384].
+    # Node counts N = side²: the README's full sweep is [1024, 2304, 4096, 9216, 16384].
     sizes: list[int] = field(default_factory=lambda: [256, 576, 1024])
-    classes: list[int] = field(default_factory=lambda: [21])  # issue: [21, 81, 171]
+    classes: list[int] = field(default_factory=lambda: [21])  # README's full sweep: [21, 81, 171]
     heads: int = 10  # H: NERVE captures 2 layers x 5 heads
     dim: int = 64  # D per head (SD2.1 at 64x64)
     methods: list[str] = field(default_factory=lambda: list(METHODS))

@@ -146,7 +146,24 @@ def pipeline_table(results: dict) -> str:
         f"\nwith the engine's model load counted too: {_fmt(results['overhead_ratio_with_model_load'])}"
         f"\nagainst the label job once its actors are up: {_fmt(results['overhead_ratio_actors_up'])}"
         f"\nthe label job's own engine batches: {_fmt(results['label_job'].get('engine_images_per_second'))} img/s"
-    )
+    ) + _host_cost(results)
+
+
+def _host_cost(results: dict) -> str:
+    """CPU ms per image per labeler stage (the main job, then each host ceiling's) and the ceilings."""
+    columns = {"label job": results["label_job"].get("cpu_ms_per_image") or {}}
+    for ceiling in results.get("ceilings", []):
+        columns[f"ceiling, {ceiling['decode_threads']} decode threads"] = ceiling["cpu_ms_per_image"]
+    stages = list(dict.fromkeys(s for cost in columns.values() for s in cost))
+    if not stages:
+        return ""
+    text = "\n\nCPU ms per image (thread CPU time)\n" + format_table(
+        ["stage", *columns], [[s, *[cost.get(s) for cost in columns.values()]] for s in stages])
+    for ceiling in results.get("ceilings", []):
+        tried = ", ".join(f"{t['images_per_second']:.0f}{'+' if t['sustained'] else '-'}" for t in ceiling["trials"])
+        text += (f"\nhost ceiling, {ceiling['decode_threads']} decode threads: "
+                 f"{_fmt(ceiling['host_ceiling_images_per_second'])} img/s per actor (rates tried, + sustained: {tried})")
+    return text
 
 
 def pipeline_plot(results: dict, path: Path) -> None:
@@ -160,20 +177,94 @@ def pipeline_plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+# ---- sweep -----------------------------------------------------------------------------------
+def sweep_rows(results: dict) -> list[dict]:
+    """The (form, setting) rows, best worst case first (then best median)."""
+    return sorted(results["rows"], key=lambda r: (-r["worst"], -r["median"], r["form"]))
+
+
+def sweep_table(results: dict) -> str:
+    base = results["baseline"]
+    rows = [[base["form"], "-", "-", "-", base["worst"], base["median"], base["best"]]]
+    rows += [[r["form"], r["alpha"], r["beta"], r["c"], r["worst"], r["median"], r["best"]] for r in sweep_rows(results)]
+    table = format_table(["form", "alpha", "beta", "c", "worst mIoU", "median", "best"],
+                         [[_fmt(v, ".1f") if isinstance(v, float) and i >= 4 else v for i, v in enumerate(row)]
+                          for row in rows])
+    chosen = results["chosen"]
+    return (f"{len(results['problems'])} planted problems per row\n" + table +
+            f"\n\nbest worst case: {chosen['form']} alpha={chosen['alpha']:g} beta={chosen['beta']:g} c={chosen['c']:g}"
+            f" (worst {chosen['worst']:.1f}, median {chosen['median']:.1f}, best {chosen['best']:.1f} mIoU)")
+
+
+def sweep_plot(results: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(12, 0.25 * len(results["rows"]) + 2))
+    rows = sweep_rows(results)[::-1]
+    for y, r in enumerate(rows):
+        ax.plot([r["worst"], r["best"]], [y, y], color="0.6")
+        ax.plot(r["median"], y, "o", color="C0")
+    ax.axvline(results["baseline"]["median"], color="C3", linestyle="--", label="G alone (median)")
+    ax.set_yticks(range(len(rows)), [f"{r['form']} a={r['alpha']:g} b={r['beta']:g} c={r['c']:g}" for r in rows], fontsize=7)
+    ax.set_xlabel("mIoU % over the planted problems: worst - best, dot = median")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---- gpu (the acceptance run: engine sweep, refinement, label job, as Markdown) -------------------
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows])
+
+
+def gpu_table(results: dict) -> str:
+    engine, refine, pipeline = results["engine"], results["refine"], results["pipeline"]
+    stages = engine["stages"]
+    sweep = [[r["compile"], r["batch_size"], r["engine_images_per_second"], r["images_per_second"], r.get("speedup"),
+              r["warmup_seconds"], r.get("tflops_per_second"), r.get("peak_fraction"), _mib(r.get("engine_peak_bytes")),
+              *[1e3 * r["stage_seconds_per_image"].get(s, 0.0) for s in stages]] for r in engine["runs"]]
+    walks = [[r["case"], r["N"], r["K"], r.get("images", 1), r.get("seconds"), _mib(r.get("peak_bytes")),
+              r.get("ops_per_image"), r["status"]] for r in refine["runs"]]
+    label = [[name, v["images"], v["seconds"], v["images_per_second"]] for name, v in pipeline["measured"].items()]
+    parts = [
+        f"## nerve bench gpu: {results['device_name']}, {results['config']['models']} models, {results['config']['dtype']}",
+        "wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items())
+        + f", total {sum(results['seconds'].values()):.0f}",
+        "### Engine (batch sweep; compile at the compiled batch sizes)",
+        markdown_table(["compile", "batch", "engine img/s", "with prepare + encode img/s", "speedup", "warm-up s", "TFLOP/s",
+                        "of peak", "peak MiB", *[f"{s} ms/img" for s in stages]], sweep),
+        f"### Refinement on {refine['device_name']} (seconds per image)",
+        markdown_table(["case", "N", "K", "images per call", "s/image", "peak MiB", "ops/image", "status"], walks),
+        "### nerve label on real photographs vs the engine alone",
+        markdown_table(["path", "images", "seconds", "img/s"], label),
+        f"pipeline overhead (engine alone ÷ nerve label, end to end): {_fmt(pipeline['overhead_ratio'])}; "
+        f"once actors are up: {_fmt(pipeline['overhead_ratio_actors_up'])}",
+    ]
+    return "\n\n".join(parts)
+
+
+def gpu_plot(results: dict, path: Path) -> None:
+    engine_plot(results["engine"], path)
+
+
 REPORTS = {
     "refine": (refine_table, refine_plot),
     "engine": (engine_table, engine_plot),
     "pipeline": (pipeline_table, pipeline_plot),
+    "sweep": (sweep_table, sweep_plot),
+    "gpu": (gpu_table, gpu_plot),
 }
+TABLE_SUFFIX = {"gpu": ".md"}  # the others are plain-text tables
 
 
 def write_report(results: dict, output_dir) -> dict[str, Path]:
-    """Write {benchmark}.json, {benchmark}.png and {benchmark}.txt under `output_dir`; print the table."""
+    """Write {benchmark}.json, {benchmark}.png and {benchmark}.txt (.md for gpu) under `output_dir`; print the table."""
     name = results["benchmark"]
     table_fn, plot_fn = REPORTS[name]
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / f"{name}.json", "png": out / f"{name}.png", "table": out / f"{name}.txt"}
+    suffix = TABLE_SUFFIX.get(name, ".txt")
+    paths = {"json": out / f"{name}.json", "png": out / f"{name}.png", "table": out / f"{name}{suffix}"}
     paths["json"].write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     table = table_fn(results)
     paths["table"].write_text(table + "\n", encoding="utf-8")

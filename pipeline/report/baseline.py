@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+
+from nerve_core.errors import ConfigError
+from pipeline.storage import atomic_write_local
 
 FORMAT = "nerve-regress-baseline/1"
 
@@ -34,7 +37,7 @@ def baseline_from_summary(summary: dict, shards: list[str], engine: str) -> dict
     """The figures of a finished run, as a baseline file holds them."""
     return {
         "format": FORMAT,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "engine": engine,
         "fingerprint": summary.get("fingerprint"),
         "shards": sorted(shards),
@@ -47,9 +50,12 @@ def baseline_from_summary(summary: dict, shards: list[str], engine: str) -> dict
 
 
 def read_baseline(path) -> dict:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the baseline {path}: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a nerve regress baseline (expected format {FORMAT!r})")
+        raise ConfigError(f"{path} is not a nerve regress baseline (expected format {FORMAT!r})")
     return data
 
 
@@ -57,9 +63,7 @@ def write_baseline(path, baseline: dict) -> None:
     """Written via a temporary name, so a crash never leaves a half-written baseline behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_local(path, (json.dumps(baseline, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def _floor_check(name: str, measured, base, tolerance: float) -> Check:

@@ -43,8 +43,8 @@ def _shown(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _rows(obj, prefix: str, only: list[str] | None = None) -> list[str]:
-    """Rows for the fields of dataclass instance `obj` (nested dataclasses flattened to a.b.c)."""
+def reference_rows(obj, prefix: str = "", only: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """(key, default, meaning) for the fields of dataclass instance `obj`, nested ones flattened to a.b.c."""
     comments = {}
     for base in reversed(type(obj).__mro__):  # inherited fields keep their own comments
         if dataclasses.is_dataclass(base):
@@ -55,16 +55,20 @@ def _rows(obj, prefix: str, only: list[str] | None = None) -> list[str]:
             continue
         name, value = f"{prefix}{f.name}", getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
-            rows += _rows(value, f"{name}.")
+            rows += reference_rows(value, f"{name}.")
             continue
-        meaning = comments.get(f.name, "").replace("|", "\\|")
-        rows.append(f"| `{name}` | `{_shown(value)}` | {meaning} |")
+        rows.append((name, _shown(value), comments.get(f.name, "")))
     return rows
+
+
+def _escaped(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def render_reference(sections: list[tuple[str, type, list[str] | None]]) -> str:
     """One Markdown table per (heading, dataclass, fields to list or None for all) section."""
     out = []
     for heading, cls, only in sections:
-        out += [f"### {heading}", "", "| key | default | meaning |", "|---|---|---|", *_rows(cls(), "", only), ""]
+        rows = [f"| `{key}` | `{default}` | {_escaped(meaning)} |" for key, default, meaning in reference_rows(cls(), "", only)]
+        out += [f"### {heading}", "", "| key | default | meaning |", "|---|---|---|", *rows, ""]
     return "\n".join(out)

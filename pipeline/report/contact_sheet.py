@@ -1,4 +1,5 @@
-"""Sample images for the report: image, ground truth and prediction side by side, VOC colours.
+"""Sample images for the report: image, ground truth and prediction side by side, in the report's
+class colours (palette.py; the legend shows them).
 
 Samples are spread over the shards (the first ones of each, round-robin) so that a sheet of a
 multi-shard run is not all from one shard; the choice depends only on the run, so two runs of the
@@ -13,13 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.outputdir import done_shards, read_job_record
-from pipeline.reader import decode_sample, raw_samples
-from pipeline.report.palette import colorize
-from pipeline.scoring import confusion_matrix, per_class_iou
-from pipeline.shardlist import expand_shards, shard_id
-from pipeline.storage import filesystem
-from pipeline.writers import decode_png, read_rows, shard_paths
+from pipeline.output.outputdir import OutputDir
+from pipeline.output.pngcodec import decode_index_png
+from pipeline.read.reader import decode_sample, raw_samples
+from pipeline.read.shardlist import expand_shards, shard_id
+from pipeline.report.palette import class_palette, colorize
+from pipeline.score.scoring import confusion_matrix, per_class_iou
 
 THUMB = 256  # longest side of a sheet image, in pixels
 
@@ -48,11 +48,10 @@ def _image_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore: int)
     return round(float(iou[valid].mean()) * 100, 2) if valid.any() else None
 
 
-def _predictions(fs, root: str, shard: str, limit: int) -> dict[str, np.ndarray]:
+def _predictions(out: OutputDir, shard: str, limit: int) -> dict[str, np.ndarray]:
     """key -> predicted class ids for the first `limit` ok rows of a done shard."""
-    rows = read_rows(fs, shard_paths(root, shard)["parquet"], columns=["key", "status", "mask_png"])
-    ok = [r for r in rows if r["status"] == "ok"][:limit]
-    return {r["key"]: decode_png(r["mask_png"]) for r in ok}
+    ok = [r for r in out.rows(shard, columns=["key", "status", "mask_png"]) if r["status"] == "ok"][:limit]
+    return {r["key"]: decode_index_png(r["mask_png"]) for r in ok}
 
 
 def _pick(counts: list[int], total: int) -> list[int]:
@@ -69,15 +68,14 @@ def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[Shee
     """Write {key}.image.png / .gt.png / .pred.png under report_dir/images; return what was written."""
     if num_samples <= 0:
         return []
-    fs, root = filesystem(out_dir)
-    record = read_job_record(fs, root)
-    if record is None:
-        raise FileNotFoundError(f"{out_dir} has no config.yaml: not an output directory")
-    num_classes = len(record["fingerprint"]["classes"])
+    out = OutputDir(out_dir)
+    record = out.existing_record()
+    class_names = [synonyms[0] for synonyms in record["fingerprint"]["classes"]]
+    num_classes, palette = len(class_names), class_palette(class_names)
     ignore = int(record["config"]["dataset"]["ignore_index"])
-    done = done_shards(fs, root)
+    done = out.done_shards()
     urls = [u for u in expand_shards(record["config"]["input"]["shards"]) if shard_id(u) in done]
-    preds = [_predictions(fs, root, shard_id(u), num_samples) for u in urls]
+    preds = [_predictions(out, shard_id(u), num_samples) for u in urls]
     take = _pick([len(p) for p in preds], num_samples)
     images = Path(report_dir) / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -88,21 +86,23 @@ def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[Shee
         for raw in raw_samples(url) if n else ():
             sample = decode_sample(raw) if raw["__key__"] in wanted else None
             if sample is not None and sample.ok:
-                entries.append(_write_entry(sample, shard_id(url), wanted[sample.key], images, num_classes, ignore))
+                entries.append(_write_entry(sample, shard_id(url), wanted[sample.key], images, num_classes, ignore,
+                                            palette))
                 written += 1
                 if written == n:
                     break
     return entries
 
 
-def _write_entry(sample, shard: str, pred: np.ndarray, images: Path, num_classes: int, ignore: int) -> SheetEntry:
+def _write_entry(sample, shard: str, pred: np.ndarray, images: Path, num_classes: int, ignore: int,
+                 palette: list[int]) -> SheetEntry:
     stem = re.sub(r"[^A-Za-z0-9_-]", "_", f"{shard}.{sample.key}")  # keys may hold "/"
     names = {"image": f"{stem}.image.png", "pred": f"{stem}.pred.png", "gt": f"{stem}.gt.png"}
     _thumbnail(sample.image, nearest=False).save(images / names["image"])
-    _thumbnail(colorize(pred), nearest=True).save(images / names["pred"])
+    _thumbnail(colorize(pred, palette), nearest=True).save(images / names["pred"])
     miou = None
     if sample.gt is not None:
-        _thumbnail(colorize(sample.gt), nearest=True).save(images / names["gt"])
+        _thumbnail(colorize(sample.gt, palette), nearest=True).save(images / names["gt"])
         miou = _image_miou(pred, sample.gt, num_classes, ignore)
     return SheetEntry(
         key=sample.key, shard=shard, image=f"images/{names['image']}",

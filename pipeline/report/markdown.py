@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from pipeline.report.model import RunReport, fmt
+from pipeline.report.palette import hex_colour
+from pipeline.report.walk_section import head_rows, walk_rows
 
 
 def _cell(text: str) -> str:
@@ -29,6 +31,11 @@ def render_markdown(report: RunReport) -> str:
     for name, iou, base in report.class_rows():
         change = f"{iou - base:+.2f}" if iou is not None and base is not None else ""
         lines.append(f"| {_cell(name)} | {fmt(iou)} | {fmt(base)} | {change} |")
+    if walk_rows(s):
+        lines += ["", f"## Random walk ({s['walk']['images']} images)", "", "| figure | mean | p5 | p95 |", "|---|---:|---:|---:|"]
+        lines += [f"| {name} | {mean:.3f} | {p5:.3f} | {p95:.3f} |" for name, mean, p5, p95 in walk_rows(s)]
+        lines += ["", "| head | mean weight | negative cosines | global rows kept |", "|---:|---:|---:|---:|"]
+        lines += [f"| {h} | {w:.3f} | {neg:.3f} | {kept:.3f} |" for h, w, neg, kept in head_rows(s)]
     if report.sheet:
         lines += ["", "## Samples (image, ground truth, prediction)", "", "| sample | image | GT | prediction |",
                   "|---|---|---|---|"]
@@ -36,4 +43,9 @@ def render_markdown(report: RunReport) -> str:
             gt = f"![GT]({e.gt})" if e.gt else "no GT"
             label = f"{e.shard}/{e.key}<br>mIoU {fmt(e.miou)}"
             lines.append(f"| {_cell(label)} | ![image]({e.image}) | {gt} | ![prediction]({e.prediction}) |")
+    lines += ["", "## Colours", ""]
+    if report.legend_image:
+        lines += [f"![colour legend]({report.legend_image})", ""]
+    lines += ["| class | colour |", "|---|---|"]
+    lines += [f"| {_cell(name)} | `{hex_colour(rgb)}` |" for name, rgb in report.legend()]
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from pipeline.report.baseline import Check
 from pipeline.report.contact_sheet import SheetEntry
+from pipeline.report.palette import legend
 
 
 @dataclass
@@ -17,6 +18,7 @@ class RunReport:
     baseline_path: str = ""
     notes: list[str] = field(default_factory=list)  # warnings and hints shown at the top
     sheet: list[SheetEntry] = field(default_factory=list)
+    legend_image: str = ""  # the legend as a PNG, relative to the report directory (Markdown shows it)
 
     @property
     def failures(self) -> list[Check]:
@@ -33,6 +35,10 @@ class RunReport:
         base = (self.baseline or {}).get("per_class_iou", {})
         ious = self.summary["per_class_iou"]
         return [(name, ious.get(name), base.get(name)) for name in self.class_names]
+
+    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """(class name, RGB) as the contact sheet draws them, plus the unlabeled / ignore colour."""
+        return legend(self.class_names)
 
     @property
     def class_names(self) -> list[str]:

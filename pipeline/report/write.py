@@ -9,8 +9,11 @@ from pathlib import Path
 from pipeline.report.contact_sheet import write_contact_sheet
 from pipeline.report.html import render_html
 from pipeline.report.junit import render_junit
+from pipeline.report.legend import write_legend_png
 from pipeline.report.markdown import render_markdown
 from pipeline.report.model import RunReport
+
+LEGEND_FILE = "images/legend.png"
 
 
 def write_report(report: RunReport, report_dir, samples: int = 8, seconds: float = 0.0) -> dict[str, Path]:
@@ -19,6 +22,8 @@ def write_report(report: RunReport, report_dir, samples: int = 8, seconds: float
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder / "images", ignore_errors=True)  # a rerun's sheet must not show stale images
     report.sheet = write_contact_sheet(report.out_dir, folder, samples)
+    report.legend_image = LEGEND_FILE
+    write_legend_png(report.legend(), folder / LEGEND_FILE)
     files = {"markdown": folder / "report.md", "html": folder / "report.html", "json": folder / "report.json"}
     files["markdown"].write_text(render_markdown(report), encoding="utf-8")
     files["html"].write_text(render_html(report), encoding="utf-8")

@@ -19,21 +19,22 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from pycocotools.coco import COCO
 
-from pipeline.shard_writer import ShardSample
+from nerve_core.errors import ConfigError, NotFound
+from pipeline.output.pngcodec import encode_index_png
 from pipeline.sources.files import (
     SkipSample,
     check_mask_size,
-    encode_index_png,
     labels_present,
     read_image,
 )
 from pipeline.sources.naming import safe_key
+from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog, collect
 
 SPLITS = ("train2014", "val2014", "train2017", "val2017")
@@ -42,7 +43,7 @@ BACKGROUND, IGNORE = 0, 255
 
 def load_instances(path: Path) -> COCO:
     if not path.is_file():
-        raise FileNotFoundError(f"annotations {path} not found")
+        raise NotFound(f"annotations {path} not found")
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints timing chatter
         return COCO(str(path))
 
@@ -51,7 +52,7 @@ def contiguous_ids(coco: COCO) -> dict[int, int]:
     """COCO category id -> class id 1..K in ascending category id (background is 0)."""
     cat_ids = sorted(coco.getCatIds())
     if len(cat_ids) >= IGNORE:
-        raise ValueError(f"{len(cat_ids)} categories do not fit in uint8 class ids below {IGNORE}")
+        raise ConfigError(f"{len(cat_ids)} categories do not fit in uint8 class ids below {IGNORE}")
     return {cat: i + 1 for i, cat in enumerate(cat_ids)}
 
 
@@ -72,10 +73,20 @@ def semantic_mask(coco: COCO, image_id: int, class_of: dict[int, int]) -> np.nda
     return mask
 
 
-def coco_samples(root: str | Path, split: str, skips: SkipLog) -> Iterator[ShardSample]:
-    """One sample per image in the instances file (images without annotations: all background)."""
+def category_table(coco: COCO, class_of: dict[int, int]) -> list[dict]:
+    """[{"class_id", "id", "name"}] in class-id order: how a mask's class ids map back to the
+    dataset's own COCO category ids (recorded in manifest.json, read by `nerve export coco`)."""
+    return [{"class_id": class_id, "id": int(cat), "name": coco.cats[cat]["name"]}
+            for cat, class_id in sorted(class_of.items(), key=lambda item: item[1])]
+
+
+def coco_source(root: str | Path, split: str, skips: SkipLog) -> tuple[Iterator[ShardSample], dict]:
+    """(one sample per image in the instances file, manifest fields {"coco_categories": ...}).
+
+    Images without annotations are all background.
+    """
     if split not in SPLITS:
-        raise ValueError(f"unknown COCO split {split!r}; choose one of {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown COCO split {split!r}; choose one of {', '.join(SPLITS)}")
     root = Path(root)
     coco = load_instances(root / "annotations" / f"instances_{split}.json")
     class_of = contiguous_ids(coco)
@@ -98,4 +109,5 @@ def coco_samples(root: str | Path, split: str, skips: SkipLog) -> Iterator[Shard
     def name(image_id: int) -> str:
         return coco.imgs[image_id].get("file_name", str(image_id))
 
-    return collect(sorted(coco.getImgIds()), build, skips, name=name)
+    samples = collect(sorted(coco.getImgIds()), build, skips, name=name)
+    return samples, {"coco_categories": category_table(coco, class_of)}

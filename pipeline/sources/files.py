@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipeline.output.pngcodec import INDEX_MODES, index_array
+
 # PIL format name -> extension of the shard contract; other formats are re-encoded as PNG.
 _KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
-# Modes whose pixel values are the class indices themselves.
-_INDEX_MODES = ("P", "L", "1", "I", "I;16")
 
 
 class SkipSample(Exception):
@@ -62,16 +62,13 @@ def read_index_mask(path: Path) -> np.ndarray:
         raise SkipSample("missing mask", str(path))
     try:
         with Image.open(path) as img:
-            if img.mode not in _INDEX_MODES:
+            if img.mode not in INDEX_MODES:
                 raise SkipSample("mask not single-channel", f"{path}: mode {img.mode}")
-            values = np.array(img)
-    except (OSError, ValueError, SyntaxError) as exc:
+            return index_array(img)
+    except (OSError, SyntaxError) as exc:
         raise SkipSample("unreadable mask", f"{path}: {exc}") from exc
-    if values.dtype != np.uint8:
-        if values.size and (values.min() < 0 or values.max() > 255):
-            raise SkipSample("mask ids out of range", f"{path}: values beyond 0..255")
-        values = values.astype(np.uint8)
-    return values
+    except ValueError as exc:  # single-channel, but not 8-bit class ids
+        raise SkipSample("mask ids out of range", f"{path}: {exc}") from exc
 
 
 def check_mask_size(mask: np.ndarray, image_hw: tuple[int, int], path: Path) -> None:
@@ -84,13 +81,6 @@ def check_mask_ids(mask: np.ndarray, num_classes: int, path: Path, ignore: int =
     bad = np.setdiff1d(np.unique(mask), [*range(num_classes), ignore])
     if bad.size:
         raise SkipSample("mask ids out of range", f"{path}: {bad[:8].tolist()} not in 0..{num_classes - 1}")
-
-
-def encode_index_png(mask: np.ndarray) -> bytes:
-    """A single-channel ("L") PNG of the class ids: lossless, and read back as raw indices."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="L").save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def labels_present(mask: np.ndarray, exclude: tuple[int, ...] = (255,)) -> list[int]:

@@ -7,19 +7,20 @@ come from the same relative name (see naming.stable_image_id).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from pipeline.shard_writer import ShardSample
+from nerve_core.errors import ConfigError, NotFound
+from pipeline.output.pngcodec import encode_index_png
 from pipeline.sources.files import (
     check_mask_ids,
     check_mask_size,
-    encode_index_png,
     labels_present,
     read_image,
     read_index_mask,
 )
 from pipeline.sources.naming import safe_key, stable_image_id
+from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog, collect
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
@@ -54,12 +55,12 @@ def folder_samples(
     """
     images = Path(images).resolve()
     if not images.is_dir():
-        raise FileNotFoundError(f"image folder {images} not found")
+        raise NotFound(f"image folder {images} not found")
     mask_dir = Path(masks).resolve() if masks else None
     if mask_dir is not None and not mask_dir.is_dir():
-        raise FileNotFoundError(f"mask folder {mask_dir} not found")
+        raise NotFound(f"mask folder {mask_dir} not found")
     if mask_dir == images:
-        raise ValueError("masks must live in their own folder: same-stem .png masks beside the "
+        raise ConfigError("masks must live in their own folder: same-stem .png masks beside the "
                          "images would be taken for images")
     exclude = {IGNORE} | ({background_id} if background_id >= 0 else set())
 

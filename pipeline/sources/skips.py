@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
-from pipeline.shard_writer import ShardSample
 from pipeline.sources.files import SkipSample
+from pipeline.sources.shard_writer import ShardSample
 
 Item = TypeVar("Item")
 

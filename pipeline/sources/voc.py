@@ -11,19 +11,20 @@ Where things are looked for (`root` is VOCdevkit or VOCdevkit/VOC2012):
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from pipeline.shard_writer import ShardSample
+from nerve_core.errors import ConfigError, NotFound
+from pipeline.output.pngcodec import encode_index_png
 from pipeline.sources.files import (
     check_mask_ids,
     check_mask_size,
-    encode_index_png,
     labels_present,
     read_image,
     read_index_mask,
 )
 from pipeline.sources.naming import safe_key, stable_image_id
+from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog, collect
 
 SPLITS = ("train", "val", "train_aug")
@@ -38,7 +39,7 @@ def find_voc_dir(root: str | Path) -> Path:
     for candidate in (root / "VOC2012", root):
         if (candidate / "JPEGImages").is_dir():
             return candidate
-    raise FileNotFoundError(f"no VOC2012/JPEGImages under {root} (give VOCdevkit or VOC2012)")
+    raise NotFound(f"no VOC2012/JPEGImages under {root} (give VOCdevkit or VOC2012)")
 
 
 def read_name_list(path: Path) -> list[str]:
@@ -53,21 +54,21 @@ def read_name_list(path: Path) -> list[str]:
 def split_plan(root: str | Path, split: str) -> tuple[Path, list[str], Path]:
     """(VOC2012 dir, image names of `split`, directory holding their GT PNGs)."""
     if split not in SPLITS:
-        raise ValueError(f"unknown VOC split {split!r}; choose one of {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown VOC split {split!r}; choose one of {', '.join(SPLITS)}")
     voc = find_voc_dir(root)
     if split in ("train", "val"):
         listing = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not listing.is_file():
-            raise FileNotFoundError(f"split list {listing} not found")
+            raise NotFound(f"split list {listing} not found")
         return voc, read_name_list(listing), voc / "SegmentationClass"
     aug_dirs = [d for d in (voc / AUG_DIR, voc.parent / AUG_DIR) if d.is_dir()]
     if not aug_dirs:
-        raise FileNotFoundError(f"train_aug needs {AUG_DIR}/ in {voc} or {voc.parent}")
+        raise NotFound(f"train_aug needs {AUG_DIR}/ in {voc} or {voc.parent}")
     lists = [voc / "ImageSets" / "SegmentationAug" / "train_aug.txt"]
     lists += [d / "train_aug.txt" for d in aug_dirs]
     listing = next((p for p in lists if p.is_file()), None)
     if listing is None:
-        raise FileNotFoundError("train_aug list not found; looked for " + ", ".join(map(str, lists)))
+        raise NotFound("train_aug list not found; looked for " + ", ".join(map(str, lists)))
     return voc, read_name_list(listing), aug_dirs[0]
 
 

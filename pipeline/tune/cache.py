@@ -16,12 +16,12 @@ from omegaconf import OmegaConf
 from nerve_core.config import BackgroundConfig, RefineConfig, UpsampleConfig
 from nerve_core.refine import get_refiner
 from pipeline.config import LabelJobConfig
-from pipeline.fingerprint import job_fingerprint
-from pipeline.outputdir import SUMMARY_FILE, all_stats, done_shards, prepare_output, record_failures
-from pipeline.shardlist import expand_shards, manifest_counts, shard_id
-from pipeline.storage import filesystem, join
+from pipeline.job import label_job
+from pipeline.output.fingerprint import job_fingerprint
+from pipeline.output.outputdir import OutputDir
+from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.storage import join
 from pipeline.tune.space import SearchSpace, digest
-from pipeline.writers import write_json
 
 
 def _values(engine: dict, space: SearchSpace, key: str) -> list:
@@ -54,7 +54,8 @@ def cache_job(cfg, space: SearchSpace, root: str):
     """The label-job config whose actors fill the cache at `root`."""
     label_keys = [name for name in LabelJobConfig.__dataclass_fields__]
     engine = cache_engine(OmegaConf.to_container(cfg.engine, resolve=True), space)
-    return OmegaConf.merge(LabelJobConfig, OmegaConf.masked_copy(cfg, label_keys), {"engine": engine, "output": {"dir": root}})
+    return label_job(OmegaConf.merge(LabelJobConfig, OmegaConf.masked_copy(cfg, label_keys),
+                                     {"engine": engine, "output": {"dir": root}}))
 
 
 @dataclass
@@ -67,37 +68,35 @@ class CacheRun:
 
 
 def open_cache(cfg, space: SearchSpace, root: str, synonyms: list) -> tuple:
-    """(label-job config, its resolved dict, fingerprint) of the cache at `root`, whose config.yaml
-    is written (a cache of another fingerprint is refused unless output.mode=overwrite)."""
+    """(typed label job, fingerprint) of the cache at `root`, whose config.yaml is written (a cache
+    of another fingerprint is refused unless output.mode=overwrite)."""
     job = cache_job(cfg, space, root)
     fingerprint = job_fingerprint(job, synonyms)
     fingerprint["cache_dtype"] = cfg.tune.cache_dtype
     fingerprint["digest"] = digest([fingerprint["digest"], cfg.tune.cache_dtype])
-    resolved = OmegaConf.to_container(job, resolve=True)
-    fs, path = filesystem(root)
-    prepare_output(fs, path, resolved, fingerprint, cfg.output.mode)
-    return job, resolved, fingerprint
+    OutputDir(root).prepare(asdict(job), fingerprint, cfg.output.mode)
+    return job, fingerprint
 
 
-def build_cache(ray, cfg, space: SearchSpace, root: str, synonyms: list, emit) -> CacheRun:
+def build_cache(ray, cfg, space: SearchSpace, root: str, vocab, emit) -> CacheRun:
     """Fill the cache for every input shard not yet done there, on a pool of label actors."""
-    from pipeline.driver import JobResult, _Pool
+    from pipeline.run.driver import JobResult, _Pool
 
-    job, resolved, fingerprint = open_cache(cfg, space, root, synonyms)
+    job, fingerprint = open_cache(cfg, space, root, vocab.synonyms)
     urls = expand_shards(cfg.input.shards)
-    fs, path = filesystem(root)
-    done_before = done_shards(fs, path)
+    out = OutputDir(root)
+    done_before = out.done_shards()
     todo = [u for u in urls if shard_id(u) not in done_before]
     result = JobResult(shards=len(urls), skipped=len(urls) - len(todo))
     start = time.perf_counter()
     if todo:
-        pool = _Pool(ray, job, resolved, fingerprint, emit, task="cache_shard", task_args=(cfg.tune.cache_dtype,))
+        pool = _Pool(ray, job, vocab, fingerprint, emit, task="cache_shard", task_args=(cfg.tune.cache_dtype,))
         pool.run(todo, result, manifest_counts(todo))
-    record_failures(fs, path, result.failed)
+    out.record_failures(result.failed)
     wanted = {shard_id(u) for u in urls}
-    stats = [s for s in all_stats(fs, path) if s["shard"] in wanted and not s.get("partial")]
+    stats = [s for s in out.stats().values() if s["shard"] in wanted and not s.get("partial")]
     summary = cache_summary(stats, fingerprint["digest"], time.perf_counter() - start)
-    write_json(fs, join(path, SUMMARY_FILE), summary)
+    out.write_summary(summary)
     return CacheRun(len(urls), result.skipped, result.failed, sorted(wanted - {s["shard"] for s in stats}), summary)
 
 

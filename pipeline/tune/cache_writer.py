@@ -16,20 +16,20 @@ from collections import Counter
 import torch
 
 from nerve_core.engine import image_layers
-from pipeline.batch_split import run_bisecting
-from pipeline.reader import error_reason
+from pipeline.output.writers import write_json
+from pipeline.reasons import reason_of
+from pipeline.run.batch_split import run_bisecting
 from pipeline.storage import filesystem, join
-from pipeline.writers import write_json
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class ShardCache:
-    def __init__(self, engine, vocab, job: dict, shard: str, qk_dtype: str = "engine", progress=None, attempt: int = 0):
+    def __init__(self, engine, vocab, job, shard: str, qk_dtype: str = "engine", progress=None, attempt: int = 0):
         self.engine, self.vocab, self.job, self.shard = engine, vocab, job, shard
         self.qk_dtype = DTYPES.get(qk_dtype, engine.dtype)
         self.progress, self.attempt = progress, attempt
-        self.fs, self.root = filesystem(job["output_dir"])
+        self.fs, self.root = filesystem(job.config.output.dir)
         self.fs.makedirs(join(self.root, "shards", shard), exist_ok=True)
         self.images: list[dict] = []
         self.layers: list[dict] = []
@@ -53,7 +53,7 @@ class ShardCache:
                 sample.error = f"engine: {out}"
             if not sample.ok:
                 errors += 1
-                self.reasons[error_reason(sample.error)] += 1
+                self.reasons[reason_of(sample.error)] += 1
             elif sample.gt is None:
                 self.no_gt += 1
             else:
@@ -94,7 +94,7 @@ class ShardCache:
             "partial": read_error is not None, "no_gt": self.no_gt, "images": self.images, "layers": self.layers,
             "qk_dtype": str(self.qk_dtype).removeprefix("torch."), "bytes": self.bytes,
             "seconds": {"engine": self.engine_seconds, "total": time.perf_counter() - self.start},
-            "fingerprint": self.job["fingerprint"], "finished_at": time.time(),
+            "fingerprint": self.job.fingerprint, "finished_at": time.time(),
         }
         if read_error is not None:
             stats["read_error"] = f"unreadable after {self.samples} samples: {read_error}"

@@ -10,7 +10,7 @@ SEARCHES = ("grid", "random", "optuna")
 CACHE_DTYPES = ("engine", "float16", "float32", "bfloat16")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TuneConfig:
     # engine.refine.*, engine.background.* or engine.upsample.* key -> list of values to try.
     space: dict[str, Any] = field(default_factory=dict)
@@ -26,6 +26,6 @@ class TuneConfig:
     cache_dtype: str = "engine"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TuneJobConfig(LabelJobConfig):
     tune: TuneConfig = field(default_factory=TuneConfig)

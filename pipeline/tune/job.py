@@ -8,7 +8,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from configs import classes_path
+from nerve_core.errors import ConfigError
 from nerve_core.vocab import Vocabulary
+from pipeline.output.writers import write_json
 from pipeline.storage import atomic_write, filesystem, join
 from pipeline.tune.cache import CacheRun, build_cache, image_id
 from pipeline.tune.config import CACHE_DTYPES, SEARCHES
@@ -19,7 +21,6 @@ from pipeline.tune.search import SearchRun, finished_trials, optuna_searcher, ru
 from pipeline.tune.space import SearchSpace, digest, engine_with
 from pipeline.tune.split import split_images
 from pipeline.tune.trial import TrialContext
-from pipeline.writers import write_json
 
 # Engine fields that decide where and how fast a trial runs, never its result.
 _PLACEMENT_FIELDS = ("device", "batch_size", "compile")
@@ -38,21 +39,21 @@ class TuneResult:
 
 def check_tune_config(tcfg) -> None:
     if tcfg.search not in SEARCHES:
-        raise ValueError(f"unknown tune.search {tcfg.search!r}; expected one of {SEARCHES}")
+        raise ConfigError(f"unknown tune.search {tcfg.search!r}; expected one of {SEARCHES}")
     if tcfg.cache_dtype not in CACHE_DTYPES:
-        raise ValueError(f"unknown tune.cache_dtype {tcfg.cache_dtype!r}; expected one of {CACHE_DTYPES}")
+        raise ConfigError(f"unknown tune.cache_dtype {tcfg.cache_dtype!r}; expected one of {CACHE_DTYPES}")
     if tcfg.trials < 0 or tcfg.cpus_per_trial <= 0 or tcfg.gpus_per_trial <= 0:
-        raise ValueError("tune.trials must be >= 0, tune.cpus_per_trial and tune.gpus_per_trial > 0")
+        raise ConfigError("tune.trials must be >= 0, tune.cpus_per_trial and tune.gpus_per_trial > 0")
     if tcfg.search == "optuna":
         optuna_searcher()  # a missing optional extra is said before any model runs
 
 
 def run_tune_job(cfg, on_event=None) -> TuneResult:
     """Cache, split, search and report for a TuneJobConfig."""
-    from pipeline.driver import ray_session
+    from pipeline.run.driver import ray_session
 
     if not cfg.output.dir:
-        raise ValueError("output.dir is required")
+        raise ConfigError("output.dir is required")
     check_tune_config(cfg.tune)
     engine = OmegaConf.to_container(cfg.engine, resolve=True)
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
@@ -62,7 +63,7 @@ def run_tune_job(cfg, on_event=None) -> TuneResult:
     tune_dir = join(cfg.output.dir, "tune")
     fs.makedirs(join(out, "tune", "trials"), exist_ok=True)
     with ray_session(cfg.ray.address, cfg.ray.local_num_cpus) as ray:
-        cache = build_cache(ray, cfg, space, join(cfg.output.dir, "cache"), vocab.synonyms, on_event or (lambda *a, **k: None))
+        cache = build_cache(ray, cfg, space, join(cfg.output.dir, "cache"), vocab, on_event or (lambda *a, **k: None))
         if cache.not_done:  # trials on part of the images would not score what `nerve label` scores
             return TuneResult(cache)
         resources, device = trial_resources(ray.cluster_resources(), cfg.engine.device, cfg.tune.cpus_per_trial,

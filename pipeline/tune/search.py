@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
+from nerve_core.errors import ConfigError
+from pipeline.output.writers import read_json
 from pipeline.storage import filesystem
 from pipeline.tune.trial import TrialContext, run_trial
-from pipeline.writers import read_json
 
 
 @dataclass
@@ -37,9 +38,9 @@ def trial_resources(cluster: dict, device: str, cpus: float, gpus: float) -> tup
     if cluster.get("GPU", 0) > 0 and device != "cpu":
         return {"cpu": cpus, "gpu": gpus}, "cuda"
     if device.startswith("cuda"):
-        raise ValueError(f"engine.device={device} but the Ray cluster has no GPU")
+        raise ConfigError(f"engine.device={device} but the Ray cluster has no GPU")
     if cpus > cluster.get("CPU", 1):
-        raise ValueError(f"tune.cpus_per_trial={cpus} exceeds the cluster's {cluster.get('CPU')} CPUs")
+        raise ConfigError(f"tune.cpus_per_trial={cpus} exceeds the cluster's {cluster.get('CPU')} CPUs")
     return {"cpu": cpus, "gpu": 0}, "cpu"
 
 
@@ -79,7 +80,7 @@ def optuna_searcher():
         import optuna  # noqa: F401  (OptunaSearch itself only fails when built)
         from ray.tune.search.optuna import OptunaSearch
     except ImportError:
-        raise ValueError("tune.search=optuna needs optuna: pip install 'nerve[optuna]' (or pip install optuna)") from None
+        raise ConfigError("tune.search=optuna needs optuna: pip install 'nerve[optuna]' (or pip install optuna)") from None
     return OptunaSearch
 
 

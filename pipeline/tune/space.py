@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nerve_core.config import EngineConfig
+from nerve_core.errors import ConfigError
 
 TUNABLE_PREFIXES = ("engine.refine.", "engine.background.", "engine.upsample.")
 FIXED_KEYS = ("engine.background.class_id",)
@@ -50,18 +51,19 @@ def engine_with(engine: dict, settings: Mapping) -> dict:
 
 def _check_key(key: str, values, engine: dict) -> list:
     if not key.startswith(TUNABLE_PREFIXES) or key in FIXED_KEYS:
-        why = "it decides the cached class sets" if key in FIXED_KEYS else f"only {', '.join(p + '*' for p in TUNABLE_PREFIXES)} act on cached features"
-        raise ValueError(f"tune.space: {key} cannot be searched: {why}")
+        tunable = ", ".join(p + "*" for p in TUNABLE_PREFIXES)
+        why = "it decides the cached class sets" if key in FIXED_KEYS else f"only {tunable} act on cached features"
+        raise ConfigError(f"tune.space: {key} cannot be searched: {why}")
     if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"tune.space.{key} must be a non-empty list of values, got {values!r}")
+        raise ConfigError(f"tune.space.{key} must be a non-empty list of values, got {values!r}")
     schema = OmegaConf.structured(EngineConfig)
     if not _is_leaf(schema, key):
-        raise ValueError(f"tune.space: unknown engine key {key}")
+        raise ConfigError(f"tune.space: unknown engine key {key}")
     for value in values:
         try:
             OmegaConf.merge(schema, engine_with(engine, {key: value}))
         except OmegaConfBaseException as exc:
-            raise ValueError(f"tune.space.{key}: invalid value {value!r}: {str(exc).splitlines()[0]}") from exc
+            raise ConfigError(f"tune.space.{key}: invalid value {value!r}: {str(exc).splitlines()[0]}") from exc
     return list(values)
 
 
@@ -86,7 +88,7 @@ class SearchSpace:
         plain = OmegaConf.to_container(space) if OmegaConf.is_config(space) else dict(space)
         flat = flatten(plain)
         if not flat:
-            raise ValueError("tune.space is empty: give at least one key with a list of values")
+            raise ConfigError("tune.space is empty: give at least one key with a list of values")
         checked = {key: _check_key(key, values, engine) for key, values in flat.items()}
         return cls(tuple(checked), tuple(tuple(v) for v in checked.values()))
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import hashlib
 
+from nerve_core.errors import ConfigError
+
 
 def split_images(names: list[str], check_fraction: float, seed: int) -> dict[str, list[str]]:
     """{"tune": names, "check": names}, each in the input order."""
     if not 0 <= check_fraction < 1:
-        raise ValueError(f"tune.check_fraction must be in [0, 1), got {check_fraction}")
+        raise ConfigError(f"tune.check_fraction must be in [0, 1), got {check_fraction}")
     if not names:
-        raise ValueError("the cache holds no image with ground truth: nothing to tune on")
+        raise ConfigError("the cache holds no image with ground truth: nothing to tune on")
     held = round(check_fraction * len(names))
     if held >= len(names):
-        raise ValueError(f"tune.check_fraction={check_fraction} leaves no image of {len(names)} in the tune part")
+        raise ConfigError(f"tune.check_fraction={check_fraction} leaves no image of {len(names)} in the tune part")
 
     def rank(name: str) -> str:
         return hashlib.sha256(f"{seed}\x00{name}".encode()).hexdigest()

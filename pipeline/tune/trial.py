@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.output.writers import read_json, write_json
 from pipeline.storage import filesystem, join
 from pipeline.tune.cache import load_image
 from pipeline.tune.space import SearchSpace, digest, engine_with
-from pipeline.writers import read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,8 @@ def score_settings(context: TrialContext, settings: dict) -> dict:
 
 def part_miou(engine, context: TrialContext, entries) -> float | None:
     """Dataset-level mIoU of one part, from the summed confusion of its images."""
-    from pipeline.prefetch import prefetch_map
-    from pipeline.scoring import confusion_matrix, summarize_confusion
+    from pipeline.read.prefetch import prefetch_map
+    from pipeline.score.scoring import confusion_matrix, summarize_confusion
 
     k = len(context.class_names)
     confusion = np.zeros((k, k + 1), dtype=np.int64)

@@ -1,0 +1,122 @@
+"""A stand-in engine that costs the host what a GPU-bound engine costs it: waiting.
+
+`nerve bench pipeline models=standin standin.images_per_second=R` labels with it in place of the
+models. The labeler calls it as it calls the engine (`cfg`, `device`, `prepare`, `run`,
+`fingerprint`); `prepare` is the engine's own GPU-side preparation (the decoded pixels once, to be
+resized on the device), and `run` returns a label map at each image's size after 1/R s per image
+spent asleep, the GIL and the CPU released, as a thread waiting on a GPU is. Everything else is the
+real thing (tar reading, decoding, mask encoding, RLE, scoring, Parquet, Ray), so the highest R the
+label job keeps up with is the fastest GPU engine one actor's host path can feed.
+
+It is reachable only from the benchmark: the bench starts its own Ray whose workers run
+`use_standin_in_this_worker` at start-up (Ray's worker_process_setup_hook), which lets engines
+named `standin:R` be built there; no preset or `nerve label` command can name one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nerve_core.engine import Engine, Segmentation, as_engine_config
+from nerve_core.imageprep import Prepared, prepare_image
+from nerve_core.timing import StageTimer
+from nerve_core.vocab import Vocabulary
+
+PREFIX = "standin:"  # engine.name of a stand-in: "standin:<images per second>"
+GRID = 24  # label-map detail: the CLIP ViT-L/14-336 patch grid, upsampled to each image's size
+MAX_CLASSES = 4  # classes per label map (VOC images hold 1-3 objects besides the background)
+
+
+def standin_name(images_per_second: float) -> str:
+    if not images_per_second > 0:
+        raise ValueError(f"standin.images_per_second must be > 0, got {images_per_second}")
+    return f"{PREFIX}{images_per_second:g}"
+
+
+class StandinEngine:
+    """The engine's interface as the labeler uses it, with a fixed rate instead of models."""
+
+    def __init__(self, cfg):
+        self.cfg = as_engine_config(cfg)
+        self.images_per_second = float(self.cfg.name.removeprefix(PREFIX))
+        self.device = f"standin ({self.images_per_second:g} images/s)"
+        self.timer = StageTimer(torch.device("cpu"))  # the benchmarks read stage times from it
+
+    def prepare(self, image) -> Prepared:
+        clip = self.cfg.clip
+        return prepare_image(image, clip.image_size, clip.resize, self.cfg.sd.image_size, guided=False, on_device=True)
+
+    def run(self, prepared: list[Prepared], vocab, image_labels=None, confidence: bool = False) -> list[Segmentation]:
+        """Label maps following each image's brightness, ready len(prepared) / R seconds after the call."""
+        ready = time.perf_counter() + len(prepared) / self.images_per_second
+        vocab = Vocabulary.coerce(vocab)
+        out = []
+        with self.timer.stage("standin"):
+            for i, p in enumerate(prepared):
+                classes = Engine.classes_for(self, vocab, None if image_labels is None else image_labels[i])
+                labels = label_map(p.pixels, p.size, classes)
+                out.append(Segmentation(labels, np.full(p.size, 200, dtype=np.uint8) if confidence else None))
+            time.sleep(max(0.0, ready - time.perf_counter()))
+        return out
+
+    def fingerprint(self) -> dict:
+        return {"engine": {"name": self.cfg.name}, "code": "standin",
+                "digest": hashlib.sha256(self.cfg.name.encode()).hexdigest()[:16]}
+
+
+def label_map(pixels: np.ndarray, size: tuple[int, int], classes: list[int]) -> np.ndarray:
+    """(H, W) = `size` uint8: brightness bands of a GRID x GRID sample of `pixels` (the image at any
+    scale), one class per band,
+    nearest-upsampled (the D2H copy of a GPU engine's map, plus a little indexing). At most
+    MAX_CLASSES of `classes` appear, the first (background) always, as in real pseudo-masks."""
+    rows, cols = (np.arange(GRID) * pixels.shape[0]) // GRID, (np.arange(GRID) * pixels.shape[1]) // GRID
+    grey = pixels[rows[:, None], cols[None, :]].mean(axis=2)
+    if len(classes) > MAX_CLASSES:  # which ones: fixed by the picture, so reruns agree
+        pick = np.random.default_rng(int(grey.sum())).choice(len(classes) - 1, MAX_CLASSES - 1, replace=False)
+        classes = [classes[0], *(classes[1 + i] for i in sorted(pick))]
+    edges = np.quantile(grey, np.linspace(0, 1, len(classes) + 1)[1:-1])
+    small = np.asarray(classes, dtype=np.uint8)[np.searchsorted(edges, grey)]
+    h, w = size
+    return small[:, np.arange(w) * GRID // w][np.arange(h) * GRID // h]  # one axis at a time: two cheap gathers
+
+
+def build_engine_or_standin(cfg):
+    """nerve_core.engine.build_engine, except that an engine named `standin:R` is a StandinEngine."""
+    from nerve_core import engine
+
+    cfg = as_engine_config(cfg)
+    return StandinEngine(cfg) if cfg.name.startswith(PREFIX) else engine.Engine(cfg)
+
+
+def use_standin_in_this_worker() -> None:
+    """Ray worker_process_setup_hook of the bench's own Ray: engines are built through
+    `build_engine_or_standin` in this worker process (the labeler calls nerve_core.engine.build_engine)."""
+    from nerve_core import engine
+
+    engine.build_engine = build_engine_or_standin
+
+
+@contextmanager
+def standin_ray(ray_cfg):
+    """A local Ray of the bench's own whose workers can build stand-in engines (shut down after)."""
+    import ray
+
+    if ray.is_initialized():
+        raise RuntimeError("models=standin starts a Ray of its own (its workers build the stand-in); "
+                           "run it in a process that has not started Ray")
+    if ray_cfg.address:
+        raise ValueError("models=standin runs on a local Ray of its own: leave ray.address empty")
+    root = str(Path(__file__).resolve().parents[2])  # workers import the project from this tree
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    ray.init(num_cpus=ray_cfg.local_num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"worker_process_setup_hook": f"{__name__}.use_standin_in_this_worker", "env_vars": env})
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -1,0 +1,39 @@
+"""The label job as typed, frozen objects, from the command line to the actors.
+
+`label_job` turns the loaded config into a frozen `LabelJobConfig` once, at the driver's door;
+the driver adds what it decides for the run (the engine device of its actor plan, torch threads,
+the vocabulary, the fingerprint) in a frozen `ActorJob`, which is what every Labeler is built
+from. Nothing on the way is an untyped dict: a setting is read where it is used, under the name
+the user typed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from nerve_core.config import EngineConfig
+from pipeline.config import LabelJobConfig
+
+
+def label_job(cfg) -> LabelJobConfig:
+    """The frozen, typed job: a loaded omegaconf config is converted, a LabelJobConfig passes."""
+    if isinstance(cfg, LabelJobConfig):
+        return cfg
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LabelJobConfig), cfg))
+
+
+@dataclass(frozen=True)
+class ActorJob:
+    """What a Labeler actor is built from: the user's job plus the driver's decisions for this run."""
+
+    config: LabelJobConfig
+    classes: tuple[tuple[str, ...], ...]  # the vocabulary: each class's synonyms, in class-id order
+    fingerprint: str  # digest of the job fingerprint, stamped on every row
+    device: str = "cpu"  # engine device inside the actor (the actor plan's; a pinned GPU is "cuda")
+    torch_threads: int = 0  # CPU actors: torch threads; 0 = leave torch's default
+
+    @property
+    def engine(self) -> EngineConfig:
+        """The engine config with the device this actor runs on."""
+        return replace(self.config.engine, device=self.device)

@@ -1,0 +1,160 @@
+"""The one reader (and writer) of a labeling run's output directory.
+
+Every command that touches OUT (label, score, verify, export, regress, the reports) goes through
+`OutputDir`, so that there is one answer to "is this an output directory" (OUT/config.yaml exists)
+and one definition of a done shard: its stats file (written last, atomically) is complete and not
+marked partial. A partial shard's rows exist, but it is not done: nothing downstream may take it
+for a finished shard.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow.parquet as pq
+import yaml
+
+from nerve_core.errors import ConfigError, NerveError, NotFound
+from pipeline.output.writers import ShardResult, read_json, shard_paths, write_json, write_shard_outputs
+from pipeline.storage import atomic_write, filesystem, join
+
+CONFIG_FILE = "config.yaml"
+FAILED_FILE = "failed_shards.json"
+SUMMARY_FILE = "summary.json"
+STATS_SUFFIX = ".stats.json"
+PARQUET_SUFFIX = ".parquet"
+_BATCH_ROWS = 256  # rows decoded at a time when a shard's Parquet file is streamed
+
+
+class OutputConflict(NerveError):
+    """The directory holds outputs of a different job; the message says how to proceed."""
+
+
+class NotAnOutputDir(NotFound):
+    """The directory has no config.yaml: no labeling run ever started there."""
+
+
+class OutputDir:
+    """OUT, a local path or an fsspec URL: config.yaml, shards/{shard}.*, summary.json, failures."""
+
+    def __init__(self, url: str):
+        if not url:
+            raise ConfigError("output.dir is required")
+        self.url = str(url)
+        self.fs, self.root = filesystem(self.url)
+
+    # ---- the job record ------------------------------------------------------------------------
+    def record(self) -> dict | None:
+        """{"config": ..., "fingerprint": ...} from config.yaml, or None for a fresh directory."""
+        path = join(self.root, CONFIG_FILE)
+        if not self.fs.exists(path):
+            return None
+        with self.fs.open(path, "r") as f:
+            return yaml.safe_load(f)
+
+    def existing_record(self) -> dict:
+        record = self.record()
+        if record is None:
+            raise NotAnOutputDir(f"{self.url} has no {CONFIG_FILE}: not an output directory")
+        return record
+
+    def config(self) -> dict:
+        """The resolved job config that labeled this directory."""
+        return self.existing_record()["config"]
+
+    def prepare(self, config: dict, fingerprint: dict, mode: str) -> None:
+        """Refuse a directory labeled with another fingerprint unless mode=overwrite, which clears it."""
+        if mode not in ("resume", "overwrite"):
+            raise ConfigError(f"output.mode must be resume or overwrite, not {mode!r}")
+        previous = self.record()
+        if previous is not None and mode == "resume":
+            old = (previous.get("fingerprint") or {}).get("digest")
+            if old != fingerprint["digest"]:
+                raise OutputConflict(
+                    f"{self.root} holds outputs of another configuration (fingerprint {old}, this job "
+                    f"{fingerprint['digest']}); use another output.dir or output.mode=overwrite"
+                )
+        if mode == "overwrite":
+            for name in ("shards", SUMMARY_FILE, FAILED_FILE, CONFIG_FILE):
+                path = join(self.root, name)
+                if self.fs.exists(path):
+                    self.fs.rm(path, recursive=True)
+        self.fs.makedirs(join(self.root, "shards"), exist_ok=True)
+        text = yaml.safe_dump({"config": config, "fingerprint": fingerprint}, sort_keys=False)
+        atomic_write(self.fs, join(self.root, CONFIG_FILE), text.encode("utf-8"))
+
+    # ---- shards --------------------------------------------------------------------------------
+    def paths(self, shard: str) -> dict[str, str]:
+        return shard_paths(self.root, shard)
+
+    def _stems(self, suffix: str) -> list[str]:
+        folder = join(self.root, "shards")
+        # Actors on other processes and nodes write here: a listing cached by this process (object
+        # stores' filesystems keep one) would hide what they wrote since.
+        self.fs.invalidate_cache(folder)
+        if not self.fs.exists(folder):
+            return []
+        names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+        return sorted(n[: -len(suffix)] for n in names if n.endswith(suffix))
+
+    def stats(self) -> dict[str, dict]:
+        """shard -> its stats, for every shard whose stats file is complete (partial ones included)."""
+        found = {}
+        for shard in self._stems(STATS_SUFFIX):
+            try:
+                found[shard] = read_json(self.fs, self.paths(shard)["stats"])
+            except (OSError, ValueError):  # vanished, or not whole: not a marker
+                continue
+        return found
+
+    def done_shards(self, stats: dict[str, dict] | None = None) -> set[str]:
+        """Shards whose stats file is complete and not marked partial (`stats`: from `stats()`,
+        when the caller has read them already)."""
+        return {shard for shard, s in (self.stats() if stats is None else stats).items() if not s.get("partial")}
+
+    def labeled_shards(self) -> list[str]:
+        """Shards with a Parquet file, done or not."""
+        return self._stems(PARQUET_SUFFIX)
+
+    def columns(self, shard: str) -> list[str]:
+        with self.fs.open(self.paths(shard)["parquet"], "rb") as f:
+            return pq.ParquetFile(f).schema_arrow.names
+
+    def num_rows(self, shard: str) -> int:
+        with self.fs.open(self.paths(shard)["parquet"], "rb") as f:
+            return pq.ParquetFile(f).metadata.num_rows
+
+    def rows(self, shard: str, columns: list[str] | None = None) -> Iterator[dict]:
+        """The shard's rows in order, streamed; `columns` that the file lacks are left out."""
+        with self.fs.open(self.paths(shard)["parquet"], "rb") as f:
+            parquet = pq.ParquetFile(f)
+            if columns is not None:
+                columns = [c for c in columns if c in parquet.schema_arrow.names]
+            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+                yield from batch.to_pylist()
+
+    def coco_results(self, shard: str) -> list[dict] | None:
+        """The shard's coco.json result list, or None when it has none."""
+        path = self.paths(shard)["coco"]
+        return read_json(self.fs, path) if self.fs.exists(path) else None
+
+    def write_shard(self, result: ShardResult, stats: dict | None, compression: str = "zstd") -> None:
+        write_shard_outputs(self.fs, self.root, result, stats, compression)
+
+    def write_stats(self, shard: str, stats: dict) -> None:
+        write_json(self.fs, self.paths(shard)["stats"], stats)
+
+    # ---- run-level files -----------------------------------------------------------------------
+    def write_summary(self, summary: dict) -> None:
+        write_json(self.fs, join(self.root, SUMMARY_FILE), summary)
+
+    def record_failures(self, failures: list[dict]) -> None:
+        """failed_shards.json lists this run's failed shards; absent when none failed."""
+        path = join(self.root, FAILED_FILE)
+        if failures:
+            write_json(self.fs, path, {"failed": failures})
+        elif self.fs.exists(path):
+            self.fs.rm(path)
+
+    def failures(self) -> list[dict]:
+        path = join(self.root, FAILED_FILE)
+        return read_json(self.fs, path)["failed"] if self.fs.exists(path) else []

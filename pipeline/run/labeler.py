@@ -1,0 +1,325 @@
+"""The `Labeler` Ray actor: one engine, one shard per call.
+
+The engine is built on the first shard rather than at actor start, so that the driver (and the
+GPU-pinning test) can create actors and ask what they were given without loading models. Inside a
+call, tar reading, decoding and `engine.prepare` run ahead in background threads while the engine
+works on batches; the shard's outputs are written by the actor itself and only its stats travel
+back to the driver. A batch the engine fails on is split and retried (`run_bisecting`); a tar that
+breaks after some samples gives outputs and stats marked `partial`, which the driver retries and
+never counts as done.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import numpy as np
+
+from nerve_core.errors import NerveError
+from pipeline.job import ActorJob
+from pipeline.output.outputdir import OutputDir
+from pipeline.output.walk_stats import WalkStats
+from pipeline.output.writers import ShardResult
+from pipeline.read.prefetch import SourceError, prefetch_map
+from pipeline.read.reader import (
+    Sample,
+    allow_pixels,
+    check_gt_values,
+    decode_sample,
+    raw_samples,
+)
+from pipeline.read.shardlist import shard_id
+from pipeline.reasons import BAD_IMAGE_LABELS, ENGINE, NO_IMAGE_LABELS, PREPARE, reason_of
+from pipeline.run.batch_split import run_bisecting
+from pipeline.run.cpuclock import CpuClock
+from pipeline.score.scoring import confusion_matrix, reduce_zero_label
+
+
+class EngineBuildError(NerveError):
+    """The engine could not be built: retrying the shard elsewhere would fail the same way."""
+
+
+class ShardReadError(RuntimeError):
+    """The shard could not be read at all (missing, not a tar, empty file): nothing was written."""
+
+
+class ProgressCounter:
+    """Per-(shard, attempt) image counts that actors push and the driver polls (a Ray actor)."""
+
+    def __init__(self):
+        self.counts: dict[tuple[str, int], list[int]] = {}
+
+    def add(self, shard: str, attempt: int, ok: int, errors: int) -> None:
+        count = self.counts.setdefault((shard, attempt), [0, 0])
+        count[0] += ok
+        count[1] += errors
+
+    def snapshot(self) -> dict:
+        return {k: tuple(v) for k, v in self.counts.items()}
+
+
+class Labeler:
+    def __init__(self, job: ActorJob, progress=None):
+        self.job = job
+        self.max_pixels = job.config.input.max_image_pixels
+        allow_pixels(self.max_pixels)
+        self.progress = progress
+        self._engine = None
+        self._vocab = None
+
+    # ---- what Ray gave this actor ------------------------------------------------------------
+    def info(self) -> dict:
+        import ray
+
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "engine_device": None if self._engine is None else str(self._engine.device),
+        }
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from nerve_core.vocab import Vocabulary
+
+            try:
+                from nerve_core.engine import build_engine
+
+                if self.job.torch_threads:
+                    import torch
+
+                    torch.set_num_threads(self.job.torch_threads)
+                self._engine = build_engine(self.job.engine)
+            except Exception as exc:
+                detail = str(exc) if isinstance(exc, NerveError) else f"{type(exc).__name__}: {exc}"
+                raise EngineBuildError(f"cannot build the engine: {detail}") from exc
+            self._vocab = Vocabulary(self.job.classes)
+        return self._engine
+
+    # ---- one shard ---------------------------------------------------------------------------
+    def label_shard(self, url: str, attempt: int = 0, expected_samples: int | None = None) -> dict:
+        """Label one shard and write its outputs; `expected_samples` (from the shards' manifest.json)
+        catches a tar cut exactly between two samples, which reads as a shorter, intact shard."""
+        build_start = time.perf_counter()
+        engine = self.engine  # built on the first shard; timed apart from the labeling
+        shard = shard_id(url)
+        start = time.perf_counter()
+        state = _ShardState(shard, self.job, len(self._vocab))
+        state.seconds["engine_build"] = start - build_start
+        with _Encoder() as encoder:
+            read_error = self.read_batches(url, expected_samples, lambda batch: self._flush(batch, state, attempt, encoder),
+                                           state.cpu)
+        out = OutputDir(self.job.config.output.dir)
+        with state.cpu.stage("write"):  # rows and COCO results; the stats file, the done-marker, last
+            out.write_shard(state.result, None, self.job.config.output.parquet_compression)
+        state.seconds["total"] = time.perf_counter() - start
+        stats = state.stats(url, attempt, self.info(), engine.fingerprint()["digest"])
+        stats["expected_samples"] = expected_samples
+        if read_error is not None:  # the rows before the damage are kept; the driver decides
+            stats.update(partial=True, read_error=f"unreadable after {state.samples} samples: {read_error}")
+        out.write_stats(shard, stats)
+        return stats
+
+    def cache_shard(self, url: str, attempt: int = 0, expected_samples: int | None = None, qk_dtype: str = "engine") -> dict:
+        """Store the engine's features of one shard for `nerve tune` (pipeline.tune.cache_writer)."""
+        from pipeline.tune.cache_writer import ShardCache
+
+        cache = ShardCache(self.engine, self._vocab, self.job, shard_id(url), qk_dtype, self.progress, attempt)
+        read_error = self.read_batches(url, expected_samples, cache.add, CpuClock())
+        return cache.close(url, attempt, read_error)
+
+    def read_batches(self, url: str, expected_samples: int | None, on_batch, cpu: CpuClock) -> str | None:
+        """Read and decode the shard in background threads, handing `on_batch` lists of (sample,
+        prepared engine input or None) with engine.cfg.batch_size decodable samples (the last one
+        may have fewer); `cpu` counts the reading and decoding threads' CPU time. Returns the tar's
+        read error, if any; a shard with no sample at all raises."""
+        engine = self.engine
+        batch: list[tuple[Sample, object]] = []
+        read_error, samples = None, 0
+        try:
+            for sample, prepared in prefetch_map(partial(self._decode, cpu=cpu), cpu.timed(raw_samples(url), "read"),
+                                                 self.job.config.ray.decode_threads, self.job.config.ray.prefetch):
+                batch.append((sample, prepared))
+                samples += 1
+                if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
+                    on_batch(batch)
+                    batch = []
+        except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
+            read_error = str(exc)
+        on_batch(batch)
+        if read_error is None and expected_samples is not None and samples < expected_samples:
+            read_error = f"the tar ended cleanly but its manifest.json lists {expected_samples} samples"
+        if read_error is not None and samples == 0:
+            raise ShardReadError(f"shard {shard_id(url)} unreadable: {read_error}")
+        return read_error
+
+    def _decode(self, raw: dict, cpu: CpuClock) -> tuple[Sample, object]:
+        """Decode thread: sample + prepared engine input (None when the sample is an error)."""
+        dataset = self.job.config.dataset
+        with cpu.stage("decode"):
+            sample = decode_sample(raw, self.max_pixels)
+            if sample.gt is not None and dataset.reduce_zero_label:
+                sample.gt = reduce_zero_label(sample.gt, dataset.ignore_index)
+            if sample.ok and sample.gt is not None:
+                sample.error = check_gt_values(sample.gt, len(self._vocab), dataset.ignore_index)
+            if sample.ok and self.engine.cfg.mode == "wsss":
+                sample.error = self._check_image_labels(sample)
+        if not sample.ok:
+            return sample, None
+        try:
+            with cpu.stage("prepare"):
+                prepared = self.engine.prepare(sample.image)
+        except Exception as exc:
+            sample.error = PREPARE.error(f"{type(exc).__name__}: {exc}")
+            return sample, None
+        sample.image = None  # the engine input holds what is still needed
+        return sample, prepared
+
+    def _check_image_labels(self, sample: Sample) -> str | None:
+        labels = sample.meta.get("labels")
+        dataset = self.job.config.dataset
+        if labels is None and dataset.labels_from_gt and sample.gt is not None:
+            ignore = dataset.ignore_index
+            labels = [int(c) for c in np.unique(sample.gt) if c != ignore]
+            sample.meta["labels"] = labels
+        if labels is None:
+            return NO_IMAGE_LABELS.error("engine.mode=wsss needs json labels (or dataset.labels_from_gt=true)")
+        if not isinstance(labels, list):
+            return BAD_IMAGE_LABELS.error(f"json labels must be a list of class ids, got {labels!r}")
+        bad = [c for c in labels if not (isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(self._vocab))]
+        return BAD_IMAGE_LABELS.error(f"{bad} are not class ids") if bad else None
+
+    def _flush(self, batch, state: _ShardState, attempt: int, encoder: _Encoder) -> None:
+        """Run the engine on the batch's decodable samples; record them in the encoder thread."""
+        good = [(s, p) for s, p in batch if p is not None]
+        outputs = {}
+        if good:
+            engine_start = time.perf_counter()
+            with state.cpu.stage("engine"):
+                outputs = self._run(good)
+            state.seconds["engine"] += time.perf_counter() - engine_start
+        encoder.submit(self._record, batch, outputs, state, attempt)
+
+    def _record(self, batch, outputs: dict, state: _ShardState, attempt: int) -> None:
+        """Encode masks (PNG, RLE) and score, in sample order; runs while the engine does the next batch."""
+        before = (state.ok, state.errors)
+        for sample, _ in batch:
+            state.record(sample, outputs.get(id(sample)))
+        if self.progress is not None and batch:
+            with state.cpu.stage("progress"):
+                self.progress.add.remote(state.shard, attempt, state.ok - before[0], state.errors - before[1])
+
+    def _run(self, good) -> dict:
+        """id(sample) -> Segmentation or error string; a failing batch is split and retried."""
+        engine, confidence = self.engine, self.job.config.output.confidence
+        wsss = engine.cfg.mode == "wsss"
+
+        def run(items):
+            labels = [s.meta["labels"] for s, _ in items] if wsss else None
+            return engine.run([p for _, p in items], self._vocab, labels, confidence=confidence)
+
+        outputs = run_bisecting(run, good)
+        return {id(s): ENGINE.error(out) if isinstance(out, str) else out for (s, _), out in zip(good, outputs)}
+
+
+class _Encoder:
+    """One background thread that records finished batches in order, one batch behind the engine.
+
+    At most one batch waits here (submitting waits for the previous one), so label maps never pile
+    up in memory; leaving the context waits for the last batch and re-raises its error, if any.
+    """
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self._pending = None
+
+    def submit(self, fn, *args) -> None:
+        self._wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def __enter__(self) -> _Encoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+class _ShardState:
+    """Rows, COCO results, confusion and counters of the shard being labeled."""
+
+    def __init__(self, shard: str, job: ActorJob, num_classes: int):
+        self.shard = shard
+        self.fingerprint = job.fingerprint
+        self.ignore_index = job.config.dataset.ignore_index
+        self.num_classes = num_classes
+        self.result = ShardResult(shard, job.fingerprint)
+        self.confusion = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
+        self.gt_images = 0
+        self.ok = self.errors = 0
+        self.reasons: Counter = Counter()
+        self.seconds = {"engine": 0.0}
+        self.walk = WalkStats()
+        self.cpu = CpuClock()  # thread CPU seconds per stage (reported as cpu_seconds)
+
+    @property
+    def samples(self) -> int:
+        return self.ok + self.errors
+
+    def record(self, sample: Sample, output) -> None:
+        if sample.ok and isinstance(output, str):
+            sample.error = output
+        elif sample.ok and output is None:
+            sample.error = ENGINE.error("no output for this sample")
+        if not sample.ok:
+            self.errors += 1
+            self.reasons[reason_of(sample.error)] += 1
+            self.result.add_error(sample.key, sample.image_id, sample.error, occurrence=sample.occurrence)
+            return
+        self.ok += 1
+        with self.cpu.stage("encode"):
+            self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence, output.walk)
+        self.walk.add(output.walk)
+        if sample.gt is not None:
+            self.gt_images += 1
+            with self.cpu.stage("score"):
+                self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
+
+    def stats(self, url: str, attempt: int, actor: dict, engine_digest: str) -> dict:
+        total = self.seconds["total"]
+        return {
+            "shard": self.shard,
+            "url": url,
+            "attempt": attempt,
+            "samples": self.samples,
+            "ok": self.ok,
+            "errors": self.errors,
+            "errors_by_reason": dict(self.reasons),
+            "partial": False,  # True: the tar broke part-way (see read_error); not a done shard
+            "gt_images": self.gt_images,
+            "confusion": self.confusion.tolist() if self.gt_images else None,
+            "seconds": dict(self.seconds),
+            "cpu_seconds": self.cpu.seconds(),
+            "images_per_second": self.samples / total if total > 0 else None,
+            "engine_images_per_second": self.ok / self.seconds["engine"] if self.seconds["engine"] > 0 else None,
+            "fingerprint": self.fingerprint,
+            "engine_fingerprint": engine_digest,
+            "actor": actor,
+            "finished_at": time.time(),
+            "walk": self.walk.to_json(),
+        }

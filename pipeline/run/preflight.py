@@ -1,0 +1,52 @@
+"""What a label job checks before Ray starts: a misspelt device or a missing input shard fails in
+one line within a second, instead of after Ray and the actors have started and every attempt has
+failed. Also where the first write into the output directory is told apart from Ray's errors.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from fsspec.implementations.local import LocalFileSystem
+
+from nerve_core.devices import check_device_name
+from nerve_core.errors import NerveError, NotFound
+from pipeline.storage import filesystem
+
+_SHOWN = 5  # paths named in the message; the rest are counted
+
+
+class OutputNotWritable(NerveError):
+    """The output directory cannot be created or written."""
+
+
+def _readable(url: str) -> bool:
+    fs, path = filesystem(url)
+    if isinstance(fs, LocalFileSystem):
+        return os.path.exists(path) and not os.path.isdir(path) and os.access(path, os.R_OK)  # a pipe is a shard too
+    return fs.exists(path)
+
+
+def unreadable_shards(urls: list[str]) -> list[str]:
+    """The shards of `urls` that do not exist or cannot be read (remote ones asked in parallel)."""
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return [url for url, ok in zip(urls, pool.map(_readable, urls)) if not ok]
+
+
+def check_job(device: str, urls: list[str]) -> None:
+    """Raise a NerveError naming what is wrong with the device name or the input shards."""
+    check_device_name(device)
+    missing = unreadable_shards(urls)
+    if missing:
+        shown = ", ".join(missing[:_SHOWN]) + (f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else "")
+        raise NotFound(f"{len(missing)} of {len(urls)} input shards do not exist or cannot be read: {shown}")
+
+
+@contextmanager
+def writing_output(out_dir: str):
+    """An OSError in the block is the output directory's: say so, in one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputNotWritable(f"cannot write the outputs in {out_dir}: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,98 @@
+"""Confusion matrices and dataset-level mIoU (docs/method.md, section 13).
+
+The matrix is K x (K + 1): rows are GT classes, columns predicted classes plus one last column for
+pixels the labeler left unlabeled (255). An unlabeled pixel on a scored GT pixel is a miss of that
+GT class, so it lowers the class's IoU instead of vanishing from the figures. GT pixels equal to
+`ignore_index` are never counted. Shard matrices add up to the dataset's.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+UNLABELED = 255
+
+
+def reduce_zero_label(gt: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+    """mmseg's convention for datasets whose GT id 0 means "unlabeled": 0 -> ignore, k -> k - 1."""
+    out = gt.astype(np.int64) - 1
+    out[(gt == 0) | (gt == ignore_index)] = ignore_index
+    return out.astype(gt.dtype)
+
+
+def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int = 255,
+                     block: int = 1 << 20) -> np.ndarray:
+    """(K, K+1) int64 counts of (GT class, predicted class or unlabeled) over scored pixels.
+
+    Class ids are uint8 (0..254, 255 = unlabeled), so one bincount of gt * 256 + pred over the map
+    gives the joint histogram of every (GT, prediction) pair, the matrix and both range checks: one
+    pass, where masking, widening and re-mapping each took their own. Counted `block` pixels at a
+    time, so the indices stay a few MB on images of any size.
+    """
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    if not 0 < num_classes <= UNLABELED:
+        raise ValueError(f"{num_classes} classes do not fit uint8 class ids (1..{UNLABELED} classes)")
+    p = _class_ids(pred, "prediction", num_classes).reshape(-1)
+    g = _class_ids(gt, "ground truth", num_classes).reshape(-1)
+    joint = np.zeros(1 << 16, dtype=np.int64)
+    for start in range(0, g.size, block):
+        pairs = (g[start : start + block].astype(np.uint16) << 8) | p[start : start + block]
+        joint += np.bincount(pairs, minlength=1 << 16)
+    joint = joint.reshape(256, 256)  # [GT value, predicted value]
+    if 0 <= ignore_index <= UNLABELED:
+        joint[ignore_index] = 0  # never scored
+    gt_values = np.flatnonzero(joint.sum(axis=1))
+    if gt_values.size and gt_values[-1] >= num_classes:
+        raise ValueError(f"ground truth holds class {gt_values[-1]} but there are {num_classes} classes")
+    pred_values = np.flatnonzero(joint.sum(axis=0))
+    bad = pred_values[(pred_values >= num_classes) & (pred_values != UNLABELED)]
+    if bad.size:
+        raise ValueError(f"prediction holds class {bad[-1]} but there are {num_classes} classes")
+    return np.concatenate([joint[:num_classes, :num_classes], joint[:num_classes, UNLABELED:]], axis=1)
+
+
+def _class_ids(values: np.ndarray, what: str, num_classes: int) -> np.ndarray:
+    """`values` as uint8; values that no uint8 holds cannot be class ids (nor 255)."""
+    if values.dtype == np.uint8:
+        return values
+    if values.size and (values.min() < 0 or values.max() > UNLABELED):
+        raise ValueError(f"{what} holds class {values.max() if values.max() > UNLABELED else values.min()} "
+                         f"but there are {num_classes} classes")
+    return values.astype(np.uint8)
+
+
+def per_class_iou(cm: np.ndarray) -> np.ndarray:
+    """IoU per class as a fraction; NaN where the class has no union (never in GT nor predicted)."""
+    cm = np.asarray(cm, dtype=np.int64)
+    k = cm.shape[0]
+    tp = np.diag(cm[:, :k]).astype(np.float64)
+    union = cm.sum(axis=1) + cm[:, :k].sum(axis=0) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
+def _percent(x):
+    return None if x is None or np.isnan(x) else round(float(x) * 100.0, 4)
+
+
+def summarize_confusion(cm: np.ndarray, class_names: list[str]) -> dict:
+    """mIoU (mean over classes with non-zero union), per-class IoU, pixel accuracy, all in percent."""
+    cm = np.asarray(cm, dtype=np.int64)
+    if cm.shape != (len(class_names), len(class_names) + 1):
+        raise ValueError(f"confusion matrix {cm.shape} does not fit {len(class_names)} classes")
+    iou = per_class_iou(cm)
+    total = cm.sum()
+    k = cm.shape[0]
+    gt_pixels = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(gt_pixels > 0, np.diag(cm[:, :k]) / np.maximum(gt_pixels, 1), np.nan)
+    valid = ~np.isnan(iou)
+    return {
+        "miou": _percent(iou[valid].mean()) if valid.any() else None,
+        "per_class_iou": {name: _percent(v) for name, v in zip(class_names, iou)},
+        "aacc": _percent(np.trace(cm[:, :k]) / total) if total else None,
+        "macc": _percent(np.nanmean(acc)) if (gt_pixels > 0).any() else None,
+        "scored_pixels": int(total),
+        "unlabeled_pixels": int(cm[:, k].sum()),
+    }
