@@ -1,4 +1,5 @@
 """The tune job's pure parts: search space, points, split, leaderboard and best.yaml, config errors."""
+import copy
 import csv
 import io
 import sys
@@ -28,8 +29,9 @@ def test_space_flattens_command_line_keys_and_enumerates_every_combination():
     drawn = space.sample(4, seed=3)
     assert drawn == space.sample(4, seed=3) and len({tuple(p.values()) for p in drawn}) == 4
     assert all(space.contains(p) for p in drawn) and len(space.sample(99, seed=0)) == 6
-    assert engine_with(ENGINE, grid[-1])["refine"]["global_affinity"] == "exp_cosine"
-    assert ENGINE["refine"]["global_affinity"] == EngineConfig().refine.global_affinity  # the base is not touched
+    before = copy.deepcopy(ENGINE)
+    assert engine_with(ENGINE, grid[1])["refine"] == dict(ENGINE["refine"], alpha=0.8, global_affinity="relu_cosine")
+    assert ENGINE == before  # the base is not touched
 
 
 @pytest.mark.parametrize("space, message", [
