@@ -98,17 +98,6 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _preset_layers(sources: list[dict]) -> list[dict]:
-    """Expand `engine: <name>` / `dataset: <name>` strings into the preset files they name."""
-    layers = []
-    for src in sources:
-        for key in PRESET_DIRS:
-            value = src.get(key)
-            if isinstance(value, str):
-                layers.append(_read_yaml(preset_path(key, value)))
-    return layers
-
-
 def load_config(schema, overrides: list[str], config_file: str | None = None):
     """Build the typed config `schema` (a dataclass type) from presets, file and overrides.
 
@@ -161,10 +150,6 @@ def load_object(schema, overrides: list[str], config_file: str | None = None):
         raise ConfigError(f"missing required key {exc.full_key!r}") from exc
     except OmegaConfBaseException as exc:
         raise ConfigError(_explain(exc)) from exc
-
-
-def to_yaml(cfg) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)
 
 
 def fail(message: str) -> int:

@@ -139,7 +139,7 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     stats = []
     if todo:
         with ray_session(cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose) as ray:
-            pool = _Pool(ray, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
+            pool = ShardPool(ray, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
             stats = pool.run(todo, result, manifest_counts(todo))
     out.record_failures(result.failed)
     done_now = out.done_shards()
@@ -173,7 +173,10 @@ def cpu_threads(cfg, plan, cluster: dict) -> int:
     return cfg.ray.torch_threads or max(1, int(cluster.get("CPU", 1) // plan.num_actors))
 
 
-class _Pool:
+class ShardPool:
+    """Labeler actors working through a queue of shards: retries, replacements, time-outs, progress.
+    `nerve label` and the tune cache both run their shards on it."""
+
     def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit, task: str = "label_shard",
                  task_args: tuple = ()):
         """`task`: the Labeler method each shard attempt calls, as task(url, attempt, expected

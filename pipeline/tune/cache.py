@@ -80,7 +80,7 @@ def open_cache(cfg, space: SearchSpace, root: str, synonyms: list) -> tuple:
 
 def build_cache(ray, cfg, space: SearchSpace, root: str, vocab, emit) -> CacheRun:
     """Fill the cache for every input shard not yet done there, on a pool of label actors."""
-    from pipeline.run.driver import JobResult, _Pool
+    from pipeline.run.driver import JobResult, ShardPool
 
     job, fingerprint = open_cache(cfg, space, root, vocab.synonyms)
     urls = expand_shards(cfg.input.shards)
@@ -90,7 +90,7 @@ def build_cache(ray, cfg, space: SearchSpace, root: str, vocab, emit) -> CacheRu
     result = JobResult(shards=len(urls), skipped=len(urls) - len(todo))
     start = time.perf_counter()
     if todo:
-        pool = _Pool(ray, job, vocab, fingerprint, emit, task="cache_shard", task_args=(cfg.tune.cache_dtype,))
+        pool = ShardPool(ray, job, vocab, fingerprint, emit, task="cache_shard", task_args=(cfg.tune.cache_dtype,))
         pool.run(todo, result, manifest_counts(todo))
     out.record_failures(result.failed)
     wanted = {shard_id(u) for u in urls}
