@@ -21,7 +21,7 @@ from nerve_core.compiling import check_compile_mode
 from nerve_core.config import EngineConfig
 from nerve_core.devices import resolve_device, resolve_dtype
 from nerve_core.identity import code_version, digest, engine_identity
-from nerve_core.imageprep import Prepared, prepare_image, resize_on_device
+from nerve_core.imageprep import Prepared, host_tensor, prepare_image, resize_on_device
 from nerve_core.refine import get_refiner
 from nerve_core.timing import StageTimer
 from nerve_core.upsample import upsample_chunks
@@ -216,7 +216,7 @@ class Engine:
         """Each image's uint8 pixels on the device, once for both models (None: resized on the CPU)."""
         if prepared[0].pixels is None:
             return None
-        hosts = [torch.from_numpy(p.pixels) for p in prepared]
+        hosts = [host_tensor(p.pixels) for p in prepared]
         if self.device.type == "cuda":
             hosts = [h.pin_memory() for h in hosts]
         return [h.to(self.device, non_blocking=True) for h in hosts]

@@ -10,6 +10,7 @@ ever produced at the original size: huge images are shrunk, never upsampled as p
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +51,9 @@ class Prepared:
     size: tuple[int, int]  # original (H, W): the label map is produced at this size
     guide: np.ndarray | None = None  # (H, W, 3) uint8 original pixels, only for image-guided upsampling
     seconds: float = 0.0  # time spent preparing (decode-thread work, reported by benchmarks)
-    pixels: np.ndarray | None = None  # (H, W, 3) uint8 original pixels, when the engine resizes on its device
+    # original pixels when the engine resizes on its device: (H, W, 4) uint8 RGB + a padding byte
+    # (PIL's own memory, see `device_pixels`) or (H, W, 3); the device keeps the first three
+    pixels: np.ndarray | None = None
     clip_size: tuple[int, int] | None = None  # (Hc, Wc) of the CLIP input
 
 
@@ -78,17 +81,39 @@ def prepare_image(image: Image.Image, clip_size: int, clip_resize: str, sd_size:
     rgb = to_rgb(image)
     size = (rgb.height, rgb.width)
     clip_hw = clip_input_size(size, clip_size, clip_resize)
-    pixels = np.array(rgb, dtype=np.uint8) if on_device or guided else None  # writable: torch takes it as is
+    pixels = np.array(rgb, dtype=np.uint8) if guided else None
     if on_device:
-        return Prepared(clip=None, sd=None, size=size, guide=pixels if guided else None, pixels=pixels, clip_size=clip_hw,
-                        seconds=time.perf_counter() - start)
+        return Prepared(clip=None, sd=None, size=size, guide=pixels, pixels=device_pixels(rgb) if pixels is None else pixels,
+                        clip_size=clip_hw, seconds=time.perf_counter() - start)
     sd = resize_rgb(rgb, (sd_size,) * 2) if sd_size else None
     return Prepared(clip=resize_rgb(rgb, clip_hw), sd=sd, size=size, guide=pixels, clip_size=clip_hw,
                     seconds=time.perf_counter() - start)
 
 
+def device_pixels(rgb: Image.Image) -> np.ndarray:
+    """The pixels of an RGB image for upload, without packing them: PIL keeps RGB as 4 bytes per
+    pixel, and np.asarray repacks them to 3 at ~0.4 ms per VOC-sized image, most of what preparing
+    costs the host. Where the image's rows are one block of memory (below PIL's block size, about
+    16 MB), an (H, W, 4) read-only view of that memory (Pillow's Arrow export); else an (H, W, 3) copy."""
+    import pyarrow as pa
+
+    try:
+        flat = pa.array(rgb)  # fixed_size_list<uint8>[4], one item per pixel, zero-copy
+    except ValueError:  # rows in several blocks
+        return np.array(rgb, dtype=np.uint8)
+    return np.frombuffer(flat.values.buffers()[1], dtype=np.uint8).reshape(rgb.height, rgb.width, 4)
+
+
+def host_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """torch.from_numpy of pixels that may be a read-only view (`device_pixels`): nothing writes to
+    them, so torch's warning about read-only arrays is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(pixels)
+
+
 def resize_on_device(pixels: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
-    """(H, W, 3) uint8 on any device -> (3, h, w) float32 holding uint8 levels, made as `resize_rgb`
+    """(H, W, 3 or 4) uint8 on any device -> (3, h, w) float32 holding uint8 levels, made as `resize_rgb`
     makes them: bicubic with antialiasing (PIL's filter support when shrinking), one axis at a time,
     each pass rounded and clipped to uint8 levels as PIL's are. PIL's order of the two passes is
     followed where it is known (rows first when a portrait image shrinks in height, columns first
@@ -97,7 +122,7 @@ def resize_on_device(pixels: torch.Tensor, size_hw: tuple[int, int]) -> torch.Te
     height, width = pixels.shape[:2]
     columns_first = (height, size_hw[1])
     rows_first = (size_hw[0], width)
-    chw = pixels.permute(2, 0, 1)[None].float()
+    chw = pixels[..., :3].permute(2, 0, 1)[None].float()
     for size in (rows_first if height > width and size_hw[0] < height else columns_first, tuple(size_hw)):
         if size != tuple(chw.shape[2:]):
             chw = torch.nn.functional.interpolate(chw, size=size, mode="bicubic", antialias=True, align_corners=False)

@@ -55,6 +55,9 @@ class RayConfig:
     # its CPU reservation (OMP_NUM_THREADS), which on a small machine would leave cores idle.
     torch_threads: int = 0
     prefetch: int = 16  # decoded samples queued ahead of the engine, per actor
+    # shards handed to an actor beyond the one it labels: the next one reads and decodes while the
+    # current one runs its last batches and writes, so the engine never waits between shards (0 = none)
+    shards_ahead: int = 1
     max_retries: int = 2  # extra attempts for a shard whose actor died or raised
     shard_timeout_s: float = 0.0  # > 0: an attempt running longer is killed and retried
     poll_s: float = 0.5  # driver loop tick (progress refresh, dead-actor checks)

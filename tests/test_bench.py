@@ -284,19 +284,23 @@ def test_find_ceiling_brackets_the_highest_sustained_rate():
 
 
 def test_host_costs_and_actor_rates_from_shard_stats():
-    from pipeline.bench.host import STAGES, actor_rates, cpu_ms_per_image
+    from pipeline.bench.host import STAGES, actor_rates, cpu_ms_per_image, steady_state
 
     def shard(pid, start, seconds, samples, cpu):
         return {"actor": {"pid": pid}, "finished_at": start + seconds, "seconds": {"total": seconds}, "samples": samples,
                 "cpu_seconds": cpu}
 
+    # Actor 1's first shard (start-up, first fill) is left out: 20 images from t=101 to t=103,
+    # the 0.5 s between its first two shards included. Actor 2 has one shard: its own rate.
     stats = [shard(1, 100.0, 1.0, 10, {"decode": 0.02, "encode": 0.01, "process": 0.05}),
-             shard(1, 101.5, 0.5, 10, {"decode": 0.02, "write": 0.01, "process": 0.04}),  # 0.5 s between shards counts
+             shard(1, 101.5, 0.5, 10, {"decode": 0.02, "write": 0.01, "process": 0.04}),
+             shard(1, 102.0, 1.0, 10, {"process": 0.01}),
              shard(2, 100.0, 2.0, 10, {"process": 0.01})]
     assert sorted(actor_rates(stats)) == pytest.approx([5.0, 10.0])
+    assert steady_state(stats) == stats[1:]  # actor 1's first shard left out
     cost = cpu_ms_per_image(stats)
     assert set(cost) == {*STAGES, "other", "total"}
-    assert cost["decode"] == pytest.approx(40 / 30) and cost["total"] == pytest.approx(100 / 30)
+    assert cost["decode"] == pytest.approx(40 / 40) and cost["total"] == pytest.approx(110 / 40)
     assert sum(cost[s] for s in (*STAGES, "other")) == pytest.approx(cost["total"])
 
 

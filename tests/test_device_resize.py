@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from nerve_core.engine import build_engine
-from nerve_core.imageprep import prepare_image, resize_on_device, resize_rgb
+from nerve_core.imageprep import device_pixels, host_tensor, prepare_image, resize_on_device, resize_rgb
 from nerve_core.vocab import Vocabulary
 from pipeline.bench.photos import bench_photo
 
@@ -29,15 +29,24 @@ def test_device_resize_matches_pil_within_a_few_levels(size_hw):
         assert (difference > 1).mean() < 1e-4 and (difference > 0).mean() < 0.2 and difference.max() <= 4
 
 
-def test_prepare_on_device_keeps_the_pixels_once():
+def test_prepare_on_device_keeps_the_pixels_once_without_packing_them():
     image = photos(1)[0]
     prepared = prepare_image(image, 336, "square", 512, guided=False, on_device=True)
     assert prepared.clip is None and prepared.sd is None and prepared.guide is None
-    assert prepared.pixels.shape == (image.height, image.width, 3) and prepared.pixels.flags.writeable
+    # PIL's own RGBX memory, viewed: the padding byte is dropped on the device
+    assert prepared.pixels.shape == (image.height, image.width, 4) and not prepared.pixels.flags.owndata
     assert prepared.size == (image.height, image.width) and prepared.clip_size == (336, 336)
     on_cpu = prepare_image(image, 336, "square", 512, guided=True, on_device=False)
     assert on_cpu.clip.shape == (336, 336, 3) and on_cpu.sd.shape == (512, 512, 3) and on_cpu.pixels is None
-    np.testing.assert_array_equal(on_cpu.guide, prepared.pixels)
+    np.testing.assert_array_equal(on_cpu.guide, prepared.pixels[..., :3])
+    guided = prepare_image(image, 336, "square", 512, guided=True, on_device=True)  # the guide is the RGB copy
+    assert guided.pixels is guided.guide and guided.guide.shape == (image.height, image.width, 3)
+    for size in photos(1)[0].size, (4800, 3600):  # one memory block, or PIL's blocks: a packed copy
+        big = image.resize(size)
+        pixels = device_pixels(big)
+        np.testing.assert_array_equal(pixels[..., :3], np.asarray(big))
+        torch.testing.assert_close(resize_on_device(host_tensor(pixels), (64, 48)),
+                                   resize_on_device(torch.from_numpy(np.array(big)), (64, 48)))
 
 
 @pytest.mark.parametrize("resize", ["square", "short_side"])

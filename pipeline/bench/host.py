@@ -1,12 +1,13 @@
 """The host ceiling: the fastest stand-in engine one labeler actor keeps fed, and what each stage costs.
 
-A rate R is sustained when every actor labels at >= `sustain` x R images/s over its whole run, from
-the start of its first shard to the end of its last (so gaps between shards count). The ceiling is
+A rate R is sustained when every actor labels at >= `sustain` x R images/s in its steady state:
+from the end of its first shard to the end of its last (so gaps between shards count, and the
+start-up of Ray's threads, imports and the first shard's fill do not). The ceiling is
 found by doubling R until a rate is not sustained, then bisecting (geometrically) until the highest
 sustained and the lowest failed rate are within `precision` of each other. CPU milliseconds per
-image per stage come from the shards' `cpu_seconds` (thread CPU time, see pipeline.run.cpuclock);
-`other` is the rest of the actor process's CPU (Ray's threads, the engine thread's bookkeeping,
-the garbage collector) and `total` all of it.
+image per stage come from the same steady shards' `cpu_seconds` (thread CPU time, see
+pipeline.run.cpuclock); `other` is the rest of the actor process's CPU (Ray's threads, the engine
+thread's bookkeeping, the garbage collector) and `total` all of it.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.output.writers import read_json
+from pipeline.run.busy import shard_span
 from pipeline.storage import filesystem
 
 STAGES = ("read", "decode", "prepare", "engine", "encode", "score", "progress", "write")
@@ -26,15 +28,30 @@ def shard_stats(out_dir: str) -> list[dict]:
     return [read_json(fs, path) for path in sorted(fs.glob(f"{root}/shards/*.stats.json"))]
 
 
-def actor_rates(stats: list[dict]) -> list[float]:
-    """Images/s of each actor from the start of its first shard to the end of its last."""
-    spans: dict[int, list] = defaultdict(lambda: [float("inf"), 0.0, 0])
+def by_actor(stats: list[dict]) -> list[list[dict]]:
+    """Each actor's shard stats, in the order they finished."""
+    shards: dict[int, list[dict]] = defaultdict(list)
     for s in stats:
-        span = spans[s["actor"]["pid"]]
-        span[0] = min(span[0], s["finished_at"] - s["seconds"]["total"])
-        span[1] = max(span[1], s["finished_at"])
-        span[2] += s["samples"]
-    return [images / (end - start) for start, end, images in spans.values() if end > start]
+        shards[s["actor"]["pid"]].append(s)
+    return [sorted(group, key=lambda s: s["finished_at"]) for group in shards.values()]
+
+
+def steady_state(stats: list[dict]) -> list[dict]:
+    """The shards after each actor's first (whose time and CPU carry the start-up: imports, Ray's
+    threads, the first fill); an actor with one shard keeps it."""
+    return [s for group in by_actor(stats) for s in (group[1:] or group)]
+
+
+def actor_rates(stats: list[dict]) -> list[float]:
+    """Each actor's steady rate: the images of its shards after its first, over the time from the
+    end of its first shard to the end of its last; an actor with one shard, that shard's own rate."""
+    rates = []
+    for group in by_actor(stats):
+        start = group[0]["finished_at"] if len(group) > 1 else shard_span(group[0])[0]
+        span = group[-1]["finished_at"] - start
+        if span > 0:
+            rates.append(sum(s["samples"] for s in (group[1:] or group)) / span)
+    return rates
 
 
 def cpu_ms_per_image(stats: list[dict]) -> dict[str, float]:
@@ -86,7 +103,7 @@ def measure_ceiling(label_at: Callable[[float, int, Path], list[dict]], threads:
         rates = actor_rates(stats)
         achieved = min(rates) if rates else 0.0
         trials.append({"images_per_second": rate, "achieved_per_actor": achieved, "sustained": achieved >= sustain * rate,
-                       "cpu_ms_per_image": cpu_ms_per_image(stats)})
+                       "cpu_ms_per_image": cpu_ms_per_image(steady_state(stats))})
         return trials[-1]["sustained"]
 
     ceiling = find_ceiling(sustains, start, precision)

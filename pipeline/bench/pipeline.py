@@ -30,7 +30,7 @@ from configs import classes_path
 from nerve_core.config import EngineConfig
 from nerve_core.vocab import Vocabulary
 from pipeline.bench.engine import run_batch
-from pipeline.bench.host import cpu_ms_per_image, measure_ceiling, shard_stats
+from pipeline.bench.host import cpu_ms_per_image, measure_ceiling, shard_stats, steady_state
 from pipeline.bench.measure import torch_threads
 from pipeline.bench.models import model_overrides
 from pipeline.bench.photos import photo_samples
@@ -135,7 +135,7 @@ def _run(cfg: PipelineBenchConfig) -> dict:
     engine_cfg = _engine_config(cfg, cfg.standin.images_per_second)
     shards = write_bench_shards(cfg, out / "shards", len(vocab))
     job = label_job(cfg, engine_cfg, shards, out / "label")
-    job["cpu_ms_per_image"] = cpu_ms_per_image(shard_stats(str(out / "label")))
+    job["cpu_ms_per_image"] = cpu_ms_per_image(steady_state(shard_stats(str(out / "label"))))
     with torch_threads(cfg.threads) as threads:
         alone = engine_alone(engine_cfg, shards, vocab)
     measured = {

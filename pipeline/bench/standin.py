@@ -76,7 +76,7 @@ def label_map(pixels: np.ndarray, size: tuple[int, int], classes: list[int]) -> 
     nearest-upsampled (the D2H copy of a GPU engine's map, plus a little indexing). At most
     MAX_CLASSES of `classes` appear, the first (background) always, as in real pseudo-masks."""
     rows, cols = (np.arange(GRID) * pixels.shape[0]) // GRID, (np.arange(GRID) * pixels.shape[1]) // GRID
-    grey = pixels[rows[:, None], cols[None, :]].mean(axis=2)
+    grey = pixels[rows[:, None], cols[None, :], :3].mean(axis=2)
     if len(classes) > MAX_CLASSES:  # which ones: fixed by the picture, so reruns agree
         pick = np.random.default_rng(int(grey.sum())).choice(len(classes) - 1, MAX_CLASSES - 1, replace=False)
         classes = [classes[0], *(classes[1 + i] for i in sorted(pick))]

@@ -42,8 +42,8 @@ def plan_actors(num_actors: int, cpus_per_actor: float, engine_device: str, clus
 
 
 def start_labeler(plan: ActorPlan, job, progress=None):
-    """`job`: the run's pipeline.job.ActorJob."""
-    """One Labeler actor with the plan's resources; never restarted by Ray (the driver decides)."""
+    """One Labeler actor with the plan's resources; never restarted by Ray (the driver decides).
+    `job`: the run's pipeline.job.ActorJob."""
     import ray
 
     from pipeline.run.labeler import Labeler
@@ -52,7 +52,8 @@ def start_labeler(plan: ActorPlan, job, progress=None):
         num_cpus=plan.num_cpus,
         num_gpus=plan.num_gpus,
         max_restarts=0,
-        max_concurrency=2,  # `info` answers while a shard is running
+        # the shard being labeled, those handed over ahead of it, and `info`, which answers meanwhile
+        max_concurrency=2 + job.config.ray.shards_ahead,
     )
     return actor_cls.remote(job, progress)
 

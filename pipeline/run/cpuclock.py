@@ -20,7 +20,7 @@ class CpuClock:
     def __init__(self):
         self._seconds: dict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
-        self._process_start = time.process_time()
+        self.started = time.process_time()  # the process's CPU clock when this one started
 
     @contextmanager
     def stage(self, name: str):
@@ -49,5 +49,5 @@ class CpuClock:
         (every thread, Ray's own included)."""
         with self._lock:
             out = dict(self._seconds)
-        out["process"] = time.process_time() - self._process_start
+        out["process"] = time.process_time() - self.started
         return out

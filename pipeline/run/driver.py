@@ -1,19 +1,14 @@
 """The label job's driver: list shards, skip done ones, run the rest on a pool of Labeler actors.
 
-A shard whose actor dies (or that raises, or that exceeds ray.shard_timeout_s, or whose tar breaks
-part-way) goes back to the end of the queue until it has used ray.max_retries extra attempts; then
-it is recorded in failed_shards.json. Dead actors are replaced while the cluster still has room
-for them (a lost node shrinks the pool instead of leaving an actor that can never start). The
-loop never blocks on one actor: it waits on all running attempts with a timeout, so a death
-anywhere is seen at the next tick. The result is judged from the directory at the end: the job
-is ok only when every input shard has a complete stats file.
+The pool (pipeline.run.pool) retries what fails; shards that use up their retries are recorded in
+failed_shards.json. The result is judged from the directory at the end: the job is ok only when
+every input shard has a complete stats file.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -22,15 +17,14 @@ from pathlib import Path
 from configs import classes_path
 from nerve_core.errors import NerveError
 from nerve_core.vocab import Vocabulary
-from pipeline.config import LabelJobConfig
-from pipeline.job import ActorJob, label_job
+from pipeline.job import label_job
 from pipeline.output.fingerprint import job_fingerprint
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.summary import write_summary
 from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
-from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
+from pipeline.run.busy import busy_seconds
+from pipeline.run.pool import ShardPool
 from pipeline.run.preflight import check_job, writing_output
-from pipeline.run.progress import JobProgress
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,16 +44,6 @@ class JobResult:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.not_done
-
-
-@dataclass
-class _Attempt:
-    url: str
-    shard: str
-    attempt: int
-    slot: int = -1
-    ref: object = None
-    started: float = 0.0
 
 
 class RayUnreachable(NerveError):
@@ -122,7 +106,7 @@ def job_description(cfg) -> tuple[dict, Vocabulary, dict]:
 def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult:
     """Label every shard of cfg.input.shards not yet done in cfg.output.dir; write the summary.
 
-    `on_event(name, **data)` is told of "dispatch", "progress", "done", "retry" and "failed".
+    `on_event(name, **data)` is told of the pool's events (pipeline.run.pool.ShardPool).
     `cfg`: the loaded config (omegaconf) or the typed job (pipeline.job.label_job).
     """
     cfg = label_job(cfg)
@@ -147,7 +131,7 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     seconds = time.perf_counter() - start
     images = sum(s["samples"] for s in stats)
     engine_seconds = sum(s["seconds"]["engine"] for s in stats)
-    shard_seconds = sum(s["seconds"]["total"] for s in stats)  # per actor, engine builds excluded
+    shard_seconds = sum(busy_seconds(stats).values())  # per actor, engine builds excluded
     run = {
         "shards_labeled": len(stats), "shards_skipped": result.skipped, "shards_failed": len(result.failed),
         "retries": result.retries, "images": images, "seconds": round(seconds, 3),
@@ -159,179 +143,6 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     }
     result.summary = write_summary(out, vocab.names, fingerprint, run)
     return result
-
-
-def actor_job(cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, device: str, torch_threads: int = 0) -> ActorJob:
-    """The frozen job every Labeler actor of this run is built from."""
-    return ActorJob(cfg, tuple(tuple(s) for s in vocab.synonyms), fingerprint["digest"], device, torch_threads)
-
-
-def cpu_threads(cfg, plan, cluster: dict) -> int:
-    """torch threads for each CPU actor (0 for GPU actors: their CPU work is light)."""
-    if plan.device != "cpu":
-        return 0
-    return cfg.ray.torch_threads or max(1, int(cluster.get("CPU", 1) // plan.num_actors))
-
-
-class ShardPool:
-    """Labeler actors working through a queue of shards: retries, replacements, time-outs, progress.
-    `nerve label` and the tune cache both run their shards on it."""
-
-    def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit, task: str = "label_shard",
-                 task_args: tuple = ()):
-        """`task`: the Labeler method each shard attempt calls, as task(url, attempt, expected
-        samples, *task_args) (label_shard; cache_shard for `nerve tune`)."""
-        self.ray, self.cfg, self.emit = ray, cfg, emit
-        self.task, self.task_args = task, task_args
-        self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
-        self.job = actor_job(cfg, vocab, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
-        self.actors: list = [None] * self.plan.num_actors
-        self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
-        self.progress = start_progress_counter()
-        self.counts: dict[str, int] = {}  # manifest sample counts: progress totals, short tars caught
-
-    def actor(self, slot: int):
-        if self.actors[slot] is None:
-            self.actors[slot] = start_labeler(self.plan, self.job, self.progress)
-        return self.actors[slot]
-
-    def run(self, urls: list[str], result: JobResult, counts: dict[str, int]) -> list[dict]:
-        ray, rc = self.ray, self.cfg.ray
-        queue = deque(_Attempt(u, shard_id(u), 0) for u in urls)
-        running: dict = {}  # ref -> _Attempt
-        idle = list(range(self.plan.num_actors))
-        stats: list[dict] = []
-        self.counts = counts
-        total = sum(counts.values()) if len(counts) == len(urls) else None
-        bar = JobProgress(total, len(urls), enabled=self.cfg.progress)
-        try:
-            while queue or running:
-                while queue and idle:
-                    self._dispatch(queue.popleft(), idle.pop(0), running)
-                ready, _ = ray.wait(list(running), num_returns=1, timeout=rc.poll_s)
-                for ref in ready:
-                    attempt = running.pop(ref)
-                    if self._finish(ref, attempt, queue, result, stats):
-                        idle.append(attempt.slot)
-                if queue and not running and not idle:
-                    self._fail_all(queue.popleft(), queue, result, "no room left in the Ray cluster for a labeler")
-                self._timeouts(running, queue, result, idle)
-                self._report(bar, running, stats, result)
-        finally:
-            bar.close()
-            for actor in self.actors + [self.progress]:
-                if actor is not None:
-                    ray.kill(actor)
-        return stats
-
-    def _dispatch(self, attempt: _Attempt, slot: int, running: dict) -> None:
-        attempt.slot, attempt.started = slot, time.monotonic()
-        actor = self.actor(slot)
-        task = getattr(actor, self.task)
-        attempt.ref = task.remote(attempt.url, attempt.attempt, self.counts.get(attempt.shard), *self.task_args)
-        running[attempt.ref] = attempt
-        self.emit("dispatch", shard=attempt.shard, attempt=attempt.attempt, actor=actor)
-
-    def _finish(self, ref, attempt: _Attempt, queue: deque, result: JobResult, stats: list) -> bool:
-        """Handle a finished attempt; True when its actor is still usable."""
-        from ray.exceptions import RayActorError, RayTaskError
-
-        from pipeline.run.labeler import EngineBuildError
-
-        try:
-            shard_stats = self.ray.get(ref)
-        except RayActorError as exc:
-            self.ray.kill(self.actors[attempt.slot])  # dead or unreachable: never reuse it
-            self.actors[attempt.slot] = None  # a fresh actor takes the slot on next dispatch
-            self._retry_or_fail(attempt, queue, result, f"actor died: {_first_line(exc)}")
-            return self._room_for_replacement(attempt.slot)
-        except RayTaskError as exc:
-            if isinstance(exc, EngineBuildError) or isinstance(getattr(exc, "cause", None), EngineBuildError):
-                self._fail_all(attempt, queue, result, _task_error(exc))
-                return False
-            self._retry_or_fail(attempt, queue, result, _task_error(exc))
-            return True
-        if shard_stats.get("partial"):  # rows before the damage are written; try the tar again
-            if self._retry_or_fail(attempt, queue, result, f"partial shard: {shard_stats['read_error']}",
-                                   partial=True, samples=shard_stats["samples"]):
-                stats.append(shard_stats)
-            return True
-        stats.append(shard_stats)
-        result.done.append(attempt.shard)
-        self.emit("done", shard=attempt.shard, attempt=attempt.attempt, stats=shard_stats)
-        return True
-
-    def _retry_or_fail(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str, **extra) -> bool:
-        """Requeue the shard while retries remain; else record it as failed and return True."""
-        if attempt.attempt < self.cfg.ray.max_retries:
-            result.retries += 1
-            queue.append(_Attempt(attempt.url, attempt.shard, attempt.attempt + 1))
-            self.emit("retry", shard=attempt.shard, attempt=attempt.attempt, reason=reason)
-            return False
-        result.failed.append({"shard": attempt.shard, "url": attempt.url, "attempts": attempt.attempt + 1,
-                              "reason": reason, **extra})
-        self.emit("failed", shard=attempt.shard, reason=reason)
-        return True
-
-    def _room_for_replacement(self, slot: int) -> bool:
-        """After an actor death: keep the slot only if the cluster (a node may be gone) still
-        has the resources for every live slot; else retire it so that nothing waits on an actor
-        that can never be placed."""
-        live = self.plan.num_actors - len(self.retired)
-        have = self.ray.cluster_resources()
-        need, key = (self.plan.num_gpus, "GPU") if self.plan.num_gpus else (self.plan.num_cpus, "CPU")
-        if have.get(key, 0) + 1e-9 >= live * need:
-            return True
-        self.retired.add(slot)
-        self.emit("shrink", slot=slot, actors=live - 1)
-        return False
-
-    def _fail_all(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str) -> None:
-        """Every shard would fail the same way (the engine cannot be built, or no labeler can be
-        placed any more), so stop now and record them all."""
-        for a in [attempt, *queue]:
-            result.failed.append({"shard": a.shard, "url": a.url, "attempts": a.attempt + 1, "reason": reason, "fatal": True})
-            self.emit("failed", shard=a.shard, reason=reason)
-        queue.clear()
-
-    def _timeouts(self, running: dict, queue: deque, result: JobResult, idle: list) -> None:
-        limit = self.cfg.ray.shard_timeout_s
-        if limit <= 0:
-            return
-        now = time.monotonic()
-        for ref, attempt in list(running.items()):
-            if now - attempt.started > limit:
-                running.pop(ref)
-                self.ray.kill(self.actors[attempt.slot])
-                self.actors[attempt.slot] = None
-                idle.append(attempt.slot)
-                self._retry_or_fail(attempt, queue, result, f"timed out after {limit} s")
-
-    def _report(self, bar: JobProgress, running: dict, stats: list, result: JobResult) -> None:
-        from ray.exceptions import RayActorError
-
-        try:
-            counts = self.ray.get(self.progress.snapshot.remote())
-        except RayActorError:  # its node is gone: progress restarts from the finished shards
-            self.progress, counts = start_progress_counter(), {}
-        images = sum(s["samples"] for s in stats)
-        errors = sum(s["errors"] for s in stats)
-        for attempt in running.values():
-            ok, err = counts.get((attempt.shard, attempt.attempt), (0, 0))
-            images, errors = images + ok + err, errors + err
-            if ok + err:
-                self.emit("progress", shard=attempt.shard, attempt=attempt.attempt, images=ok + err,
-                          actor=self.actors[attempt.slot])
-        bar.update(images, errors, len(result.done), result.retries)
-
-
-def _task_error(exc) -> str:
-    """The exception raised inside the actor, not Ray's wrapper text (an expected failure's message
-    already says what it is)."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, NerveError):
-        return str(cause)
-    return f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

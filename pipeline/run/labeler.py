@@ -4,14 +4,19 @@ The engine is built on the first shard rather than at actor start, so that the d
 GPU-pinning test) can create actors and ask what they were given without loading models. Inside a
 call, tar reading, decoding and `engine.prepare` run ahead in background threads while the engine
 works on batches; the shard's outputs are written by the actor itself and only its stats travel
-back to the driver. A batch the engine fails on is split and retried (`run_bisecting`); a tar that
-breaks after some samples gives outputs and stats marked `partial`, which the driver retries and
-never counts as done.
+back to the driver. The driver may hand an actor its next shard before the current one ends
+(ray.shards_ahead): the calls run side by side, but only one at a time holds the engine (its
+"turn", from its first batch to its last), so the next shard reads and decodes while the current
+one runs its last batches and writes, and the engine never waits for a shard to fill.
+
+A batch the engine fails on is split and retried (`run_bisecting`); a tar that breaks after some
+samples gives outputs and stats marked `partial`, which the driver retries and never counts as done.
 """
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +42,8 @@ from pipeline.reasons import BAD_IMAGE_LABELS, ENGINE, NO_IMAGE_LABELS, PREPARE,
 from pipeline.run.batch_split import run_bisecting
 from pipeline.run.cpuclock import CpuClock
 from pipeline.score.scoring import confusion_matrix, reduce_zero_label
+
+PROGRESS_EVERY_S = 0.2  # a shard tells the progress counter of its images at most this often
 
 
 class EngineBuildError(NerveError):
@@ -70,6 +77,10 @@ class Labeler:
         self.progress = progress
         self._engine = None
         self._vocab = None
+        self._building = threading.Lock()  # concurrent shard calls build the engine once
+        self._turn = threading.Lock()  # held by the shard whose batches the engine is running
+        self._process_mark: float | None = None  # the process's CPU clock when the last shard ended
+        self._marking = threading.Lock()
 
     # ---- what Ray gave this actor ------------------------------------------------------------
     def info(self) -> dict:
@@ -87,6 +98,12 @@ class Labeler:
     @property
     def engine(self):
         if self._engine is None:
+            with self._building:
+                return self._build_engine()
+        return self._engine
+
+    def _build_engine(self):
+        if self._engine is None:
             from nerve_core.vocab import Vocabulary
 
             try:
@@ -103,6 +120,15 @@ class Labeler:
             self._vocab = Vocabulary(self.job.classes)
         return self._engine
 
+    def _process_cpu(self, shard_start: float) -> float:
+        """The process's CPU seconds since the last shard ended on this actor (since `shard_start`
+        for the first): shards that overlap would otherwise count the same seconds twice."""
+        with self._marking:
+            now = time.process_time()
+            since = shard_start if self._process_mark is None else self._process_mark
+            self._process_mark = now
+        return now - since
+
     # ---- one shard ---------------------------------------------------------------------------
     def label_shard(self, url: str, attempt: int = 0, expected_samples: int | None = None) -> dict:
         """Label one shard and write its outputs; `expected_samples` (from the shards' manifest.json)
@@ -115,11 +141,12 @@ class Labeler:
         state.seconds["engine_build"] = start - build_start
         with _Encoder() as encoder:
             read_error = self.read_batches(url, expected_samples, lambda batch: self._flush(batch, state, attempt, encoder),
-                                           state.cpu)
+                                           state.cpu, state.seconds)
         out = OutputDir(self.job.config.output.dir)
         with state.cpu.stage("write"):  # rows and COCO results; the stats file, the done-marker, last
             out.write_shard(state.result, None, self.job.config.output.parquet_compression)
         state.seconds["total"] = time.perf_counter() - start
+        state.process_cpu = self._process_cpu(state.cpu.started)
         stats = state.stats(url, attempt, self.info(), engine.fingerprint()["digest"])
         stats["expected_samples"] = expected_samples
         if read_error is not None:  # the rows before the damage are kept; the driver decides
@@ -135,25 +162,30 @@ class Labeler:
         read_error = self.read_batches(url, expected_samples, cache.add, CpuClock())
         return cache.close(url, attempt, read_error)
 
-    def read_batches(self, url: str, expected_samples: int | None, on_batch, cpu: CpuClock) -> str | None:
+    def read_batches(self, url: str, expected_samples: int | None, on_batch, cpu: CpuClock,
+                     seconds: dict | None = None) -> str | None:
         """Read and decode the shard in background threads, handing `on_batch` lists of (sample,
         prepared engine input or None) with engine.cfg.batch_size decodable samples (the last one
-        may have fewer); `cpu` counts the reading and decoding threads' CPU time. Returns the tar's
+        may have fewer), during this shard's turn on the engine; `cpu` counts the reading and
+        decoding threads' CPU time, seconds["waiting"] the wait for the turn. Returns the tar's
         read error, if any; a shard with no sample at all raises."""
         engine = self.engine
         batch: list[tuple[Sample, object]] = []
         read_error, samples = None, 0
-        try:
-            for sample, prepared in prefetch_map(partial(self._decode, cpu=cpu), cpu.timed(raw_samples(url), "read"),
-                                                 self.job.config.ray.decode_threads, self.job.config.ray.prefetch):
-                batch.append((sample, prepared))
-                samples += 1
-                if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
-                    on_batch(batch)
-                    batch = []
-        except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
-            read_error = str(exc)
-        on_batch(batch)
+        with _EngineTurn(self._turn, on_batch) as turn:
+            try:
+                for sample, prepared in prefetch_map(partial(self._decode, cpu=cpu), cpu.timed(raw_samples(url), "read"),
+                                                     self.job.config.ray.decode_threads, self.job.config.ray.prefetch):
+                    batch.append((sample, prepared))
+                    samples += 1
+                    if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
+                        turn(batch)
+                        batch = []
+            except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
+                read_error = str(exc)
+            turn(batch)
+        if seconds is not None:
+            seconds["waiting"] = turn.waited
         if read_error is None and expected_samples is not None and samples < expected_samples:
             read_error = f"the tar ended cleanly but its manifest.json lists {expected_samples} samples"
         if read_error is not None and samples == 0:
@@ -209,12 +241,11 @@ class Labeler:
 
     def _record(self, batch, outputs: dict, state: _ShardState, attempt: int) -> None:
         """Encode masks (PNG, RLE) and score, in sample order; runs while the engine does the next batch."""
-        before = (state.ok, state.errors)
         for sample, _ in batch:
             state.record(sample, outputs.get(id(sample)))
-        if self.progress is not None and batch:
+        if self.progress is not None:
             with state.cpu.stage("progress"):
-                self.progress.add.remote(state.shard, attempt, state.ok - before[0], state.errors - before[1])
+                state.report_progress(self.progress, attempt)
 
     def _run(self, good) -> dict:
         """id(sample) -> Segmentation or error string; a failing batch is split and retried."""
@@ -227,6 +258,33 @@ class Labeler:
 
         outputs = run_bisecting(run, good)
         return {id(s): ENGINE.error(out) if isinstance(out, str) else out for (s, _), out in zip(good, outputs)}
+
+
+class _EngineTurn:
+    """Calls `on_batch` once this shard holds the engine; holds it until the block ends.
+
+    The turn is taken at the first batch, not at the start of the call, so that a shard handed
+    over early reads and decodes its first batch while the shard before it still runs.
+    """
+
+    def __init__(self, lock: threading.Lock, on_batch):
+        self.lock, self.on_batch, self.held = lock, on_batch, False
+        self.waited = 0.0  # seconds spent waiting for the turn
+
+    def __call__(self, batch) -> None:
+        if not self.held:
+            start = time.perf_counter()
+            self.lock.acquire()
+            self.held, self.waited = True, time.perf_counter() - start
+        self.on_batch(batch)
+
+    def __enter__(self) -> _EngineTurn:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            self.held = False
+            self.lock.release()
 
 
 class _Encoder:
@@ -274,12 +332,24 @@ class _ShardState:
         self.ok = self.errors = 0
         self.reasons: Counter = Counter()
         self.seconds = {"engine": 0.0}
+        self.started_at = time.time()
         self.walk = WalkStats()
         self.cpu = CpuClock()  # thread CPU seconds per stage (reported as cpu_seconds)
+        self.process_cpu = 0.0  # the whole process's share, set by the labeler when the shard ends
+        self.reported, self.reported_at = (0, 0), float("-inf")  # what the progress counter has been sent, and when
 
     @property
     def samples(self) -> int:
         return self.ok + self.errors
+
+    def report_progress(self, counter, attempt: int) -> None:
+        """Send the progress counter the images not yet sent, at most every PROGRESS_EVERY_S: the
+        bar needs no more, and each send is a Ray call (the first goes at once)."""
+        now = time.monotonic()
+        ok, errors = self.ok - self.reported[0], self.errors - self.reported[1]
+        if (ok or errors) and now - self.reported_at >= PROGRESS_EVERY_S:
+            counter.add.remote(self.shard, attempt, ok, errors)
+            self.reported, self.reported_at = (self.ok, self.errors), now
 
     def record(self, sample: Sample, output) -> None:
         if sample.ok and isinstance(output, str):
@@ -301,7 +371,7 @@ class _ShardState:
                 self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
 
     def stats(self, url: str, attempt: int, actor: dict, engine_digest: str) -> dict:
-        total = self.seconds["total"]
+        busy = self.seconds["total"] - self.seconds.get("waiting", 0.0)  # the wait for the previous shard left out
         return {
             "shard": self.shard,
             "url": url,
@@ -314,12 +384,13 @@ class _ShardState:
             "gt_images": self.gt_images,
             "confusion": self.confusion.tolist() if self.gt_images else None,
             "seconds": dict(self.seconds),
-            "cpu_seconds": self.cpu.seconds(),
-            "images_per_second": self.samples / total if total > 0 else None,
+            "cpu_seconds": {**self.cpu.seconds(), "process": self.process_cpu},
+            "images_per_second": self.samples / busy if busy > 0 else None,
             "engine_images_per_second": self.ok / self.seconds["engine"] if self.seconds["engine"] > 0 else None,
             "fingerprint": self.fingerprint,
             "engine_fingerprint": engine_digest,
             "actor": actor,
+            "started_at": self.started_at,  # wall clock; a shard handed over early overlaps the one before
             "finished_at": time.time(),
             "walk": self.walk.to_json(),
         }

@@ -80,7 +80,8 @@ def open_cache(cfg, space: SearchSpace, root: str, synonyms: list) -> tuple:
 
 def build_cache(ray, cfg, space: SearchSpace, root: str, vocab, emit) -> CacheRun:
     """Fill the cache for every input shard not yet done there, on a pool of label actors."""
-    from pipeline.run.driver import JobResult, ShardPool
+    from pipeline.run.driver import JobResult
+    from pipeline.run.pool import ShardPool
 
     job, fingerprint = open_cache(cfg, space, root, vocab.synonyms)
     urls = expand_shards(cfg.input.shards)

@@ -1,0 +1,256 @@
+"""`ShardPool`: Labeler actors working through a queue of shards (`nerve label`, the tune cache).
+
+Each actor holds the shard it labels and up to ray.shards_ahead more, handed over early so that
+their reading and decoding overlap the current shard's last batches and writing (the actor runs
+one shard's batches at a time, see pipeline.run.labeler). An actor's shards are kept in hand-over
+order; the first is the one labeling, the only one timed by ray.shard_timeout_s (from when it
+reached the front).
+
+A shard whose actor dies (or that raises, or times out, or whose tar breaks part-way) goes back
+to the queue until it has used ray.max_retries extra attempts; then it is recorded as failed.
+When an actor dies, its first shard is charged the attempt; the shards handed over ahead of it
+return to the front of the queue uncharged, marked to be first on their next actor (so a shard
+that kills actors is charged for it there). Dead actors are replaced while the cluster still has
+room for them; a lost node shrinks the pool. The loop waits on all running attempts with a
+timeout, so a death anywhere is seen at the next tick.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nerve_core.errors import NerveError
+from nerve_core.vocab import Vocabulary
+from pipeline.config import LabelJobConfig
+from pipeline.job import ActorJob
+from pipeline.read.shardlist import shard_id
+from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
+from pipeline.run.progress import JobProgress
+
+if TYPE_CHECKING:
+    from pipeline.run.driver import JobResult
+
+
+@dataclass
+class _Attempt:
+    url: str
+    shard: str
+    attempt: int  # tries so far (names this try in its stats and progress counts)
+    charged: int = 0  # failed tries that count against ray.max_retries
+    first: bool = False  # must be the first shard of its actor (it was ahead on an actor that died)
+    slot: int = -1
+    actor: object = None
+    ref: object = None
+    started: float = 0.0  # when it became its actor's first shard (monotonic)
+
+    def next_try(self, charged: bool, first: bool = False) -> _Attempt:
+        return _Attempt(self.url, self.shard, self.attempt + 1, self.charged + charged, first)
+
+
+def actor_job(cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, device: str, torch_threads: int = 0) -> ActorJob:
+    """The frozen job every Labeler actor of this run is built from."""
+    return ActorJob(cfg, tuple(tuple(s) for s in vocab.synonyms), fingerprint["digest"], device, torch_threads)
+
+
+def cpu_threads(cfg, plan, cluster: dict) -> int:
+    """torch threads for each CPU actor (0 for GPU actors: their CPU work is light)."""
+    if plan.device != "cpu":
+        return 0
+    return cfg.ray.torch_threads or max(1, int(cluster.get("CPU", 1) // plan.num_actors))
+
+
+class ShardPool:
+    def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit, task: str = "label_shard",
+                 task_args: tuple = ()):
+        """`task`: the Labeler method each shard attempt calls, as task(url, attempt, expected
+        samples, *task_args) (label_shard; cache_shard for `nerve tune`). `emit(name, **data)` is
+        told of "dispatch", "progress", "done", "retry", "requeue" and "failed"."""
+        self.ray, self.cfg, self.emit = ray, cfg, emit
+        self.task, self.task_args = task, task_args
+        self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
+        self.job = actor_job(cfg, vocab, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
+        self.actors: list = [None] * self.plan.num_actors
+        self.held: list[list[_Attempt]] = [[] for _ in range(self.plan.num_actors)]  # each actor's shards, in hand-over order
+        self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
+        self.progress = start_progress_counter()
+        self.counts: dict[str, int] = {}  # manifest sample counts: progress totals, short tars caught
+
+    def actor(self, slot: int):
+        if self.actors[slot] is None:
+            self.actors[slot] = start_labeler(self.plan, self.job, self.progress)
+        return self.actors[slot]
+
+    def run(self, urls: list[str], result: JobResult, counts: dict[str, int]) -> list[dict]:
+        ray, rc = self.ray, self.cfg.ray
+        queue = deque(_Attempt(u, shard_id(u), 0) for u in urls)
+        running: dict = {}  # ref -> _Attempt
+        stats: list[dict] = []
+        self.counts = counts
+        total = sum(counts.values()) if len(counts) == len(urls) else None
+        bar = JobProgress(total, len(urls), enabled=self.cfg.progress)
+        try:
+            while queue or running:
+                self._hand_out(queue, running)
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=rc.poll_s)
+                for ref in ready:
+                    if ref in running:  # else it went with its dead actor, handled already
+                        self._finish(ref, running.pop(ref), running, queue, result, stats)
+                if queue and not running and len(self.retired) == self.plan.num_actors:
+                    self._fail_all(queue.popleft(), queue, result, "no room left in the Ray cluster for a labeler")
+                self._timeouts(running, queue, result)
+                self._report(bar, running, stats, result)
+        finally:
+            bar.close()
+            for actor in self.actors + [self.progress]:
+                if actor is not None:
+                    ray.kill(actor)
+        return stats
+
+    def _hand_out(self, queue: deque, running: dict) -> None:
+        """Queued shards to actors: first to those with none, then ahead of running ones."""
+        live = [slot for slot in range(self.plan.num_actors) if slot not in self.retired]
+        for depth in range(1 + self.cfg.ray.shards_ahead):
+            for slot in live:
+                if len(self.held[slot]) == depth:
+                    attempt = _take(queue, ahead=depth > 0)
+                    if attempt is None:
+                        break
+                    self._dispatch(attempt, slot, running)
+
+    def _dispatch(self, attempt: _Attempt, slot: int, running: dict) -> None:
+        attempt.slot, attempt.actor, attempt.started = slot, self.actor(slot), time.monotonic()
+        self.held[slot].append(attempt)
+        task = getattr(attempt.actor, self.task)
+        attempt.ref = task.remote(attempt.url, attempt.attempt, self.counts.get(attempt.shard), *self.task_args)
+        running[attempt.ref] = attempt
+        self.emit("dispatch", shard=attempt.shard, attempt=attempt.attempt, actor=attempt.actor)
+
+    def _release(self, attempt: _Attempt) -> None:
+        """`attempt` no longer runs on its actor; the next shard there, if any, is now first."""
+        held = self.held[attempt.slot]
+        was_first = held[0] is attempt
+        held.remove(attempt)
+        if was_first and held:
+            held[0].started = time.monotonic()
+
+    def _finish(self, ref, attempt: _Attempt, running: dict, queue: deque, result: JobResult, stats: list) -> None:
+        from ray.exceptions import RayActorError, RayTaskError
+
+        from pipeline.run.labeler import EngineBuildError
+
+        try:
+            shard_stats = self.ray.get(ref)
+        except RayActorError as exc:
+            self._actor_lost(attempt.slot, running, queue, result, f"actor died: {_first_line(exc)}")
+            return
+        except RayTaskError as exc:
+            self._release(attempt)
+            if isinstance(exc, EngineBuildError) or isinstance(getattr(exc, "cause", None), EngineBuildError):
+                self._fail_all(attempt, queue, result, _task_error(exc))
+            else:
+                self._retry_or_fail(attempt, queue, result, _task_error(exc))
+            return
+        self._release(attempt)
+        if shard_stats.get("partial"):  # rows before the damage are written; try the tar again
+            if self._retry_or_fail(attempt, queue, result, f"partial shard: {shard_stats['read_error']}",
+                                   partial=True, samples=shard_stats["samples"]):
+                stats.append(shard_stats)
+            return
+        stats.append(shard_stats)
+        result.done.append(attempt.shard)
+        self.emit("done", shard=attempt.shard, attempt=attempt.attempt, stats=shard_stats)
+
+    def _actor_lost(self, slot: int, running: dict, queue: deque, result: JobResult, reason: str) -> None:
+        """The slot's actor died or was killed: its first shard is retried (charged); those ahead of it
+        go back to the front of the queue, uncharged, to be first on their next actor."""
+        held, self.held[slot] = self.held[slot], []
+        self.ray.kill(held[0].actor)  # dead or unreachable: never reuse it
+        self.actors[slot] = None  # a fresh actor takes the slot on next dispatch
+        for attempt in held:
+            running.pop(attempt.ref, None)
+        for attempt in reversed(held[1:]):
+            queue.appendleft(attempt.next_try(charged=False, first=True))
+            self.emit("requeue", shard=attempt.shard, attempt=attempt.attempt, reason=reason)
+        self._retry_or_fail(held[0], queue, result, reason)
+        self._keep_slot(slot)
+
+    def _retry_or_fail(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str, **extra) -> bool:
+        """Requeue the shard while retries remain; else record it as failed and return True."""
+        if attempt.charged < self.cfg.ray.max_retries:
+            result.retries += 1
+            queue.append(attempt.next_try(charged=True))
+            self.emit("retry", shard=attempt.shard, attempt=attempt.attempt, reason=reason)
+            return False
+        result.failed.append({"shard": attempt.shard, "url": attempt.url, "attempts": attempt.attempt + 1,
+                              "reason": reason, **extra})
+        self.emit("failed", shard=attempt.shard, reason=reason)
+        return True
+
+    def _keep_slot(self, slot: int) -> None:
+        """After an actor death: keep the slot only if the cluster (a node may be gone) still
+        has the resources for every live slot; else retire it so that nothing waits on an actor
+        that can never be placed."""
+        live = self.plan.num_actors - len(self.retired)
+        have = self.ray.cluster_resources()
+        need, key = (self.plan.num_gpus, "GPU") if self.plan.num_gpus else (self.plan.num_cpus, "CPU")
+        if have.get(key, 0) + 1e-9 < live * need:
+            self.retired.add(slot)
+            self.emit("shrink", slot=slot, actors=live - 1)
+
+    def _fail_all(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str) -> None:
+        """Every shard would fail the same way (the engine cannot be built, or no labeler can be
+        placed any more), so stop now and record them all."""
+        for a in [attempt, *queue]:
+            result.failed.append({"shard": a.shard, "url": a.url, "attempts": a.attempt + 1, "reason": reason, "fatal": True})
+            self.emit("failed", shard=a.shard, reason=reason)
+        queue.clear()
+
+    def _timeouts(self, running: dict, queue: deque, result: JobResult) -> None:
+        limit = self.cfg.ray.shard_timeout_s
+        if limit <= 0:
+            return
+        now = time.monotonic()
+        for slot, held in enumerate(self.held):
+            if held and now - held[0].started > limit:
+                self._actor_lost(slot, running, queue, result, f"timed out after {limit} s")
+
+    def _report(self, bar: JobProgress, running: dict, stats: list, result: JobResult) -> None:
+        from ray.exceptions import RayActorError
+
+        try:
+            counts = self.ray.get(self.progress.snapshot.remote())
+        except RayActorError:  # its node is gone: progress restarts from the finished shards
+            self.progress, counts = start_progress_counter(), {}
+        images = sum(s["samples"] for s in stats)
+        errors = sum(s["errors"] for s in stats)
+        for attempt in running.values():
+            ok, err = counts.get((attempt.shard, attempt.attempt), (0, 0))
+            images, errors = images + ok + err, errors + err
+            if ok + err:
+                self.emit("progress", shard=attempt.shard, attempt=attempt.attempt, images=ok + err, actor=attempt.actor)
+        bar.update(images, errors, len(result.done), result.retries)
+
+
+def _take(queue: deque, ahead: bool) -> _Attempt | None:
+    """The first queued attempt that may go to an actor (ahead of a running shard, or first)."""
+    for i, attempt in enumerate(queue):
+        if not (ahead and attempt.first):
+            del queue[i]
+            return attempt
+    return None
+
+
+def _task_error(exc) -> str:
+    """The exception raised inside the actor, not Ray's wrapper text (an expected failure's message
+    already says what it is)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, NerveError):
+        return str(cause)
+    return f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

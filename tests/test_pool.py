@@ -1,0 +1,180 @@
+"""The shard pool's bookkeeping with shards handed over ahead (ray.shards_ahead), on stand-in
+actors and a stand-in `ray` (hand-out order, who is charged when an actor dies, what is timed),
+and the labeler's engine turn: two shards on one actor never interleave their engine batches."""
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.config import load_config
+from pipeline.config import LabelJobConfig
+from pipeline.job import label_job
+from pipeline.run import pool as pool_module
+from pipeline.run.busy import busy_seconds
+from pipeline.run.driver import JobResult
+from pipeline.run.pool import ShardPool, _Attempt, _take
+from tests.faults import in_process_labeler
+from tests.shards import make_demo_shards
+
+
+class _Call:
+    def __init__(self, actor, name):
+        self.actor, self.name = actor, name
+
+    def remote(self, url, attempt, *rest):
+        ref = (self.actor.name, url, attempt)
+        self.actor.calls.append(ref)
+        return ref
+
+
+class _Actor:
+    def __init__(self, name):
+        self.name, self.calls = name, []
+
+    def __getattr__(self, task):
+        return _Call(self, task)
+
+
+class _Ray:
+    def __init__(self):
+        self.killed = []
+
+    def cluster_resources(self):
+        return {"CPU": 4.0}
+
+    def kill(self, actor):
+        self.killed.append(actor)
+
+
+@pytest.fixture
+def pool(monkeypatch):
+    started = iter(range(100))
+    monkeypatch.setattr(pool_module, "start_labeler", lambda plan, job, progress: _Actor(f"a{next(started)}"))
+    monkeypatch.setattr(pool_module, "start_progress_counter", lambda: None)
+    cfg = label_job(load_config(LabelJobConfig, ["dataset=demo", "engine.device=cpu", "output.dir=/unused",
+                                                 "ray.num_actors=2", "ray.shards_ahead=1", "ray.max_retries=2",
+                                                 "ray.shard_timeout_s=60"]))
+    from pipeline.run.driver import job_description
+
+    _, vocab, fingerprint = job_description(cfg)
+    events = []
+    shard_pool = ShardPool(_Ray(), cfg, vocab, fingerprint, lambda name, **data: events.append((name, data.get("shard"))))
+    shard_pool.events = events
+    return shard_pool
+
+
+def _queue(*shards):
+    return deque(_Attempt(f"/in/{s}.tar", s, 0) for s in shards)
+
+
+def test_hand_out_fills_idle_actors_first_then_one_ahead_each(pool):
+    queue, running = _queue("s0", "s1", "s2", "s3", "s4"), {}
+    pool._hand_out(queue, running)
+    assert [[a.shard for a in held] for held in pool.held] == [["s0", "s2"], ["s1", "s3"]]
+    assert [a.shard for a in queue] == ["s4"] and len(running) == 4
+    assert [a.actor.name for a in pool.held[0]] == ["a0", "a0"]
+
+
+def test_a_dead_actor_charges_its_first_shard_and_requeues_the_one_ahead_uncharged(pool):
+    queue, running, result = _queue("s0", "s1", "s2", "s3", "s4"), {}, JobResult(shards=5, skipped=0)
+    pool._hand_out(queue, running)
+    dead = pool.held[0][0].actor
+    pool._actor_lost(0, running, queue, result, "actor died: killed")
+    assert pool.ray.killed == [dead] and pool.actors[0] is None and pool.held[0] == []
+    assert {a.shard for a in running.values()} == {"s1", "s3"}  # the other actor's shards run on
+    assert [(a.shard, a.attempt, a.charged, a.first) for a in queue] == [
+        ("s2", 1, 0, True),  # it was only reading ahead: back at the front, not charged
+        ("s4", 0, 0, False),
+        ("s0", 1, 1, False),  # the shard the actor was labeling: charged, at the back
+    ]
+    assert result.retries == 1 and ("requeue", "s2") in pool.events and ("retry", "s0") in pool.events
+
+    # s2 may only be first on an actor: it waits while actor 1 has room only behind its first shard.
+    assert _take(queue, ahead=True).shard == "s4"
+    queue.insert(1, _Attempt("/in/s4.tar", "s4", 0))
+    pool._release(pool.held[1][1])  # actor 1 finishes s3, so it has room ahead of s1 again
+    running.pop(("a1", "/in/s3.tar", 0))
+    pool._hand_out(queue, running)
+    assert [a.shard for a in pool.held[0]] == ["s2", "s4"] and pool.held[0][0].actor.name == "a2"  # a fresh actor
+    assert [a.shard for a in pool.held[1]] == ["s1", "s0"] and not queue
+
+
+def test_only_the_first_shard_of_an_actor_is_timed_from_when_it_became_first(pool, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(pool_module.time, "monotonic", lambda: clock[0])
+    queue, running, result = _queue("s0", "s1", "s2"), {}, JobResult(shards=3, skipped=0)
+    pool._hand_out(queue, running)  # s2 is handed to actor 0 at t, ahead of s0
+    assert [[a.shard for a in held] for held in pool.held] == [["s0", "s2"], ["s1"]]
+    clock[0] += 50
+    pool._release(pool.held[0][0])  # s0 ends at t+50: s2 is first from now
+    pool._release(pool.held[1][0])
+    running.clear()
+    running[pool.held[0][0].ref] = pool.held[0][0]
+    clock[0] += 50
+    pool._timeouts(running, queue, result)  # 100 s since s2 was handed over, 50 s as first: within 60
+    assert result.retries == 0 and [a.shard for a in pool.held[0]] == ["s2"]
+    clock[0] += 11
+    pool._timeouts(running, queue, result)
+    assert result.retries == 1 and [(a.shard, a.charged) for a in queue] == [("s2", 1)] and not running
+
+
+def test_busy_seconds_count_overlapping_shards_once():
+    def shard(pid, start, end):
+        return {"actor": {"pid": pid}, "started_at": start, "finished_at": end, "seconds": {"total": end - start}}
+
+    stats = [shard(1, 0.0, 2.0), shard(1, 1.5, 3.0), shard(1, 5.0, 6.0), shard(2, 0.0, 1.0),
+             {"actor": {"pid": 3}, "finished_at": 10.0, "seconds": {"total": 4.0}}]  # no started_at: end - total
+    assert busy_seconds(stats) == pytest.approx({1: 4.0, 2: 1.0, 3: 4.0})
+
+
+class _TurnCheckingEngine:
+    """The real engine, recording which thread runs each batch and failing on overlapping batches."""
+
+    def __init__(self, engine):
+        self.engine, self.threads, self.inside = engine, [], threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def run(self, prepared, *args, **kwargs):
+        if not self.inside.acquire(blocking=False):
+            raise AssertionError("two shards ran engine batches at once")
+        try:
+            self.threads.append(threading.get_ident())
+            time.sleep(0.01)
+            return self.engine.run(prepared, *args, **kwargs)
+        finally:
+            self.inside.release()
+
+
+def test_two_shards_on_one_actor_take_turns_on_the_engine_and_match_one_at_a_time(tiny_models, tmp_path):
+    make_demo_shards(tmp_path / "in", 12, per_shard=6, max_size=72)
+    alone = in_process_labeler(tiny_models, tmp_path / "alone", "engine.batch_size=2")
+    for shard in ("shard-000000", "shard-000001"):
+        alone.label_shard(str(tmp_path / "in" / f"{shard}.tar"))
+    labeler = in_process_labeler(tiny_models, tmp_path / "both", "engine.batch_size=2")
+    engine = labeler._engine = _TurnCheckingEngine(labeler.engine)
+    stats = {}
+
+    def label(shard):
+        stats[shard] = labeler.label_shard(str(tmp_path / "in" / f"{shard}.tar"))
+
+    threads = [threading.Thread(target=label, args=(s,)) for s in ("shard-000000", "shard-000001")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(stats) == 2 and all(s["ok"] == 6 for s in stats.values())
+    # Each shard's three batches ran in one unbroken turn.
+    runs = [engine.threads[0]] + [b for a, b in zip(engine.threads, engine.threads[1:]) if a != b]
+    assert len(engine.threads) == 6 and len(runs) == 2
+    # One of the two waited for the other's turn, and says so.
+    assert max(s["seconds"]["waiting"] for s in stats.values()) > 0.02
+    for shard in stats:
+        rows = {r["key"]: r["mask_png"] for r in pq.read_table(tmp_path / "both" / "shards" / f"{shard}.parquet").to_pylist()}
+        ref = {r["key"]: r["mask_png"] for r in pq.read_table(tmp_path / "alone" / "shards" / f"{shard}.parquet").to_pylist()}
+        assert rows == ref and len(rows) == 6
+    assert np.isfinite([s["images_per_second"] for s in stats.values()]).all()
