@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pipeline.output.pngcodec import encode_index_png as encode_label_png
-from pipeline.read.reader import MemberCut, decode_sample, raw_samples
+from pipeline.read.reader import MemberCut, check_gt_values, decode_sample, raw_samples
 from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.sources.synthetic import encode_image
 from tests.shards import make_demo_shards, write_raw_tar
@@ -130,3 +130,16 @@ def test_a_cut_inside_a_second_image_truncates_only_the_second_sample(tmp_path):
         for raw in raw_samples(str(path)):
             seen.append((raw["__occurrence__"], "__truncated__" in raw, sorted(k for k in raw if not k.startswith("__"))))
     assert seen == [(0, False, ["png", "seg.png"]), (1, True, [])]
+
+
+def test_gt_value_check_names_exactly_the_ids_that_are_neither_classes_nor_ignore():
+    rng = np.random.default_rng(3)
+    for num_classes, ignore in [(21, 255), (21, 0), (5, 300), (150, 255)]:
+        for _ in range(20):
+            gt = rng.choice(rng.integers(0, 256, size=rng.integers(1, 6)), size=(17, 23)).astype(np.uint8)
+            expected = sorted(int(v) for v in np.unique(gt) if v >= num_classes and v != ignore)
+            error = check_gt_values(gt, num_classes, ignore)
+            if expected:
+                assert error is not None and error.startswith("seg_values") and str(expected) in error
+            else:
+                assert error is None

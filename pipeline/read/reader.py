@@ -216,8 +216,11 @@ def _image_member(raw: dict) -> tuple[str, bytes] | None:
 
 def check_gt_values(gt: np.ndarray, num_classes: int, ignore_index: int) -> str | None:
     """A `seg_values` error when GT holds ids that are neither classes nor the ignore value."""
-    values = np.flatnonzero(np.bincount(gt.reshape(-1), minlength=256))  # uint8: a count is cheaper than a sort
-    bad = [int(v) for v in values if v >= num_classes and v != ignore_index]
+    outside = gt >= num_classes
+    outside &= gt != ignore_index  # two compares over uint8: a tenth of what counting every value costs
+    if not outside.any():
+        return None
+    bad = [int(v) for v in np.flatnonzero(np.bincount(gt[outside], minlength=256))]
     return SEG_VALUES.error(f"seg.png holds {bad}, not class ids 0..{num_classes - 1} nor ignore {ignore_index}") if bad else None
 
 
