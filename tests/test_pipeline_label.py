@@ -87,7 +87,16 @@ def test_end_to_end_outputs_and_independent_miou(reference, shards_dir, capsys):
     walks = [r["walk"] for shard in SHARDS for r in _rows(reference, shard)]  # the walk's diagnostics per image
     assert all(sum(w["head_weights"]) == pytest.approx(1, abs=1e-5) for w in walks)
     assert summary["walk"]["images"] == 10 and 0 <= summary["walk"]["global_rows_kept"]["mean"] <= 1
+    # One actor held each next shard while the one before it finished (ray.shards_ahead=1): the
+    # spans overlap, and the job's labeling time counts the overlap once.
+    stats = sorted((json.loads((reference / "shards" / f"{s}.stats.json").read_text()) for s in SHARDS),
+                   key=lambda s: s["finished_at"])
+    assert len({s["actor"]["pid"] for s in stats}) == 1
+    assert all(b["started_at"] < a["finished_at"] for a, b in zip(stats, stats[1:]))
+    busy = stats[-1]["finished_at"] - stats[0]["started_at"]
+    assert busy < sum(s["seconds"]["total"] for s in stats)
     run = summary["last_run"]
+    assert run["labeling_images_per_second"] == pytest.approx(10 / busy, rel=1e-6)
     print(f"\nend to end {run['images_per_second']:.2f} img/s, engine alone {run['engine_images_per_second']:.2f} img/s")
 
     assert verify_output(str(reference)).ok
