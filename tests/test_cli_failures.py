@@ -81,6 +81,14 @@ def test_device_names_are_checked_before_any_work(device, shards, tmp_path, no_r
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("setting", ["ray.shards_ahead=-1", "ray.decode_threads=0", "ray.prefetch=0", "ray.max_retries=-1"])
+def test_ray_counts_that_would_stall_the_job_are_refused_before_ray(setting, shards, tmp_path, no_ray, capsys):
+    assert nerve(["label", f"input.shards={shards}", f"output.dir={tmp_path / 'o'}", setting]) == 2
+    key, value = setting.split("=")
+    line = one_line(capsys.readouterr().err)
+    assert f"{key} must be >=" in line and f"got {value}" in line and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
 def test_valid_device_names_pass(device):
     from nerve_core.devices import check_device_name

@@ -24,7 +24,7 @@ from pipeline.output.summary import write_summary
 from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.run.busy import busy_seconds
 from pipeline.run.pool import ShardPool
-from pipeline.run.preflight import check_job, writing_output
+from pipeline.run.preflight import check_job, check_ray_settings, writing_output
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,6 +113,7 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     out = OutputDir(cfg.output.dir)
     resolved, vocab, fingerprint = job_description(cfg)
     urls = expand_shards(cfg.input.shards)
+    check_ray_settings(cfg.ray)
     check_job(cfg.engine.device, urls)
     with writing_output(cfg.output.dir):
         out.prepare(resolved, fingerprint, cfg.output.mode)

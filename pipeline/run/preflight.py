@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from fsspec.implementations.local import LocalFileSystem
 
 from nerve_core.devices import check_device_name
-from nerve_core.errors import NerveError, NotFound
+from nerve_core.errors import ConfigError, NerveError, NotFound
 from pipeline.storage import filesystem
 
 _SHOWN = 5  # paths named in the message; the rest are counted
@@ -32,6 +32,13 @@ def unreadable_shards(urls: list[str]) -> list[str]:
     """The shards of `urls` that do not exist or cannot be read (remote ones asked in parallel)."""
     with ThreadPoolExecutor(max_workers=16) as pool:
         return [url for url, ok in zip(urls, pool.map(_readable, urls)) if not ok]
+
+
+def check_ray_settings(ray) -> None:
+    """ray.* counts that would leave actors with nothing to do (or a loop that never hands out a shard)."""
+    for key, least in (("decode_threads", 1), ("prefetch", 1), ("shards_ahead", 0), ("max_retries", 0)):
+        if getattr(ray, key) < least:
+            raise ConfigError(f"ray.{key} must be >= {least}, got {getattr(ray, key)}")
 
 
 def check_job(device: str, urls: list[str]) -> None:

@@ -51,10 +51,12 @@ def check_tune_config(tcfg) -> None:
 def run_tune_job(cfg, on_event=None) -> TuneResult:
     """Cache, split, search and report for a TuneJobConfig."""
     from pipeline.run.driver import ray_session
+    from pipeline.run.preflight import check_ray_settings
 
     if not cfg.output.dir:
         raise ConfigError("output.dir is required")
     check_tune_config(cfg.tune)
+    check_ray_settings(cfg.ray)
     engine = OmegaConf.to_container(cfg.engine, resolve=True)
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     space = SearchSpace.from_config(cfg.tune.space, engine)
