@@ -103,9 +103,12 @@ class Labeler:
         return self._engine
 
     def _build_engine(self):
+        """Under self._building. The vocabulary is set first: a concurrent shard call that sees the
+        engine (unlocked) must see the vocabulary too."""
         if self._engine is None:
             from nerve_core.vocab import Vocabulary
 
+            self._vocab = Vocabulary(self.job.classes)
             try:
                 from nerve_core.engine import build_engine
 
@@ -117,7 +120,6 @@ class Labeler:
             except Exception as exc:
                 detail = str(exc) if isinstance(exc, NerveError) else f"{type(exc).__name__}: {exc}"
                 raise EngineBuildError(f"cannot build the engine: {detail}") from exc
-            self._vocab = Vocabulary(self.job.classes)
         return self._engine
 
     def _process_cpu(self, shard_start: float) -> float:

@@ -66,7 +66,7 @@ class ShardPool:
                  task_args: tuple = ()):
         """`task`: the Labeler method each shard attempt calls, as task(url, attempt, expected
         samples, *task_args) (label_shard; cache_shard for `nerve tune`). `emit(name, **data)` is
-        told of "dispatch", "progress", "done", "retry", "requeue" and "failed"."""
+        told of "dispatch", "progress", "done", "retry", "requeue", "failed" and "shrink"."""
         self.ray, self.cfg, self.emit = ray, cfg, emit
         self.task, self.task_args = task, task_args
         self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
