@@ -41,6 +41,16 @@ class _Actor:
 class _Ray:
     def __init__(self):
         self.killed = []
+        self.results = {}  # ref -> stats, or the exception ray.get raises; absent: still running
+
+    def wait(self, refs, num_returns, timeout):
+        ready = [r for r in self.results if r in refs]  # in the order they finished
+        return ready[:num_returns], [r for r in refs if r not in ready[:num_returns]]
+
+    def get(self, ref):
+        if isinstance(self.results[ref], Exception):
+            raise self.results[ref]
+        return self.results[ref]
 
     def cluster_resources(self):
         return {"CPU": 4.0}
@@ -100,6 +110,24 @@ def test_a_dead_actor_charges_its_first_shard_and_requeues_the_one_ahead_uncharg
     pool._hand_out(queue, running)
     assert [a.shard for a in pool.held[0]] == ["s2", "s4"] and pool.held[0][0].actor.name == "a2"  # a fresh actor
     assert [a.shard for a in pool.held[1]] == ["s1", "s0"] and not queue
+
+
+def test_a_shard_that_finished_before_its_actor_died_is_done_not_charged(pool):
+    from ray.exceptions import ActorDiedError
+
+    queue, running, result, stats = _queue("s0", "s1", "s2"), {}, JobResult(shards=3, skipped=0), []
+    pool._hand_out(queue, running)
+    first, ahead = pool.held[0]
+    # Both outcomes arrive in one tick, the death first: s0's stats must still count.
+    pool.ray.results = {ahead.ref: ActorDiedError(), first.ref: {"shard": "s0", "samples": 4, "partial": False}}
+    outcomes = pool._outcomes(running, timeout=0)
+    assert [ref for ref, _ in outcomes] == [first.ref, ahead.ref]
+    for ref, outcome in outcomes:
+        if ref in running:
+            pool._finish(outcome, running.pop(ref), running, queue, result, stats)
+    assert result.done == ["s0"] and [s["shard"] for s in stats] == ["s0"]
+    # s2 was the actor's first shard when it died: charged, like any shard an actor dies on.
+    assert [(a.shard, a.charged) for a in queue] == [("s2", 1)] and result.retries == 1 and pool.held[0] == []
 
 
 def test_only_the_first_shard_of_an_actor_is_timed_from_when_it_became_first(pool, monkeypatch):

@@ -93,10 +93,9 @@ class ShardPool:
         try:
             while queue or running:
                 self._hand_out(queue, running)
-                ready, _ = ray.wait(list(running), num_returns=1, timeout=rc.poll_s)
-                for ref in ready:
+                for ref, outcome in self._outcomes(running, rc.poll_s):
                     if ref in running:  # else it went with its dead actor, handled already
-                        self._finish(ref, running.pop(ref), running, queue, result, stats)
+                        self._finish(outcome, running.pop(ref), running, queue, result, stats)
                 if queue and not running and len(self.retired) == self.plan.num_actors:
                     self._fail_all(queue.popleft(), queue, result, "no room left in the Ray cluster for a labeler")
                 self._timeouts(running, queue, result)
@@ -135,24 +134,39 @@ class ShardPool:
         if was_first and held:
             held[0].started = time.monotonic()
 
-    def _finish(self, ref, attempt: _Attempt, running: dict, queue: deque, result: JobResult, stats: list) -> None:
+    def _outcomes(self, running: dict, timeout: float) -> list[tuple]:
+        """(ref, stats or the exception it raised) of every finished attempt, waiting up to `timeout`
+        for the first; results before failures, so that a shard whose actor died just after it
+        finished counts as done, not as a victim of the death."""
         from ray.exceptions import RayActorError, RayTaskError
+
+        ready, _ = self.ray.wait(list(running), num_returns=1, timeout=timeout)
+        if ready:
+            ready, _ = self.ray.wait(list(running), num_returns=len(running), timeout=0)
+        outcomes = []
+        for ref in ready:
+            try:
+                outcomes.append((ref, self.ray.get(ref)))
+            except (RayActorError, RayTaskError) as exc:
+                outcomes.append((ref, exc))
+        return sorted(outcomes, key=lambda o: isinstance(o[1], Exception))
+
+    def _finish(self, outcome, attempt: _Attempt, running: dict, queue: deque, result: JobResult, stats: list) -> None:
+        from ray.exceptions import RayActorError
 
         from pipeline.run.labeler import EngineBuildError
 
-        try:
-            shard_stats = self.ray.get(ref)
-        except RayActorError as exc:
-            self._actor_lost(attempt.slot, running, queue, result, f"actor died: {_first_line(exc)}")
-            return
-        except RayTaskError as exc:
-            self._release(attempt)
-            if isinstance(exc, EngineBuildError) or isinstance(getattr(exc, "cause", None), EngineBuildError):
-                self._fail_all(attempt, queue, result, _task_error(exc))
-            else:
-                self._retry_or_fail(attempt, queue, result, _task_error(exc))
+        if isinstance(outcome, RayActorError):
+            self._actor_lost(attempt.slot, running, queue, result, f"actor died: {_first_line(outcome)}")
             return
         self._release(attempt)
+        if isinstance(outcome, Exception):  # raised inside the actor, which lives on
+            if isinstance(outcome, EngineBuildError) or isinstance(getattr(outcome, "cause", None), EngineBuildError):
+                self._fail_all(attempt, queue, result, _task_error(outcome))
+            else:
+                self._retry_or_fail(attempt, queue, result, _task_error(outcome))
+            return
+        shard_stats = outcome
         if shard_stats.get("partial"):  # rows before the damage are written; try the tar again
             if self._retry_or_fail(attempt, queue, result, f"partial shard: {shard_stats['read_error']}",
                                    partial=True, samples=shard_stats["samples"]):
