@@ -172,7 +172,7 @@ class _TurnCheckingEngine:
             raise AssertionError("two shards ran engine batches at once")
         try:
             self.threads.append(threading.get_ident())
-            time.sleep(0.01)
+            time.sleep(0.05)  # long enough that the other shard has its first batch ready and waits
             return self.engine.run(prepared, *args, **kwargs)
         finally:
             self.inside.release()
