@@ -369,3 +369,17 @@ def test_pipeline_bench_standin_finds_the_host_ceiling(tmp_path):
     assert cost["total"] > 0 and cost["decode"] > 0 and cost["encode"] > 0
     assert results["label_job"]["cpu_ms_per_image"]["engine"] >= 0
     assert "host ceiling, 1 decode threads" in (tmp_path / "pipeline.txt").read_text()
+
+
+def test_ceiling_trials_that_ran_out_of_shards_are_flagged():
+    from pipeline.bench.report import _host_cost, short_trials
+
+    def trial(rate, images):
+        return {"images_per_second": rate, "sustained": True, "images": images, "cpu_ms_per_image": {"total": 1.0}}
+
+    results = {"config": {"standin": {"trial_seconds": 5.0}}, "label_job": {"cpu_ms_per_image": {"total": 2.0}},
+               "ceilings": [{"decode_threads": 1, "host_ceiling_images_per_second": 400.0,
+                             "cpu_ms_per_image": {"total": 1.0},
+                             "trials": [trial(50, 256), trial(100, 512), trial(200, 512), trial(400, 512)]}]}
+    assert short_trials(results) == [400]  # 512 images at 200/s is 2.6 s of work (over half of 5 s); at 400/s, 1.3 s
+    assert "trials at 400 img/s ran out of shards" in _host_cost(results)

@@ -103,7 +103,7 @@ def measure_ceiling(label_at: Callable[[float, int, Path], list[dict]], threads:
         rates = actor_rates(stats)
         achieved = min(rates) if rates else 0.0
         trials.append({"images_per_second": rate, "achieved_per_actor": achieved, "sustained": achieved >= sustain * rate,
-                       "cpu_ms_per_image": cpu_ms_per_image(steady_state(stats))})
+                       "images": sum(s["samples"] for s in stats), "cpu_ms_per_image": cpu_ms_per_image(steady_state(stats))})
         return trials[-1]["sustained"]
 
     ceiling = find_ceiling(sustains, start, precision)

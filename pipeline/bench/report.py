@@ -163,7 +163,18 @@ def _host_cost(results: dict) -> str:
         tried = ", ".join(f"{t['images_per_second']:.0f}{'+' if t['sustained'] else '-'}" for t in ceiling["trials"])
         text += (f"\nhost ceiling, {ceiling['decode_threads']} decode threads: "
                  f"{_fmt(ceiling['host_ceiling_images_per_second'])} img/s per actor (rates tried, + sustained: {tried})")
+    short = short_trials(results)
+    if short:
+        text += (f"\nnote: the trials at {', '.join(f'{r:.0f}' for r in short)} img/s ran out of shards (under half of "
+                 "standin.trial_seconds of work each); raise images= for a steadier ceiling")
     return text
+
+
+def short_trials(results: dict) -> list[float]:
+    """Rates whose ceiling trial had under half of standin.trial_seconds of images to label."""
+    seconds = results["config"]["standin"]["trial_seconds"]
+    return sorted({t["images_per_second"] for c in results.get("ceilings", []) for t in c["trials"]
+                   if t.get("images", 0) < 0.5 * t["images_per_second"] * seconds})
 
 
 def pipeline_plot(results: dict, path: Path) -> None:
