@@ -59,7 +59,7 @@ class RayConfig:
     # current one runs its last batches and writes, so the engine never waits between shards (0 = none)
     shards_ahead: int = 1
     max_retries: int = 2  # extra attempts for a shard whose actor died or raised
-    shard_timeout_s: float = 0.0  # > 0: an attempt running longer is killed and retried
+    shard_timeout_s: float = 0.0  # > 0: a shard labeling longer (timed from when it is its actor's first) is killed and retried
     poll_s: float = 0.5  # driver loop tick (progress refresh, dead-actor checks)
     verbose: bool = False  # show Ray's own log lines (start-up notices, worker output) on the terminal
 

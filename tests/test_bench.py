@@ -349,6 +349,7 @@ def test_gpu_bench_runs_its_three_parts_on_cpu_with_tiny_models(tmp_path, ray_se
     assert {(r["N"], r.get("images", 1)) for r in results["refine"]["runs"]} == {(16, 1), (16, 2)}
     assert results["pipeline"]["measured"]["nerve label, end to end"]["images"] == 2
     assert results["pipeline"]["config"]["source"] == "photos" and set(results["seconds"]) == {"engine", "refine", "label"}
+    assert (tmp_path / "pipeline" / "label" / "summary.json").is_file()  # the label job writes under output=, nowhere else
     table = (tmp_path / "gpu.md").read_text()
     assert table.startswith("## nerve bench gpu") and "| compile | batch |" in table and "nerve label" in table
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 from pipeline.bench import engine as engine_bench
 from pipeline.bench import pipeline as pipeline_bench
@@ -51,6 +52,7 @@ def section_configs(cfg: GpuBenchConfig) -> tuple[EngineBenchConfig, EngineBench
     compiled = replace(sweep, compiles=list(cfg.compiles), batch_sizes=list(cfg.compile_batch_sizes))
     refine = replace(cfg.refine, device=cfg.device)
     label = replace(cfg.label, models=cfg.models, source="photos", cache_dir=cfg.cache_dir, classes=cfg.classes,
+                    output=str(Path(cfg.output) / "pipeline"),  # its shards and label outputs, under this run's output
                     engine=replace(cfg.label.engine, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.label_batch_size))
     return sweep, compiled, refine, label
 
