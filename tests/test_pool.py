@@ -178,7 +178,8 @@ class _TurnCheckingEngine:
             self.inside.release()
 
 
-def test_two_shards_on_one_actor_take_turns_on_the_engine_and_match_one_at_a_time(tiny_models, tmp_path):
+def test_two_shards_on_one_actor_take_turns_on_the_engine_and_match_one_at_a_time(ray_session, tiny_models, tmp_path):
+    # ray_session: the labeler asks Ray what it was given (`info`), which would start a Ray of its own
     make_demo_shards(tmp_path / "in", 12, per_shard=6, max_size=72)
     alone = in_process_labeler(tiny_models, tmp_path / "alone", "engine.batch_size=2")
     for shard in ("shard-000000", "shard-000001"):

@@ -173,16 +173,16 @@ class Labeler:
         read error, if any; a shard with no sample at all raises."""
         engine = self.engine
         batch: list[tuple[Sample, object]] = []
-        read_error, samples = None, 0
+        read_error, samples, decodable = None, 0, 0
         with _EngineTurn(self._turn, on_batch) as turn:
             try:
                 for sample, prepared in prefetch_map(partial(self._decode, cpu=cpu), cpu.timed(raw_samples(url), "read"),
                                                      self.job.config.ray.decode_threads, self.job.config.ray.prefetch):
                     batch.append((sample, prepared))
-                    samples += 1
-                    if sum(p is not None for _, p in batch) >= engine.cfg.batch_size:
+                    samples, decodable = samples + 1, decodable + (prepared is not None)
+                    if decodable >= engine.cfg.batch_size:
                         turn(batch)
-                        batch = []
+                        batch, decodable = [], 0
             except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
                 read_error = str(exc)
             turn(batch)
