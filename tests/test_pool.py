@@ -102,14 +102,18 @@ def test_a_dead_actor_charges_its_first_shard_and_requeues_the_one_ahead_uncharg
     ]
     assert result.retries == 1 and ("requeue", "s2") in pool.events and ("retry", "s0") in pool.events
 
-    # s2 may only be first on an actor: it waits while actor 1 has room only behind its first shard.
-    assert _take(queue, ahead=True).shard == "s4"
-    queue.insert(1, _Attempt("/in/s4.tar", "s4", 0))
-    pool._release(pool.held[1][1])  # actor 1 finishes s3, so it has room ahead of s1 again
+    # s2 must be first on its actor. With actor 0's slot gone (the cluster lost its room), nothing
+    # is handed to actor 1 ahead while s2 heads the queue; once s1 ends there, s2 goes first.
+    pool.retired.add(0)
+    pool._release(pool.held[1][1])  # actor 1 finishes s3: it has room ahead of s1 again
     running.pop(("a1", "/in/s3.tar", 0))
     pool._hand_out(queue, running)
-    assert [a.shard for a in pool.held[0]] == ["s2", "s4"] and pool.held[0][0].actor.name == "a2"  # a fresh actor
-    assert [a.shard for a in pool.held[1]] == ["s1", "s0"] and not queue
+    assert [a.shard for a in pool.held[1]] == ["s1"] and [a.shard for a in queue] == ["s2", "s4", "s0"]
+    pool._release(pool.held[1][0])
+    running.pop(("a1", "/in/s1.tar", 0))
+    pool._hand_out(queue, running)
+    assert [a.shard for a in pool.held[1]] == ["s2", "s4"] and [a.shard for a in queue] == ["s0"]
+    assert _take(deque(), ahead=False) is None
 
 
 def test_a_shard_that_finished_before_its_actor_died_is_done_not_charged(pool):

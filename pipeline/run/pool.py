@@ -10,7 +10,8 @@ A shard whose actor dies (or that raises, or times out, or whose tar breaks part
 to the queue until it has used ray.max_retries extra attempts; then it is recorded as failed.
 When an actor dies, its first shard is charged the attempt; the shards handed over ahead of it
 return to the front of the queue uncharged, marked to be first on their next actor (so a shard
-that kills actors is charged for it there). Dead actors are replaced while the cluster still has
+that kills actors is charged for it there); while one heads the queue, nothing is handed out
+ahead, so the next actor to finish its shard takes it. Dead actors are replaced while the cluster still has
 room for them; a lost node shrinks the pool. The loop waits on all running attempts with a
 timeout, so a death anywhere is seen at the next tick.
 """
@@ -248,12 +249,12 @@ class ShardPool:
 
 
 def _take(queue: deque, ahead: bool) -> _Attempt | None:
-    """The first queued attempt that may go to an actor (ahead of a running shard, or first)."""
-    for i, attempt in enumerate(queue):
-        if not (ahead and attempt.first):
-            del queue[i]
-            return attempt
-    return None
+    """The next queued attempt for an actor with no shard, or to hand over `ahead` of a running one.
+    Nothing goes ahead while the head of the queue must be first on its actor: the next actor to
+    finish its shard takes it, rather than it waiting behind every other shard."""
+    if not queue or (ahead and queue[0].first):
+        return None
+    return queue.popleft()
 
 
 def _task_error(exc) -> str:
