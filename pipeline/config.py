@@ -56,7 +56,8 @@ class RayConfig:
     torch_threads: int = 0
     prefetch: int = 16  # decoded samples queued ahead of the engine, per actor
     # shards handed to an actor beyond the one it labels: the next one reads and decodes while the
-    # current one runs its last batches and writes, so the engine never waits between shards (0 = none)
+    # current one runs its last batches and writes, so the engine never waits between shards (0 =
+    # none). Each holds up to `prefetch` decoded samples in host memory.
     shards_ahead: int = 1
     max_retries: int = 2  # extra attempts for a shard whose actor died or raised
     shard_timeout_s: float = 0.0  # > 0: a shard labeling longer (timed from when it is its actor's first) is killed and retried
