@@ -98,8 +98,8 @@ def device_pixels(rgb: Image.Image) -> np.ndarray:
     import pyarrow as pa
 
     try:
-        flat = pa.array(rgb)  # fixed_size_list<uint8>[4], one item per pixel, zero-copy
-    except ValueError:  # rows in several blocks
+        flat = pa.array(rgb)  # fixed_size_list<uint8>[4], one item per pixel, zero-copy (Pillow >= 11.2)
+    except (ValueError, TypeError):  # rows in several blocks, or a Pillow without the Arrow export
         return np.array(rgb, dtype=np.uint8)
     return np.frombuffer(flat.values.buffers()[1], dtype=np.uint8).reshape(rgb.height, rgb.width, 4)
 
