@@ -104,12 +104,15 @@ def device_pixels(rgb: Image.Image) -> np.ndarray:
     return np.frombuffer(flat.values.buffers()[1], dtype=np.uint8).reshape(rgb.height, rgb.width, 4)
 
 
+# `host_tensor` takes read-only views (`device_pixels`) that nothing writes to. torch warns about
+# those; the warning is silenced for this module's calls only, once (a catch_warnings block per
+# image would swap the process-wide filters from the engine thread while decode threads run).
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable", module=__name__)
+
+
 def host_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """torch.from_numpy of pixels that may be a read-only view (`device_pixels`): nothing writes to
-    them, so torch's warning about read-only arrays is silenced here."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(pixels)
+    """torch.from_numpy of pixels that may be a read-only view (`device_pixels`)."""
+    return torch.from_numpy(pixels)
 
 
 def resize_on_device(pixels: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:

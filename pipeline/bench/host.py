@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.output.writers import read_json
-from pipeline.run.busy import shard_span
+from pipeline.run.busy import by_actor, shard_span
 from pipeline.storage import filesystem
 
 STAGES = ("read", "decode", "prepare", "engine", "encode", "score", "progress", "write")
@@ -26,14 +26,6 @@ def shard_stats(out_dir: str) -> list[dict]:
     """Every shard's stats file in a label output directory."""
     fs, root = filesystem(out_dir)
     return [read_json(fs, path) for path in sorted(fs.glob(f"{root}/shards/*.stats.json"))]
-
-
-def by_actor(stats: list[dict]) -> list[list[dict]]:
-    """Each actor's shard stats, in the order they finished."""
-    shards: dict[int, list[dict]] = defaultdict(list)
-    for s in stats:
-        shards[s["actor"]["pid"]].append(s)
-    return [sorted(group, key=lambda s: s["finished_at"]) for group in shards.values()]
 
 
 def steady_state(stats: list[dict]) -> list[dict]:

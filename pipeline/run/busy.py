@@ -16,12 +16,17 @@ def shard_span(stats: dict) -> tuple[float, float]:
     return stats.get("started_at", end - stats["seconds"]["total"]), end
 
 
+def by_actor(stats: list[dict]) -> list[list[dict]]:
+    """Each actor's shard stats, in the order they finished."""
+    shards: dict[int, list[dict]] = defaultdict(list)
+    for s in stats:
+        shards[s["actor"]["pid"]].append(s)
+    return [sorted(group, key=lambda s: s["finished_at"]) for group in shards.values()]
+
+
 def busy_seconds(stats: list[dict]) -> dict[int, float]:
     """{actor pid: seconds during which it held at least one shard}."""
-    spans: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for s in stats:
-        spans[s["actor"]["pid"]].append(shard_span(s))
-    return {pid: _union_length(sorted(intervals)) for pid, intervals in spans.items()}
+    return {group[0]["actor"]["pid"]: _union_length(sorted(shard_span(s) for s in group)) for group in by_actor(stats)}
 
 
 def _union_length(intervals: list[tuple[float, float]]) -> float:

@@ -44,10 +44,10 @@ class CpuClock:
                     return
             yield item
 
-    def seconds(self) -> dict[str, float]:
-        """Seconds per stage, plus `process`: the whole process's CPU time since the clock started
-        (every thread, Ray's own included)."""
+    def seconds(self, process: float | None = None) -> dict[str, float]:
+        """Seconds per stage, plus `process`: the whole process's CPU time (every thread, Ray's own
+        included), since the clock started unless the caller counted it otherwise."""
         with self._lock:
             out = dict(self._seconds)
-        out["process"] = time.process_time() - self.started
+        out["process"] = time.process_time() - self.started if process is None else process
         return out

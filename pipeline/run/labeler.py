@@ -148,8 +148,7 @@ class Labeler:
         with state.cpu.stage("write"):  # rows and COCO results; the stats file, the done-marker, last
             out.write_shard(state.result, None, self.job.config.output.parquet_compression)
         state.seconds["total"] = time.perf_counter() - start
-        state.process_cpu = self._process_cpu(state.cpu.started)
-        stats = state.stats(url, attempt, self.info(), engine.fingerprint()["digest"])
+        stats = state.stats(url, attempt, self.info(), engine.fingerprint()["digest"], self._process_cpu(state.cpu.started))
         stats["expected_samples"] = expected_samples
         if read_error is not None:  # the rows before the damage are kept; the driver decides
             stats.update(partial=True, read_error=f"unreadable after {state.samples} samples: {read_error}")
@@ -337,7 +336,6 @@ class _ShardState:
         self.started_at = time.time()
         self.walk = WalkStats()
         self.cpu = CpuClock()  # thread CPU seconds per stage (reported as cpu_seconds)
-        self.process_cpu = 0.0  # the whole process's share, set by the labeler when the shard ends
         self.reported, self.reported_at = (0, 0), float("-inf")  # what the progress counter has been sent, and when
 
     @property
@@ -372,7 +370,8 @@ class _ShardState:
             with self.cpu.stage("score"):
                 self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
 
-    def stats(self, url: str, attempt: int, actor: dict, engine_digest: str) -> dict:
+    def stats(self, url: str, attempt: int, actor: dict, engine_digest: str, process_cpu: float) -> dict:
+        """`process_cpu`: the actor process's CPU seconds counted for this shard (Labeler._process_cpu)."""
         busy = self.seconds["total"] - self.seconds.get("waiting", 0.0)  # the wait for the previous shard left out
         return {
             "shard": self.shard,
@@ -386,7 +385,7 @@ class _ShardState:
             "gt_images": self.gt_images,
             "confusion": self.confusion.tolist() if self.gt_images else None,
             "seconds": dict(self.seconds),
-            "cpu_seconds": {**self.cpu.seconds(), "process": self.process_cpu},
+            "cpu_seconds": self.cpu.seconds(process=process_cpu),
             "images_per_second": self.samples / busy if busy > 0 else None,
             "engine_images_per_second": self.ok / self.seconds["engine"] if self.seconds["engine"] > 0 else None,
             "fingerprint": self.fingerprint,
