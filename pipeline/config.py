@@ -63,6 +63,10 @@ class RayConfig:
     shard_timeout_s: float = 0.0  # > 0: a shard labeling longer (timed from when it is its actor's first) is killed and retried
     poll_s: float = 0.5  # driver loop tick (progress refresh, dead-actor checks)
     verbose: bool = False  # show Ray's own log lines (start-up notices, worker output) on the terminal
+    # Prometheus port of a local Ray's metrics agent (the nerve_* metrics, see docs/operations.md); 0 = a
+    # port Ray picks. Joining a cluster (ray.address set) it does nothing: the cluster's own
+    # `ray start --metrics-export-port` applies.
+    metrics_export_port: int = 0
 
 
 @dataclass(frozen=True)

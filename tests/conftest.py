@@ -47,7 +47,17 @@ def eager_dynamo(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def ray_metrics_port():
+    """The Prometheus port of the session's Ray (its metrics agent serves the nerve_* metrics there)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_session(ray_metrics_port):
     """One local Ray for the whole test session (2 CPUs), shut down at the end.
 
     It declares 2 logical GPUs so that GPU actor placement (one actor per GPU, each pinned to its
@@ -56,6 +66,7 @@ def ray_session():
     """
     import ray
 
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _metrics_export_port=ray_metrics_port)
     yield ray
     ray.shutdown()

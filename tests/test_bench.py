@@ -4,6 +4,8 @@ No timing is asserted anywhere: only that figures exist, are well-formed, and th
 parts (dense walk, FLOP counts, exponent fit, memory probe) agree with independent formulations.
 """
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -242,12 +244,21 @@ def test_standin_label_maps_hold_a_few_classes_and_follow_the_picture():
 
 def test_only_the_bench_workers_build_standins(monkeypatch):
     import nerve_core.engine
-    from pipeline.bench.standin import StandinEngine, build_engine_or_standin, use_standin_in_this_worker
+    from pipeline.bench.standin import StandinEngine, build_engine_or_standin
+    from pipeline.bench.standin_hook import use_standin_in_this_worker
 
     monkeypatch.setattr(nerve_core.engine, "build_engine", nerve_core.engine.build_engine)
     use_standin_in_this_worker()
     assert nerve_core.engine.build_engine is build_engine_or_standin
     assert isinstance(nerve_core.engine.build_engine({"name": "standin:5"}), StandinEngine)
+
+
+def test_the_standin_hook_imports_nothing_heavy_until_the_engine_is_imported():
+    """A bench worker that never builds an engine (the progress counter) must not pay for torch."""
+    code = ("import sys; from pipeline.bench.standin_hook import use_standin_in_this_worker; use_standin_in_this_worker(); "
+            "print('torch' in sys.modules); import nerve_core.engine as e; print(e.build_engine.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "pipeline.bench.standin"]
 
 
 def test_bench_photos_are_voc_sized_jpegs_with_ground_truth():

@@ -19,7 +19,7 @@ from pipeline.output.writers import read_json
 from pipeline.run.busy import by_actor, shard_span
 from pipeline.storage import filesystem
 
-STAGES = ("read", "decode", "prepare", "engine", "encode", "score", "progress", "write")
+STAGES = ("read", "decode", "prepare", "engine", "encode", "score", "progress", "metrics", "write")
 
 
 def shard_stats(out_dir: str) -> list[dict]:

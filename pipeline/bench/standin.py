@@ -9,7 +9,7 @@ real thing (tar reading, decoding, mask encoding, RLE, scoring, Parquet, Ray), s
 label job keeps up with is the fastest GPU engine one actor's host path can feed.
 
 It is reachable only from the benchmark: the bench starts its own Ray whose workers run
-`use_standin_in_this_worker` at start-up (Ray's worker_process_setup_hook), which lets engines
+`pipeline.bench.standin_hook.use_standin_in_this_worker` at start-up (Ray's worker_process_setup_hook), which lets engines
 named `standin:R` be built there; no preset or `nerve label` command can name one.
 """
 from __future__ import annotations
@@ -94,14 +94,6 @@ def build_engine_or_standin(cfg):
     return StandinEngine(cfg) if cfg.name.startswith(PREFIX) else engine.Engine(cfg)
 
 
-def use_standin_in_this_worker() -> None:
-    """Ray worker_process_setup_hook of the bench's own Ray: engines are built through
-    `build_engine_or_standin` in this worker process (the labeler calls nerve_core.engine.build_engine)."""
-    from nerve_core import engine
-
-    engine.build_engine = build_engine_or_standin
-
-
 @contextmanager
 def standin_ray(ray_cfg):
     """A local Ray of the bench's own whose workers can build stand-in engines (shut down after)."""
@@ -115,7 +107,8 @@ def standin_ray(ray_cfg):
     root = str(Path(__file__).resolve().parents[2])  # workers import the project from this tree
     env = {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
     ray.init(num_cpus=ray_cfg.local_num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"worker_process_setup_hook": f"{__name__}.use_standin_in_this_worker", "env_vars": env})
+             _metrics_export_port=ray_cfg.metrics_export_port or None,
+             runtime_env={"worker_process_setup_hook": "pipeline.bench.standin_hook.use_standin_in_this_worker", "env_vars": env})
     try:
         yield
     finally:

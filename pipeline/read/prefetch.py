@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 _END = object()
 
@@ -25,41 +25,54 @@ class _SourceFailed:
         self.exc = exc
 
 
-def prefetch_map(fn: Callable, source: Iterable, threads: int = 1, lookahead: int = 8) -> Iterator:
-    """Yield fn(x) for x in source, in order, computed ahead in `threads` worker threads."""
-    pending: queue.Queue = queue.Queue(maxsize=max(1, lookahead))
-    stop = threading.Event()
-    executor = ThreadPoolExecutor(max(1, threads), thread_name_prefix="decode")
+class PrefetchMap:
+    """Iterating yields fn(x) for x in source, in order, computed ahead in `threads` worker threads;
+    `ready()` says how many results are computed and waiting meanwhile."""
 
-    def put(item) -> bool:
-        while not stop.is_set():
+    def __init__(self, fn: Callable, source: Iterable, threads: int = 1, lookahead: int = 8):
+        self.fn, self.source, self.threads = fn, source, max(1, threads)
+        self.pending: queue.Queue = queue.Queue(maxsize=max(1, lookahead))
+
+    def ready(self) -> int:
+        with self.pending.mutex:  # a snapshot: the reader thread appends meanwhile
+            waiting = list(self.pending.queue)
+        return sum(1 for item in waiting if isinstance(item, Future) and item.done())
+
+    def __iter__(self) -> Iterator:
+        pending, fn = self.pending, self.fn
+        stop = threading.Event()
+        executor = ThreadPoolExecutor(self.threads, thread_name_prefix="decode")
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    pending.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce():
             try:
-                pending.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+                for item in self.source:
+                    if not put(executor.submit(fn, item)):
+                        return
+                put(_END)
+            except BaseException as exc:  # handed to the consumer, which decides
+                put(_SourceFailed(exc))
 
-    def produce():
+        reader = threading.Thread(target=produce, name="shard-reader", daemon=True)
+        reader.start()
         try:
-            for item in source:
-                if not put(executor.submit(fn, item)):
+            while True:
+                item = pending.get()
+                if item is _END:
                     return
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, which decides
-            put(_SourceFailed(exc))
+                if isinstance(item, _SourceFailed):
+                    raise SourceError(f"{type(item.exc).__name__}: {item.exc}") from item.exc
+                yield item.result()
+        finally:
+            stop.set()
+            reader.join(timeout=5)
+            executor.shutdown(wait=False, cancel_futures=True)
 
-    reader = threading.Thread(target=produce, name="shard-reader", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = pending.get()
-            if item is _END:
-                return
-            if isinstance(item, _SourceFailed):
-                raise SourceError(f"{type(item.exc).__name__}: {item.exc}") from item.exc
-            yield item.result()
-    finally:
-        stop.set()
-        reader.join(timeout=5)
-        executor.shutdown(wait=False, cancel_futures=True)

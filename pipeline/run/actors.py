@@ -63,7 +63,7 @@ def start_progress_counter():
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from pipeline.run.labeler import ProgressCounter
+    from pipeline.run.progress_counter import ProgressCounter
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     return ray.remote(ProgressCounter).options(num_cpus=0, scheduling_strategy=here).remote()

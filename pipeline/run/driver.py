@@ -51,12 +51,14 @@ class RayUnreachable(NerveError):
 
 
 @contextmanager
-def ray_session(address: str, local_num_cpus: int | None, verbose: bool = False):
+def ray_session(address: str, local_num_cpus: int | None, verbose: bool = False, metrics_export_port: int = 0):
     """Use the Ray already connected (tests, notebooks); else join `address`, or start a local Ray.
 
     A local run asks for address="local": without it Ray would join whatever RAY_ADDRESS or the
     record of an earlier `ray start` names, even a cluster that died long ago. Ray's own log lines
     (start-up notices such as the token-authentication one, worker output) show only when verbose.
+    A local Ray's metrics agent serves Prometheus on `metrics_export_port` (0: a port Ray picks);
+    a joined cluster keeps its own.
     """
     import ray
 
@@ -76,7 +78,7 @@ def ray_session(address: str, local_num_cpus: int | None, verbose: bool = False)
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
             try:
                 ray.init(address="local", num_cpus=local_num_cpus, include_dashboard=False, log_to_driver=verbose,
-                         configure_logging=verbose)
+                         configure_logging=verbose, _metrics_export_port=metrics_export_port or None)
             except Exception as exc:  # Ray raises plain Exception when its processes do not come up in time
                 raise RayUnreachable(f"cannot start a local Ray: {type(exc).__name__}: {_first_line(exc)}") from exc
     try:
@@ -123,7 +125,7 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     start = time.perf_counter()
     stats = []
     if todo:
-        with ray_session(cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose) as ray:
+        with ray_session(cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose, cfg.ray.metrics_export_port) as ray:
             pool = ShardPool(ray, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
             stats = pool.run(todo, result, manifest_counts(todo))
     out.record_failures(result.failed)

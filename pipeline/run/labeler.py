@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -29,7 +29,7 @@ from pipeline.job import ActorJob
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.walk_stats import WalkStats
 from pipeline.output.writers import ShardResult
-from pipeline.read.prefetch import SourceError, prefetch_map
+from pipeline.read.prefetch import PrefetchMap, SourceError
 from pipeline.read.reader import (
     Sample,
     allow_pixels,
@@ -41,8 +41,10 @@ from pipeline.read.shardlist import shard_id
 from pipeline.reasons import BAD_IMAGE_LABELS, ENGINE, NO_IMAGE_LABELS, PREPARE, reason_of
 from pipeline.run.batch_split import run_bisecting
 from pipeline.run.cpuclock import CpuClock
+from pipeline.run.metrics import ActorMetrics, job_tag
 from pipeline.score.scoring import confusion_matrix, reduce_zero_label
 
+ENCODE_BEHIND = 2
 PROGRESS_EVERY_S = 0.2  # a shard tells the progress counter of its images at most this often
 
 
@@ -52,21 +54,6 @@ class EngineBuildError(NerveError):
 
 class ShardReadError(RuntimeError):
     """The shard could not be read at all (missing, not a tar, empty file): nothing was written."""
-
-
-class ProgressCounter:
-    """Per-(shard, attempt) image counts that actors push and the driver polls (a Ray actor)."""
-
-    def __init__(self):
-        self.counts: dict[tuple[str, int], list[int]] = {}
-
-    def add(self, shard: str, attempt: int, ok: int, errors: int) -> None:
-        count = self.counts.setdefault((shard, attempt), [0, 0])
-        count[0] += ok
-        count[1] += errors
-
-    def snapshot(self) -> dict:
-        return {k: tuple(v) for k, v in self.counts.items()}
 
 
 class Labeler:
@@ -81,6 +68,7 @@ class Labeler:
         self._turn = threading.Lock()  # held by the shard whose batches the engine is running
         self._process_mark: float | None = None  # the process's CPU clock when the last shard ended
         self._marking = threading.Lock()
+        self.metrics = ActorMetrics(job_tag(job.config.output.dir))  # gauges and histograms for Prometheus
 
     # ---- what Ray gave this actor ------------------------------------------------------------
     def info(self) -> dict:
@@ -175,16 +163,20 @@ class Labeler:
         read_error, samples, decodable = None, 0, 0
         with _EngineTurn(self._turn, on_batch) as turn:
             try:
-                for sample, prepared in prefetch_map(partial(self._decode, cpu=cpu), cpu.timed(raw_samples(url), "read"),
-                                                     self.job.config.ray.decode_threads, self.job.config.ray.prefetch):
+                decoded = PrefetchMap(partial(self._decode, cpu=cpu), cpu.timed(raw_samples(url), "read"),
+                                      self.job.config.ray.decode_threads, self.job.config.ray.prefetch)
+                for sample, prepared in decoded:
                     batch.append((sample, prepared))
                     samples, decodable = samples + 1, decodable + (prepared is not None)
                     if decodable >= engine.cfg.batch_size:
+                        with cpu.stage("metrics"):
+                            self.metrics.queued.set(decoded.ready())
                         turn(batch)
                         batch, decodable = [], 0
             except SourceError as exc:  # the tar itself: truncated, unreadable, vanished
                 read_error = str(exc)
-            turn(batch)
+            if batch:
+                turn(batch)
         if seconds is not None:
             seconds["waiting"] = turn.waited
         if read_error is None and expected_samples is not None and samples < expected_samples:
@@ -233,11 +225,15 @@ class Labeler:
         """Run the engine on the batch's decodable samples; record them in the encoder thread."""
         good = [(s, p) for s, p in batch if p is not None]
         outputs = {}
+        engine_seconds = 0.0
         if good:
             engine_start = time.perf_counter()
             with state.cpu.stage("engine"):
                 outputs = self._run(good)
-            state.seconds["engine"] += time.perf_counter() - engine_start
+            engine_seconds = time.perf_counter() - engine_start
+            state.seconds["engine"] += engine_seconds
+        with state.cpu.stage("metrics"):
+            self.metrics.batch(len(batch), engine_seconds)
         encoder.submit(self._record, batch, outputs, state, attempt)
 
     def _record(self, batch, outputs: dict, state: _ShardState, attempt: int) -> None:
@@ -289,24 +285,25 @@ class _EngineTurn:
 
 
 class _Encoder:
-    """One background thread that records finished batches in order, one batch behind the engine.
+    """One background thread that records finished batches in order, behind the engine.
 
-    At most one batch waits here (submitting waits for the previous one), so label maps never pile
-    up in memory; leaving the context waits for the last batch and re-raises its error, if any.
+    At most ENCODE_BEHIND batches wait here (submitting waits while that many are pending), so
+    label maps never pile up in memory; leaving the context waits for the last batch and re-raises
+    its error, if any.
     """
 
     def __init__(self):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
-        self._pending = None
+        self._pending: deque = deque()
 
     def submit(self, fn, *args) -> None:
-        self._wait()
-        self._pending = self._pool.submit(fn, *args)
+        while len(self._pending) >= ENCODE_BEHIND:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(fn, *args))
 
     def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
+        while self._pending:
+            self._pending.popleft().result()
 
     def __enter__(self) -> _Encoder:
         return self

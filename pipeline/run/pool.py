@@ -28,6 +28,7 @@ from pipeline.config import LabelJobConfig
 from pipeline.job import ActorJob
 from pipeline.read.shardlist import shard_id
 from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
+from pipeline.run.metrics import JobMetrics, job_tag
 from pipeline.run.progress import JobProgress
 
 if TYPE_CHECKING:
@@ -77,10 +78,15 @@ class ShardPool:
         self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
         self.progress = start_progress_counter()
         self.counts: dict[str, int] = {}  # manifest sample counts: progress totals, short tars caught
+        self.metrics = JobMetrics(job_tag(cfg.output.dir))
+        self.started: set[int] = set()  # slots that have had an actor: a new one there is a restart
 
     def actor(self, slot: int):
         if self.actors[slot] is None:
             self.actors[slot] = start_labeler(self.plan, self.job, self.progress)
+            if slot in self.started:
+                self.metrics.restarted()
+            self.started.add(slot)
         return self.actors[slot]
 
     def run(self, urls: list[str], result: JobResult, counts: dict[str, int]) -> list[dict]:
@@ -172,8 +178,10 @@ class ShardPool:
             if self._retry_or_fail(attempt, queue, result, f"partial shard: {shard_stats['read_error']}",
                                    partial=True, samples=shard_stats["samples"]):
                 stats.append(shard_stats)
+                self.metrics.shard(shard_stats, done=False)
             return
         stats.append(shard_stats)
+        self.metrics.shard(shard_stats, done=True)
         result.done.append(attempt.shard)
         self.emit("done", shard=attempt.shard, attempt=attempt.attempt, stats=shard_stats)
 
@@ -195,11 +203,13 @@ class ShardPool:
         """Requeue the shard while retries remain; else record it as failed and return True."""
         if attempt.charged < self.cfg.ray.max_retries:
             result.retries += 1
+            self.metrics.retried()
             queue.append(attempt.next_try(charged=True))
             self.emit("retry", shard=attempt.shard, attempt=attempt.attempt, reason=reason)
             return False
         result.failed.append({"shard": attempt.shard, "url": attempt.url, "attempts": attempt.attempt + 1,
                               "reason": reason, **extra})
+        self.metrics.failed()
         self.emit("failed", shard=attempt.shard, reason=reason)
         return True
 
@@ -219,6 +229,7 @@ class ShardPool:
         placed any more), so stop now and record them all."""
         for a in [attempt, *queue]:
             result.failed.append({"shard": a.shard, "url": a.url, "attempts": a.attempt + 1, "reason": reason, "fatal": True})
+            self.metrics.failed()
             self.emit("failed", shard=a.shard, reason=reason)
         queue.clear()
 

@@ -39,6 +39,8 @@ def check_ray_settings(ray) -> None:
     for key, least in (("decode_threads", 1), ("prefetch", 1), ("shards_ahead", 0), ("max_retries", 0)):
         if getattr(ray, key) < least:
             raise ConfigError(f"ray.{key} must be >= {least}, got {getattr(ray, key)}")
+    if not 0 <= ray.metrics_export_port <= 65535:
+        raise ConfigError(f"ray.metrics_export_port must be a port number (0 = Ray picks one), got {ray.metrics_export_port}")
 
 
 def check_job(device: str, urls: list[str]) -> None:

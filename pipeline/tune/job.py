@@ -64,7 +64,7 @@ def run_tune_job(cfg, on_event=None) -> TuneResult:
     fs, out = filesystem(cfg.output.dir)
     tune_dir = join(cfg.output.dir, "tune")
     fs.makedirs(join(out, "tune", "trials"), exist_ok=True)
-    with ray_session(cfg.ray.address, cfg.ray.local_num_cpus) as ray:
+    with ray_session(cfg.ray.address, cfg.ray.local_num_cpus, metrics_export_port=cfg.ray.metrics_export_port) as ray:
         cache = build_cache(ray, cfg, space, join(cfg.output.dir, "cache"), vocab, on_event or (lambda *a, **k: None))
         if cache.not_done:  # trials on part of the images would not score what `nerve label` scores
             return TuneResult(cache)

@@ -83,7 +83,7 @@ def score_settings(context: TrialContext, settings: dict) -> dict:
 
 def part_miou(engine, context: TrialContext, entries) -> float | None:
     """Dataset-level mIoU of one part, from the summed confusion of its images."""
-    from pipeline.read.prefetch import prefetch_map
+    from pipeline.read.prefetch import PrefetchMap
     from pipeline.score.scoring import confusion_matrix, summarize_confusion
 
     k = len(context.class_names)
@@ -91,7 +91,7 @@ def part_miou(engine, context: TrialContext, entries) -> float | None:
     size = max(1, engine.cfg.batch_size)
     batches = [entries[i : i + size] for i in range(0, len(entries), size)]
     fs, root = filesystem(context.cache_dir)
-    for batch, images in prefetch_map(lambda b: (b, [load_image(fs, root, e) for e in b]), batches, 1, 2):
+    for batch, images in PrefetchMap(lambda b: (b, [load_image(fs, root, e) for e in b]), batches, 1, 2):
         for image, segmentation in zip(images, finish_cached(engine, context.layers, batch, images)):
             confusion += confusion_matrix(segmentation.labels, image["gt"].numpy(), k, context.ignore_index)
     return summarize_confusion(confusion, list(context.class_names))["miou"]
