@@ -65,6 +65,7 @@ class PipelineBenchConfig:
     cache_dir: str = "~/.cache/nerve"
     seed: int = 0
     threads: int = 0  # CPU threads for the engine-alone run; 0 = torch's default (Ray actors get their CPUs)
+    engine_alone: bool = True  # also run the engine alone on the same images (false: the label job only, no overhead ratios)
     engine: EngineConfig = field(default_factory=EngineConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     standin: StandinBenchConfig = field(default_factory=StandinBenchConfig)
@@ -136,15 +137,17 @@ def _run(cfg: PipelineBenchConfig) -> dict:
     shards = write_bench_shards(cfg, out / "shards", len(vocab))
     job = label_job(cfg, engine_cfg, shards, out / "label")
     job["cpu_ms_per_image"] = cpu_ms_per_image(steady_state(shard_stats(str(out / "label"))))
-    with torch_threads(cfg.threads) as threads:
-        alone = engine_alone(engine_cfg, shards, vocab)
     measured = {
         "nerve label, end to end": dict(images=job["images"], seconds=job["wall_seconds"]),
         # the job's own figure once actors are up: shard time summed over actors, model load excluded
         "nerve label, actors up": dict(images=job["images"], seconds=job["images"] / job["labeling_images_per_second"]),
-        "engine alone": dict(images=alone["images"], seconds=alone["seconds"]),
-        "engine alone + model load": dict(images=alone["images"], seconds=alone["seconds"] + alone["build_seconds"]),
     }
+    alone, threads = {}, None
+    if cfg.engine_alone:
+        with torch_threads(cfg.threads) as threads:
+            alone = engine_alone(engine_cfg, shards, vocab)
+        measured["engine alone"] = dict(images=alone["images"], seconds=alone["seconds"])
+        measured["engine alone + model load"] = dict(images=alone["images"], seconds=alone["seconds"] + alone["build_seconds"])
     for value in measured.values():
         value["images_per_second"] = value["images"] / value["seconds"]
     pipeline_rate = measured["nerve label, end to end"]["images_per_second"]
@@ -158,13 +161,17 @@ def _run(cfg: PipelineBenchConfig) -> dict:
         config=asdict(cfg),
         measured=measured,
         label_job=job,  # the job's own figures, incl. its engine batches' images/s summed over actors
-        engine_stage_seconds=alone["stage_seconds"],
+        engine_stage_seconds=alone.get("stage_seconds"),
         engine_alone_threads=threads,
-        overhead_ratio=measured["engine alone"]["images_per_second"] / pipeline_rate,
-        overhead_ratio_with_model_load=measured["engine alone + model load"]["images_per_second"] / pipeline_rate,
-        overhead_ratio_actors_up=measured["engine alone"]["images_per_second"]
-        / measured["nerve label, actors up"]["images_per_second"],
+        overhead_ratio=_ratio(measured, "engine alone", pipeline_rate),
+        overhead_ratio_with_model_load=_ratio(measured, "engine alone + model load", pipeline_rate),
+        overhead_ratio_actors_up=_ratio(measured, "engine alone", measured["nerve label, actors up"]["images_per_second"]),
     )
+
+
+def _ratio(measured: dict, name: str, rate: float) -> float | None:
+    """measured[name]'s images/s over `rate` (None when that path was not run: engine_alone=false)."""
+    return measured[name]["images_per_second"] / rate if name in measured else None
 
 
 def _engine_config(cfg: PipelineBenchConfig, images_per_second: float):

@@ -69,6 +69,9 @@ class Labeler:
         self._process_mark: float | None = None  # the process's CPU clock when the last shard ended
         self._marking = threading.Lock()
         self.metrics = ActorMetrics(job_tag(job.config.output.dir))  # gauges and histograms for Prometheus
+        # Every shard's batches run here, in the order their turns queue them: the next shard's first
+        # batch waits in this thread's queue, not behind a wake-up of the next shard's own thread.
+        self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
 
     # ---- what Ray gave this actor ------------------------------------------------------------
     def info(self) -> dict:
@@ -129,9 +132,9 @@ class Labeler:
         start = time.perf_counter()
         state = _ShardState(shard, self.job, len(self._vocab))
         state.seconds["engine_build"] = start - build_start
-        with _Encoder() as encoder:
-            read_error = self.read_batches(url, expected_samples, lambda batch: self._flush(batch, state, attempt, encoder),
-                                           state.cpu, state.seconds)
+        with _ShardBatches(self._engine_thread) as batches:
+            read_error = self.read_batches(url, expected_samples, lambda batch: batches.engine(self._flush, batch, state, attempt,
+                                                                                                 batches), state.cpu, state.seconds)
         out = OutputDir(self.job.config.output.dir)
         with state.cpu.stage("write"):  # rows and COCO results; the stats file, the done-marker, last
             out.write_shard(state.result, None, self.job.config.output.parquet_compression)
@@ -221,8 +224,9 @@ class Labeler:
         bad = [c for c in labels if not (isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(self._vocab))]
         return BAD_IMAGE_LABELS.error(f"{bad} are not class ids") if bad else None
 
-    def _flush(self, batch, state: _ShardState, attempt: int, encoder: _Encoder) -> None:
-        """Run the engine on the batch's decodable samples; record them in the encoder thread."""
+    def _flush(self, batch, state: _ShardState, attempt: int, batches: _ShardBatches) -> None:
+        """Engine thread: run the engine on the batch's decodable samples; record them in the
+        shard's encoder thread."""
         good = [(s, p) for s, p in batch if p is not None]
         outputs = {}
         engine_seconds = 0.0
@@ -234,7 +238,7 @@ class Labeler:
             state.seconds["engine"] += engine_seconds
         with state.cpu.stage("metrics"):
             self.metrics.batch(len(batch), engine_seconds)
-        encoder.submit(self._record, batch, outputs, state, attempt)
+        batches.encode(self._record, batch, outputs, state, attempt)
 
     def _record(self, batch, outputs: dict, state: _ShardState, attempt: int) -> None:
         """Encode masks (PNG, RLE) and score, in sample order; runs while the engine does the next batch."""
@@ -284,28 +288,41 @@ class _EngineTurn:
             self.lock.release()
 
 
-class _Encoder:
-    """One background thread that records finished batches in order, behind the engine.
+class _ShardBatches:
+    """One shard's batches in flight: each runs on the actor's engine thread, then is recorded in
+    this shard's encoder thread, in order.
 
-    At most ENCODE_BEHIND batches wait here (submitting waits while that many are pending), so
-    label maps never pile up in memory; leaving the context waits for the last batch and re-raises
-    its error, if any.
+    At most one of the shard's batches waits for the engine behind the one it runs, and at most
+    ENCODE_BEHIND wait for the encoder (submitting waits), so decoded samples and label maps never
+    pile up in memory. The shard's turn ends when its last batch is queued, so the next shard's
+    first batch queues right behind it. Leaving the context waits for every batch and re-raises
+    the first error, if any.
     """
 
-    def __init__(self):
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
-        self._pending: deque = deque()
+    def __init__(self, engine_thread: ThreadPoolExecutor):
+        self._engine_thread = engine_thread
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self._at_engine: deque = deque()
+        self._at_encoder: deque = deque()
 
-    def submit(self, fn, *args) -> None:
-        while len(self._pending) >= ENCODE_BEHIND:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(fn, *args))
+    def engine(self, fn, *args) -> None:
+        """Queue fn(*args) on the engine thread (called by the shard's thread, during its turn)."""
+        while len(self._at_engine) > 1:
+            self._at_engine.popleft().result()
+        self._at_engine.append(self._engine_thread.submit(fn, *args))
+
+    def encode(self, fn, *args) -> None:
+        """Queue fn(*args) on the encoder thread (called by the engine thread)."""
+        while len(self._at_encoder) >= ENCODE_BEHIND:
+            self._at_encoder.popleft().result()
+        self._at_encoder.append(self._encoder.submit(fn, *args))
 
     def _wait(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
+        for pending in (self._at_engine, self._at_encoder):  # engine first: its batches queue encodes
+            while pending:
+                pending.popleft().result()
 
-    def __enter__(self) -> _Encoder:
+    def __enter__(self) -> _ShardBatches:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -313,7 +330,13 @@ class _Encoder:
             if exc[0] is None:
                 self._wait()
         finally:
-            self._pool.shutdown(wait=True)
+            for future in self._at_engine:  # an error: this shard's batches not yet run are dropped
+                future.cancel()
+            while self._at_engine:  # one may be running: it must not encode after the encoder is gone
+                pending = self._at_engine.popleft()
+                if not pending.cancelled():
+                    pending.exception()
+            self._encoder.shutdown(wait=True)
 
 
 class _ShardState:
