@@ -373,13 +373,14 @@ def test_pipeline_bench_standin_finds_the_host_ceiling(tmp_path):
 
     command = [sys.executable, "-m", "jobs.cli", "bench", "pipeline", "models=standin", f"output={tmp_path}", "images=16",
                "per_shard=4", "standin.images_per_second=40", "standin.decode_threads=[1]", "standin.trial_seconds=0.2",
-               "standin.precision=1.0"]
+               "standin.precision=1.0", "engine_alone=false"]
     subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1], timeout=600)
     results = json.loads((tmp_path / "pipeline.json").read_text())
+    assert "engine alone" not in results["measured"] and results["overhead_ratio"] is None  # engine_alone=false
     assert results["host_ceiling_images_per_second"]["1"] > 0
     cost = results["cpu_ms_per_image"]["1"]
     assert cost["total"] > 0 and cost["decode"] > 0 and cost["encode"] > 0
-    assert results["label_job"]["cpu_ms_per_image"]["engine"] >= 0
+    assert results["label_job"]["cpu_ms_per_image"]["engine"] >= 0 and results["label_job"]["cpu_ms_per_image"]["metrics"] > 0
     assert "host ceiling, 1 decode threads" in (tmp_path / "pipeline.txt").read_text()
 
 

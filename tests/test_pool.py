@@ -123,7 +123,8 @@ def test_a_shard_that_finished_before_its_actor_died_is_done_not_charged(pool):
     pool._hand_out(queue, running)
     first, ahead = pool.held[0]
     # Both outcomes arrive in one tick, the death first: s0's stats must still count.
-    pool.ray.results = {ahead.ref: ActorDiedError(), first.ref: {"shard": "s0", "samples": 4, "partial": False}}
+    pool.ray.results = {ahead.ref: ActorDiedError(), first.ref: {"shard": "s0", "samples": 4, "partial": False,
+                                                                 "actor": {"host": "h", "pid": 1}, "seconds": {"total": 1.0}}}
     outcomes = pool._outcomes(running, timeout=0)
     assert [ref for ref, _ in outcomes] == [first.ref, ahead.ref]
     for ref, outcome in outcomes:
@@ -163,10 +164,10 @@ def test_busy_seconds_count_overlapping_shards_once():
 
 
 class _TurnCheckingEngine:
-    """The real engine, recording which thread runs each batch and failing on overlapping batches."""
+    """The real engine, recording which shard each batch is from and failing on overlapping batches."""
 
     def __init__(self, engine):
-        self.engine, self.threads, self.inside = engine, [], threading.Lock()
+        self.engine, self.shards, self.inside = engine, [], threading.Lock()
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
@@ -175,7 +176,6 @@ class _TurnCheckingEngine:
         if not self.inside.acquire(blocking=False):
             raise AssertionError("two shards ran engine batches at once")
         try:
-            self.threads.append(threading.get_ident())
             time.sleep(0.05)  # long enough that the other shard has its first batch ready and waits
             return self.engine.run(prepared, *args, **kwargs)
         finally:
@@ -190,6 +190,13 @@ def test_two_shards_on_one_actor_take_turns_on_the_engine_and_match_one_at_a_tim
         alone.label_shard(str(tmp_path / "in" / f"{shard}.tar"))
     labeler = in_process_labeler(tiny_models, tmp_path / "both", "engine.batch_size=2")
     engine = labeler._engine = _TurnCheckingEngine(labeler.engine)
+    flush = labeler._flush
+
+    def flush_noting_the_shard(batch, state, *rest):
+        engine.shards.append(state.shard)
+        flush(batch, state, *rest)
+
+    labeler._flush = flush_noting_the_shard
     stats = {}
 
     def label(shard):
@@ -202,8 +209,8 @@ def test_two_shards_on_one_actor_take_turns_on_the_engine_and_match_one_at_a_tim
         t.join()
     assert len(stats) == 2 and all(s["ok"] == 6 for s in stats.values())
     # Each shard's three batches ran in one unbroken turn.
-    runs = [engine.threads[0]] + [b for a, b in zip(engine.threads, engine.threads[1:]) if a != b]
-    assert len(engine.threads) == 6 and len(runs) == 2
+    runs = [engine.shards[0]] + [b for a, b in zip(engine.shards, engine.shards[1:]) if a != b]
+    assert len(engine.shards) == 6 and len(runs) == 2
     # One of the two waited for the other's turn, and says so.
     assert max(s["seconds"]["waiting"] for s in stats.values()) > 0.02
     for shard in stats:
@@ -211,3 +218,12 @@ def test_two_shards_on_one_actor_take_turns_on_the_engine_and_match_one_at_a_tim
         ref = {r["key"]: r["mask_png"] for r in pq.read_table(tmp_path / "alone" / "shards" / f"{shard}.parquet").to_pylist()}
         assert rows == ref and len(rows) == 6
     assert np.isfinite([s["images_per_second"] for s in stats.values()]).all()
+
+
+def test_the_progress_counter_imports_neither_torch_nor_the_reader():
+    """Its actor process starts at every job: a torch import there costs seconds of CPU."""
+    import subprocess
+    import sys
+
+    code = "import sys, pipeline.run.progress_counter; print('torch' in sys.modules, 'pipeline.read.reader' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False", "False"]
