@@ -62,7 +62,7 @@ def pods(spec: dict) -> list[dict]:
 @pytest.mark.parametrize("example", [CRONJOB, RAYJOB], ids=lambda p: p.name)
 def test_kuberay_examples_run_the_built_image(example):
     assert {c["image"] for pod in pods(ray_job_spec(example)) for c in pod["containers"]} == {IMAGE}
-    assert f"docker push {IMAGE}" in DOCKERFILE.read_text()
+    assert f"docker push {IMAGE}" in DOCKERFILE.read_text() and f"docker push {IMAGE}" in (ROOT / "README.md").read_text()
 
 
 def test_nightly_raycronjob_runs_nerve_regress_on_a_throwaway_cluster_and_keeps_the_report():
