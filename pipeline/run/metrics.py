@@ -59,7 +59,7 @@ class JobMetrics:
 
     def shard(self, stats: dict, done: bool) -> None:
         """One shard's stats accepted into the job (done, or failed with its rows kept)."""
-        tags = {**self.job, "actor": actor_tag(stats["actor"])}
+        tags = {**self.job, "actor": actor_tag(stats["actor"]) if stats.get("actor") else ""}  # nerve tune's cache stats name none
         if stats["samples"]:  # Ray's counters take positive increments only
             self.images.inc(stats["samples"], tags)
         for reason, count in stats.get("errors_by_reason", {}).items():
