@@ -5,9 +5,10 @@ GPU-pinning test) can create actors and ask what they were given without loading
 call, tar reading, decoding and `engine.prepare` run ahead in background threads while the engine
 works on batches; the shard's outputs are written by the actor itself and only its stats travel
 back to the driver. The driver may hand an actor its next shard before the current one ends
-(ray.shards_ahead): the calls run side by side, but only one at a time holds the engine (its
-"turn", from its first batch to its last), so the next shard reads and decodes while the current
-one runs its last batches and writes, and the engine never waits for a shard to fill.
+(ray.shards_ahead): the calls run side by side, but only one at a time queues batches for the
+actor's one engine thread (its "turn", from its first batch until its last is queued), so the next
+shard reads and decodes while the current one runs its last batches and writes, its first batch
+runs the moment the current one's last ends, and the engine never waits for a shard to fill.
 
 A batch the engine fails on is split and retried (`run_bisecting`); a tar that breaks after some
 samples gives outputs and stats marked `partial`, which the driver retries and never counts as done.
