@@ -41,7 +41,7 @@ from pipeline.read.shardlist import shard_id
 from pipeline.reasons import BAD_IMAGE_LABELS, ENGINE, NO_IMAGE_LABELS, PREPARE, reason_of
 from pipeline.run.batch_split import run_bisecting
 from pipeline.run.cpuclock import CpuClock
-from pipeline.score.scoring import confusion_matrix, reduce_zero_label
+from pipeline.score.scoring import confusion_matrix, image_scores, reduce_zero_label
 
 PROGRESS_EVERY_S = 0.2  # a shard tells the progress counter of its images at most this often
 
@@ -362,13 +362,16 @@ class _ShardState:
             self.result.add_error(sample.key, sample.image_id, sample.error, occurrence=sample.occurrence)
             return
         self.ok += 1
-        with self.cpu.stage("encode"):
-            self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence, output.walk)
-        self.walk.add(output.walk)
+        cm = None
         if sample.gt is not None:
             self.gt_images += 1
             with self.cpu.stage("score"):
-                self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
+                cm = confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
+                self.confusion += cm
+        with self.cpu.stage("encode"):
+            self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence, output.walk,
+                               image_scores(cm, output.confidence))
+        self.walk.add(output.walk)
 
     def stats(self, url: str, attempt: int, actor: dict, engine_digest: str, process_cpu: float) -> dict:
         """`process_cpu`: the actor process's CPU seconds counted for this shard (Labeler._process_cpu)."""

@@ -76,6 +76,24 @@ def _percent(x):
     return None if x is None or np.isnan(x) else round(float(x) * 100.0, 4)
 
 
+def image_scores(cm: np.ndarray | None, confidence: np.ndarray | None) -> dict:
+    """One image's scores, the Parquet rows' `image_scores`: null where a score does not apply.
+
+    `cm`: the image's own confusion matrix (None without GT): `pixel_accuracy` is the share of its
+    scored pixels (GT ignore left out) predicted right, `miou` the mean IoU over the classes with a
+    non-zero union, i.e. present in its GT or predicted on its scored pixels; both in percent, like
+    summary.json's. `confidence`: the quantised top-class probability map (None unless stored):
+    `mean_confidence` is its mean as a probability (0..1).
+    """
+    accuracy = miou = None
+    if cm is not None and cm.sum():
+        iou = per_class_iou(cm)
+        accuracy = _percent(np.trace(cm[:, : cm.shape[0]]) / cm.sum())
+        miou = _percent(iou[~np.isnan(iou)].mean())
+    mean_confidence = None if confidence is None else round(float(np.mean(confidence)) / 255.0, 6)
+    return {"pixel_accuracy": accuracy, "miou": miou, "mean_confidence": mean_confidence}
+
+
 def summarize_confusion(cm: np.ndarray, class_names: list[str]) -> dict:
     """mIoU (mean over classes with non-zero union), per-class IoU, pixel accuracy, all in percent."""
     cm = np.asarray(cm, dtype=np.int64)
