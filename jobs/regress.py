@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
         report.notes.append(f"This run was accepted as the new baseline ({cfg.baseline}).")
     elif update:
         report.notes.append("Shards failed, so the baseline was NOT updated.")
-    files = write_report(report, folder, cfg.samples, time.perf_counter() - start)
+    files = write_report(report, folder, cfg.samples, time.perf_counter() - start, cfg.progress)
     _print(report, files)
     report_failures(result)
     if update:
