@@ -45,10 +45,10 @@ def main(argv: list[str]) -> int:
     cfg = load_object(ReportJobConfig, args.overrides, args.config_file)
     if cfg.limit < 0:
         raise ConfigError(f"limit must be 0 (every image) or more, not {cfg.limit}")
+    folder = report_folder(cfg)
     out = OutputDir(cfg.output.dir)
     if not out.fs.exists(out.root):
         raise NotAnOutputDir(f"{cfg.output.dir} does not exist")
-    folder = report_folder(cfg)
     if out.record() is not None:
         path, counts = write_run_report(cfg.output.dir, folder, cfg.input.shards, cfg.limit, cfg.progress)
         print(f"report: {path}  ({counts['made']} thumbnails made, {counts['reused']} reused)")
