@@ -24,6 +24,7 @@ def reference_sections():
     from jobs.demo import DemoConfig
     from jobs.export import CocoExport, PngExport
     from jobs.regress import RegressJobConfig
+    from jobs.report import ReportJobConfig
     from jobs.shards import CocoShards, DemoShards, FolderShards, VocShards
     from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
     from pipeline.tune.config import TuneJobConfig
@@ -42,6 +43,7 @@ def reference_sections():
         ("nerve shards demo", DemoShards, None),
         ("nerve export png", PngExport, None),
         ("nerve export coco", CocoExport, None),
+        ("nerve report", ReportJobConfig, None),
     ]
 
 
@@ -110,6 +112,7 @@ def _schema(command: str, args: list[str]):
     from jobs.demo import DemoConfig
     from jobs.export import CocoExport, PngExport
     from jobs.regress import RegressJobConfig
+    from jobs.report import ReportJobConfig
     from jobs.shards import MAKERS
     from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
     from pipeline.tune.config import TuneJobConfig
@@ -122,7 +125,7 @@ def _schema(command: str, args: list[str]):
         kinds = MAKERS if command == "shards" else {"png": (PngExport,), "coco": (CocoExport,)}
         return kinds[args[0]][0], args[1:]
     return {"label": LabelJobConfig, "regress": RegressJobConfig, "demo": DemoConfig, "score": ScoreJobConfig,
-            "verify": VerifyJobConfig, "tune": TuneJobConfig}[command], args
+            "verify": VerifyJobConfig, "tune": TuneJobConfig, "report": ReportJobConfig}[command], args
 
 
 def _all_commands():

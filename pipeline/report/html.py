@@ -96,6 +96,14 @@ def _errors_by_reason(report: RunReport) -> str:
     return "<h2>Errors by reason</h2>" + table(["reason", "rows"], sorted(reasons.items(), key=lambda r: -r[1]))
 
 
+def _jump_links(report: RunReport) -> str:
+    """The gallery sits below the figures: one line to go straight to it (and to the error rows)."""
+    if report.rows is None:
+        return ""
+    links = ['<a href="#gallery">images, worst first</a>'] + (['<a href="#errors">error rows</a>'] if report.rows.errors else [])
+    return f"<p>Go to: {' · '.join(links)}</p>"
+
+
 def render_html(report: RunReport) -> str:
     s = report.summary
     verdict = report.verdict
@@ -117,7 +125,7 @@ def render_html(report: RunReport) -> str:
     body = [
         f"<h1>{escape(report.title)}</h1>",
         f'<p>Result: <span class="{css}">{escape(verdict)}</span></p>' if report.checks is not None else "",
-        notes, f"<table>{fact_rows}</table>",
+        notes, f"<table>{fact_rows}</table>", _jump_links(report),
         _checks(report) if report.checks is not None else "",
         _errors_by_reason(report), chart,
         _walk(report) if walk_rows(s) else "",
