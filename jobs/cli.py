@@ -21,6 +21,7 @@ COMMANDS = {
     "verify": "jobs.verify",
     "demo": "jobs.demo",
     "tune": "jobs.tune",
+    "evaluate": "jobs.evaluate",
 }
 SUMMARIES = {
     "label": "label WebDataset shards with an engine on Ray (a local Ray, or a cluster with ray.address)",
@@ -32,6 +33,7 @@ SUMMARIES = {
     "verify": "check that every input sample has exactly one row in an output directory",
     "demo": "the whole tool offline in a minute: synthetic shards, tiny models, label, score, report",
     "tune": "pick the walk's open settings on labelled shards: cache features once, search them with Ray Tune",
+    "evaluate": "one engine over several datasets (a label job each), its mIoU beside the papers' tables",
 }
 HELP_FLAGS = ("-h", "--help")
 USAGE = "usage: nerve {" + ",".join(COMMANDS) + "} [--config FILE] [key=value ...]  (nerve --help lists them)"
