@@ -26,6 +26,7 @@ def reference_sections():
     from jobs.regress import RegressJobConfig
     from jobs.shards import CocoShards, DemoShards, FolderShards, VocShards
     from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
+    from pipeline.evaluate.config import EvaluateJobConfig
     from pipeline.tune.config import TuneJobConfig
 
     return [
@@ -33,6 +34,7 @@ def reference_sections():
         ("nerve regress (every nerve label key, plus)", RegressJobConfig,
          ["output", "baseline", "record_missing_baseline", "report", "tolerance", "samples", "demo_shards"]),
         ("nerve tune (every nerve label key, plus)", TuneJobConfig, ["tune"]),
+        ("nerve evaluate (every nerve label key but input.shards, plus)", EvaluateJobConfig, ["evaluate"]),
         ("nerve demo", DemoConfig, None),
         ("nerve score", ScoreJobConfig, None),
         ("nerve verify", VerifyJobConfig, None),
@@ -112,6 +114,7 @@ def _schema(command: str, args: list[str]):
     from jobs.regress import RegressJobConfig
     from jobs.shards import MAKERS
     from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
+    from pipeline.evaluate.config import EvaluateJobConfig
     from pipeline.tune.config import TuneJobConfig
 
     if command == "bench":
@@ -122,7 +125,7 @@ def _schema(command: str, args: list[str]):
         kinds = MAKERS if command == "shards" else {"png": (PngExport,), "coco": (CocoExport,)}
         return kinds[args[0]][0], args[1:]
     return {"label": LabelJobConfig, "regress": RegressJobConfig, "demo": DemoConfig, "score": ScoreJobConfig,
-            "verify": VerifyJobConfig, "tune": TuneJobConfig}[command], args
+            "verify": VerifyJobConfig, "tune": TuneJobConfig, "evaluate": EvaluateJobConfig}[command], args
 
 
 def _all_commands():
