@@ -12,8 +12,8 @@ class EvaluateConfig:
     # dataset preset name (configs/datasets/) -> its input shards, in any form input.shards takes
     # (a path, a brace pattern, a directory, a list); each is labeled into output.dir/{dataset}/
     datasets: dict[str, Any] = field(default_factory=dict)
-    # the paper table to compare with (configs/papers/NAME.yaml, or a YAML path); "" = the engine
-    # preset's own tables (configs/papers/engines.yaml)
+    # the paper table to compare with: a file name of configs/paper_tables/ without .yaml (nerve,
+    # naclip-pamr, ...), or a YAML path; "" = the engine preset's own tables (configs/paper_tables/engines.yaml)
     paper: str = ""
 
 

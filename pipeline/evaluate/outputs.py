@@ -21,7 +21,7 @@ def render_markdown(record: dict) -> str:
     for t in record["paper_tables"]:
         lines.append(f"- paper table `{t['name']}`: {t['paper']}, {t['table']}")
     if not record["paper_tables"]:
-        lines.append(f"- no paper table belongs to engine `{record['engine']}` (configs/papers/engines.yaml; "
+        lines.append(f"- no paper table belongs to engine `{record['engine']}` (configs/paper_tables/engines.yaml; "
                      "`evaluate.paper=NAME` names one)")
     lines += ["", "| dataset | images | errors | mIoU | paper | delta | done |", "|---|---:|---:|---:|---:|---:|---|"]
     for r in record["rows"]:

@@ -1,5 +1,5 @@
-"""The papers' reported mIoU, one YAML file per table row in configs/papers/, and which tables each
-engine preset is compared with (configs/papers/engines.yaml, kept apart from the engine presets so
+"""The papers' reported mIoU, one YAML file per table row in configs/paper_tables/, and which tables each
+engine preset is compared with (configs/paper_tables/engines.yaml, kept apart from the engine presets so
 that naming a table never changes an engine's fingerprint)."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 from configs import CONFIG_DIR
 from nerve_core.errors import ConfigError
 
-PAPERS_DIR = CONFIG_DIR / "papers"
+PAPERS_DIR = CONFIG_DIR / "paper_tables"
 ENGINE_TABLES_FILE = PAPERS_DIR / "engines.yaml"
 
 
@@ -24,7 +24,7 @@ class PaperTable:
     table: str = ""  # which table and row the figures come from
     average: Optional[float] = None  # the table's own average column, null where it has none
     miou: dict[str, Optional[float]] = field(default_factory=dict)  # dataset preset name -> mIoU (%), null: not given
-    name: str = ""  # the file's name in configs/papers/ (or its path), set on loading
+    name: str = ""  # the file's name in configs/paper_tables/ (or its path), set on loading
 
 
 def table_names() -> list[str]:
@@ -42,7 +42,7 @@ def _read(path: Path) -> dict:
 
 
 def load_table(name: str) -> PaperTable:
-    """A table by name (configs/papers/NAME.yaml) or by the path of a YAML file of the same form."""
+    """A table by name (configs/paper_tables/NAME.yaml) or by the path of a YAML file of the same form."""
     path = Path(name)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = PAPERS_DIR / f"{name}.yaml"
