@@ -61,7 +61,8 @@ def main(argv: list[str]) -> int:
             result = run_label_job(job, session=session)
             stop_if_fatal(result, job.output.dir)
             report_failures(result)
-            not_done += [name] * (not result.ok)
+            if not result.ok:
+                not_done.append(name)
             rows.append(dataset_row(name, OutputDir(job.output.dir).summary(), job.output.dir, result.ok, tables))
             print(f"  {rows[-1]['images']} images ({result.skipped} of {result.shards} shards done before), "
                   f"mIoU {fmt(rows[-1]['miou'])}, paper {fmt(rows[-1]['paper_miou'], 1)}")

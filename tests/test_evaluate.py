@@ -3,6 +3,7 @@ over two datasets (rows equal to each dataset's summary.json, a rerun that relab
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -15,6 +16,7 @@ from jobs.models import load_labeling_config
 from nerve_core.models.tiny import dotlist
 from pipeline.evaluate.config import EvaluateJobConfig
 from pipeline.evaluate.papers import engine_tables, load_table, paper_figure, table_names, tables_for
+from pipeline.run import driver
 from tests.shards import make_demo_shards
 
 JOB_CONFIGS = ["evaluate-nerve", "evaluate-naclip", "evaluate-wsss"]
@@ -86,6 +88,32 @@ def test_missing_shards_of_one_dataset_stop_the_job_before_any_labeling(tmp_path
     assert rc == 2 and err.count("\n") == 1
     assert err.startswith("nerve: dataset voc21: 1 of 1 input shards do not exist") and "dataset demo" not in err
     assert not out.exists()  # nothing labeled, not even the dataset whose shards are there
+
+
+def test_shared_session_starts_ray_once_for_every_job_and_stops_it_at_the_end(monkeypatch):
+    events = []
+
+    @contextmanager
+    def counting_session(address, local_num_cpus, verbose=False):  # as ray_session: a Ray already up is reused
+        if "start" in events and "stop" not in events:
+            yield "ray"
+            return
+        events.append("start")
+        try:
+            yield "ray"
+        finally:
+            events.append("stop")
+
+    monkeypatch.setattr(driver, "ray_session", counting_session)
+    with driver.SharedRaySession() as session:
+        for _ in range(3):
+            with session("", None) as ray:
+                assert ray == "ray"
+        assert events == ["start"]
+    assert events == ["start", "stop"]
+    with driver.SharedRaySession():
+        pass  # no job had work: no Ray
+    assert events == ["start", "stop"]
 
 
 @pytest.fixture(scope="module")
