@@ -77,7 +77,8 @@ CITYSCAPES_TRAIN_ID = [255, 255, 255, 255, 255, 255, 255,  # unlabeled .. ground
 CITY_GOOD = "frankfurt_000000_000294"
 
 
-def save_city(root: Path, split: str, city_stem: str, label_ids: np.ndarray | None, decoys: bool = False) -> None:
+def save_city(root: Path, split: str, city_stem: str, label_ids: np.ndarray | None, decoys: bool = False) -> Path:
+    """Image and labelIds of one Cityscapes frame (with the other gtFine files when `decoys`); the image's path."""
     city = city_stem.split("_")[0]
     h, w = label_ids.shape if label_ids is not None else (4, 4)
     image = root / "leftImg8bit" / split / city / f"{city_stem}_leftImg8bit.png"
@@ -91,6 +92,16 @@ def save_city(root: Path, split: str, city_stem: str, label_ids: np.ndarray | No
         Image.fromarray(np.full((h, w), 26001, dtype=np.uint16)).save(gt / f"{city_stem}_gtFine_instanceIds.png")
         save_gray_png(gt / f"{city_stem}_gtFine_labelTrainIds.png", np.full((h, w), 3))
         (gt / f"{city_stem}_gtFine_polygons.json").write_text(json.dumps({"imgHeight": h, "imgWidth": w, "objects": []}))
+    return image
+
+
+def damage(path: Path, truncate: bool) -> None:
+    data = bytearray(path.read_bytes())
+    if truncate:
+        del data[len(data) // 2:]
+    else:
+        data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
 
 
 def test_cityscapes_label_ids_become_train_ids_and_decoys_are_not_read(tmp_path):
@@ -102,6 +113,8 @@ def test_cityscapes_label_ids_become_train_ids_and_decoys_are_not_read(tmp_path)
     save_city(root, "val", "munster_000002_000019", None)  # image without its labelIds file
     save_city(root, "val", "munster_000003_000019", tiled([7, 34]))  # 34 is no label id
     save_city(root, "train", "aachen_000000_000019", tiled([7]))  # other split
+    for frame, truncate in (("ulm_000004_000019", True), ("ulm_000005_000019", False)):  # PNG photos, broken
+        damage(save_city(root, "val", frame, np.full((32, 32), 7)), truncate)
     samples, skipped = made(tmp_path, "cityscapes", f"root={root}", "split=val")
     assert list(samples) == [CITY_GOOD, "lindau_000001_000019"]
     seg, meta = check_contract(samples[CITY_GOOD])
@@ -111,7 +124,8 @@ def test_cityscapes_label_ids_become_train_ids_and_decoys_are_not_read(tmp_path)
     seg, meta = check_contract(samples["lindau_000001_000019"])
     np.testing.assert_array_equal(seg, tiled([11, 13, 255]))
     assert meta["labels"] == [11, 13]
-    assert reasons(skipped) == {"munster_000002_000019": "missing mask", "munster_000003_000019": "mask ids out of range"}
+    assert reasons(skipped) == {"munster_000002_000019": "missing mask", "munster_000003_000019": "mask ids out of range",
+                                "ulm_000004_000019": "unreadable image", "ulm_000005_000019": "unreadable image"}
 
 
 def test_cityscapes_test_split_keeps_images_with_all_ignore_gt(tmp_path):
