@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from nerve_core.errors import ConfigError
 from pipeline.sources.idtable import IdTable
-from pipeline.sources.pairs import Pair, files_by_stem, pair_samples
+from pipeline.sources.pairs import Pair, check_split, images_and_annotations, pair_samples
 from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog
 
@@ -23,10 +22,7 @@ ADE_IDS = IdTable.classes(151, background=0)  # 0 = other, then the 150 classes
 
 def ade_samples(root: str | Path, split: str, skips: SkipLog) -> Iterator[ShardSample]:
     """One sample per image of images/{split}/, GT from annotations/{split}/."""
-    if split not in SPLITS:
-        raise ConfigError(f"unknown ADE20K split {split!r}; choose one of {', '.join(SPLITS)}")
-    root = Path(root)
-    images = files_by_stem(root / "images" / split, "*.jpg", ".jpg", "give ADEChallengeData2016")
-    masks = root / "annotations" / split
+    check_split(split, SPLITS, "ADE20K")
+    images, masks = images_and_annotations(root, split, "give ADEChallengeData2016")
     pairs = (Pair(name, path, masks / f"{name}.png", ADE_IDS) for name, path in images)
     return pair_samples(pairs, f"ade20k/{split}", skips)

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from nerve_core.errors import ConfigError
 from pipeline.sources.idtable import IGNORE, IdTable
-from pipeline.sources.pairs import Pair, files_by_stem, pair_samples
+from pipeline.sources.pairs import Pair, check_split, files_by_stem, pair_samples
 from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog
 
@@ -34,8 +33,7 @@ CITYSCAPES_IDS = IdTable({label_id: train_id for train_id, (label_id, _) in enum
 
 def cityscapes_samples(root: str | Path, split: str, skips: SkipLog) -> Iterator[ShardSample]:
     """One sample per leftImg8bit image of the split: PNG bytes as stored, GT in train ids."""
-    if split not in SPLITS:
-        raise ConfigError(f"unknown Cityscapes split {split!r}; choose one of {', '.join(SPLITS)}")
+    check_split(split, SPLITS, "Cityscapes")
     root = Path(root)
     images = files_by_stem(root / "leftImg8bit" / split, f"*/*{IMAGE_SUFFIX}", IMAGE_SUFFIX,
                            "give the Cityscapes root that holds leftImg8bit/ and gtFine/")

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from nerve_core.errors import ConfigError
 from pipeline.sources.idtable import IGNORE, IdTable
-from pipeline.sources.pairs import Pair, files_by_stem, pair_samples
+from pipeline.sources.pairs import Pair, check_split, images_and_annotations, pair_samples
 from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog
 
@@ -40,9 +39,6 @@ def gt_pair(name: str, image: Path, masks: Path) -> Pair:
 
 def coco_stuff_samples(root: str | Path, split: str, skips: SkipLog) -> Iterator[ShardSample]:
     """One sample per image of images/{split}/: JPEG bytes as stored, GT in the 171 class ids."""
-    if split not in SPLITS:
-        raise ConfigError(f"unknown COCO-Stuff split {split!r}; choose one of {', '.join(SPLITS)}")
-    root = Path(root)
-    images = files_by_stem(root / "images" / split, "*.jpg", ".jpg", "give the COCO-Stuff root that holds images/ and annotations/")
-    masks = root / "annotations" / split
+    check_split(split, SPLITS, "COCO-Stuff")
+    images, masks = images_and_annotations(root, split, "give the COCO-Stuff root that holds images/ and annotations/")
     return pair_samples((gt_pair(name, path, masks) for name, path in images), f"coco_stuff/{split}", skips)

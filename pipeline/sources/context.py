@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from nerve_core.errors import ConfigError, NotFound
+from nerve_core.errors import NotFound
 from pipeline.sources.idtable import IdTable
-from pipeline.sources.pairs import Pair, pair_samples
+from pipeline.sources.pairs import Pair, check_split, pair_samples
 from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog
 from pipeline.sources.voc import find_voc_dir, read_name_list
@@ -25,8 +25,7 @@ CONTEXT_IDS = IdTable.classes(60, background=0)
 
 def context_samples(root: str | Path, split: str, skips: SkipLog) -> Iterator[ShardSample]:
     """One sample per listed image: JPEG bytes as stored, GT as stored, labels = classes present."""
-    if split not in SPLITS:
-        raise ConfigError(f"unknown PASCAL Context split {split!r}; choose one of {', '.join(SPLITS)}")
+    check_split(split, SPLITS, "PASCAL Context")
     voc = find_voc_dir(root, "VOC2010")
     listing = voc / "ImageSets" / "SegmentationContext" / f"{split}.txt"
     if not listing.is_file():

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nerve_core.errors import NotFound
+from nerve_core.errors import ConfigError, NotFound
 from pipeline.output.pngcodec import encode_index_png
 from pipeline.sources.files import check_mask_size, read_image, read_index_mask
 from pipeline.sources.idtable import IdTable
@@ -47,3 +47,15 @@ def files_by_stem(folder: Path, pattern: str, suffix: str, hint: str) -> list[tu
         raise NotFound(f"no {folder} ({hint})")
     found = [(path.name[: -len(suffix)], path) for path in folder.glob(pattern) if path.is_file()]
     return sorted(found)
+
+
+def check_split(split: str, splits: tuple[str, ...], dataset: str) -> None:
+    if split not in splits:
+        raise ConfigError(f"unknown {dataset} split {split!r}; choose one of {', '.join(splits)}")
+
+
+def images_and_annotations(root: str | Path, split: str, hint: str) -> tuple[list[tuple[str, Path]], Path]:
+    """The layout ADE20K and COCO-Stuff share: ((stem, path) of root/images/{split}/*.jpg, the folder
+    of their masks root/annotations/{split}/)."""
+    root = Path(root)
+    return files_by_stem(root / "images" / split, "*.jpg", ".jpg", hint), root / "annotations" / split

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from nerve_core.errors import ConfigError, NotFound
+from nerve_core.errors import NotFound
 from pipeline.sources.idtable import IdTable
-from pipeline.sources.pairs import Pair, pair_samples
+from pipeline.sources.pairs import Pair, check_split, pair_samples
 from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog
 
@@ -46,8 +46,7 @@ def read_name_list(path: Path) -> list[str]:
 
 def split_plan(root: str | Path, split: str) -> tuple[Path, list[str], Path]:
     """(VOC2012 dir, image names of `split`, directory holding their GT PNGs)."""
-    if split not in SPLITS:
-        raise ConfigError(f"unknown VOC split {split!r}; choose one of {', '.join(SPLITS)}")
+    check_split(split, SPLITS, "VOC")
     voc = find_voc_dir(root)
     if split in ("train", "val"):
         listing = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
