@@ -26,7 +26,8 @@ COMMANDS = {
 SUMMARIES = {
     "label": "label WebDataset shards with an engine on Ray (a local Ray, or a cluster with ray.address)",
     "score": "re-score an output directory against the ground truth in its shards; rewrite summary.json",
-    "shards": "make input shards from VOC, COCO, a folder of images, or the synthetic demo set",
+    "shards": "make input shards from VOC, COCO, ADE20K, Cityscapes, COCO-Stuff, PASCAL Context, a folder of images, "
+              "or the synthetic demo set",
     "export": "write a labeling run as PNG label maps (png) or one COCO results file (coco)",
     "regress": "the nightly check: label a pinned shard set, compare mIoU with a baseline, write a report",
     "bench": "time the refinement, the engine or the whole pipeline (refine | engine | pipeline)",

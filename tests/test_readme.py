@@ -24,7 +24,16 @@ def reference_sections():
     from jobs.demo import DemoConfig
     from jobs.export import CocoExport, PngExport
     from jobs.regress import RegressJobConfig
-    from jobs.shards import CocoShards, DemoShards, FolderShards, VocShards
+    from jobs.shards import (
+        AdeShards,
+        CityscapesShards,
+        CocoShards,
+        CocoStuffShards,
+        ContextShards,
+        DemoShards,
+        FolderShards,
+        VocShards,
+    )
     from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
     from pipeline.evaluate.config import EvaluateJobConfig
     from pipeline.tune.config import TuneJobConfig
@@ -40,6 +49,10 @@ def reference_sections():
         ("nerve verify", VerifyJobConfig, None),
         ("nerve shards voc", VocShards, None),
         ("nerve shards coco", CocoShards, None),
+        ("nerve shards ade", AdeShards, None),
+        ("nerve shards cityscapes", CityscapesShards, None),
+        ("nerve shards coco_stuff", CocoStuffShards, None),
+        ("nerve shards context", ContextShards, None),
         ("nerve shards folder", FolderShards, None),
         ("nerve shards demo", DemoShards, None),
         ("nerve export png", PngExport, None),
