@@ -73,5 +73,5 @@ def main(argv: list[str]) -> int:
           f"over {len(avg['datasets'])} datasets -> {', '.join(files)}")
     if not_done:
         print(f"NOT DONE: {', '.join(not_done)} have shards that are not done; rerun the same command to retry them "
-              f"(OUT/{{dataset}}/failed_shards.json lists why)", file=sys.stderr)
+              f"({cfg.output.dir}/{{dataset}}/failed_shards.json lists why)", file=sys.stderr)
     return 1 if not_done else 0
