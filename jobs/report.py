@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
     if not out.fs.exists(out.root):
         raise NotAnOutputDir(f"{cfg.output.dir} does not exist")
     if out.record() is not None:
-        path, counts = write_run_report(cfg.output.dir, folder, cfg.input.shards, cfg.limit, cfg.progress)
+        path, counts, _ = write_run_report(cfg.output.dir, folder, cfg.input.shards, cfg.limit, cfg.progress)
         print(f"report: {path}  ({counts['made']} thumbnails made, {counts['reused']} reused)")
         return 0
     names = run_dirs(out)

@@ -17,6 +17,10 @@ from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
+from pipeline.evaluate.compare import dataset_row
+from pipeline.evaluate.compare import evaluation as evaluation_record
+from pipeline.evaluate.outputs import write_evaluation
+from pipeline.evaluate.papers import PaperTable
 from pipeline.run.driver import run_label_job
 from tests import faults as F
 from tests.browser import broken_images, is_blank, open_page
@@ -113,14 +117,21 @@ def test_an_evaluation_directory_gets_one_report_per_run_and_an_index(demo_out, 
     evaluation = tmp_path / "eval"
     shutil.copytree(demo_out, evaluation / "demo", ignore=shutil.ignore_patterns("report"))
     shutil.copytree(error_out, evaluation / "bad")
-    (evaluation / "evaluation.json").write_text(json.dumps({"demo": {"miou": 1.0}}))
+    # evaluation.json and its chart as `nerve evaluate` writes them, the demo set beside a made-up paper figure.
+    table = PaperTable(paper="a paper", table="Table 1", miou={"demo": 42.0}, name="made-up")
+    rows = [dataset_row(name, json.loads((evaluation / name / "summary.json").read_text()), str(evaluation / name),
+                        True, [table]) for name in ("bad", "demo")]
+    write_evaluation(str(evaluation), evaluation_record("tiny-engine", "tiny", rows, [table]))
     assert nerve(["report", f"output.dir={evaluation}", "progress=false"]) == 0
     index = evaluation / "report" / "index.html"
     assert all((evaluation / "report" / name / "index.html").is_file() for name in ("bad", "demo"))
     opened = open_page(browser, index)
-    assert opened.page.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))") == [
+    page = opened.page
+    assert page.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))") == [
         "bad/index.html", "demo/index.html"]
-    assert "evaluation.json" in opened.page.content() and opened.problems == []
+    demo_row = page.locator("tr", has_text="demo").inner_text().split("\t")
+    assert demo_row[-2:] == ["42.00", f"{rows[1]['delta']:.2f}"]
+    assert broken_images(page) == [] and opened.problems == []  # the evaluation chart among them
 
 
 def test_bad_report_arguments_are_one_line_errors(tmp_path, capsys):

@@ -23,17 +23,16 @@ from pipeline.report.html import page, render_html
 from pipeline.report.model import RunReport, fmt
 from pipeline.report.palette import class_palette
 from pipeline.report.thumbnails import ThumbJob, make_thumbnails
-from pipeline.storage import join
+from pipeline.storage import join, read_bytes
 
 INDEX_FILE = "index.html"
-EVALUATION_FILE = "evaluation.json"  # what `nerve evaluate` writes next to its runs
+EVALUATION_FILE, EVALUATION_CHART = "evaluation.json", "evaluation.png"  # what `nerve evaluate` writes beside its runs
 
 
 def run_summary(out: OutputDir, stats: dict[str, dict]) -> dict:
     """summary.json, or the same merge of the shards' stats when the run never wrote one."""
-    path = join(out.root, SUMMARY_FILE)
-    if out.fs.exists(path):
-        return read_json(out.fs, path)
+    if out.fs.exists(join(out.root, SUMMARY_FILE)):
+        return out.summary()
     record = out.existing_record()
     return merge_stats(list(stats.values()), [s[0] for s in record["fingerprint"]["classes"]], record["fingerprint"])
 
@@ -67,8 +66,8 @@ def attach_gallery(report: RunReport, folder: Path, shards=None, limit: int = 0,
     return counts
 
 
-def write_run_report(out_url: str, folder, shards=None, limit: int = 0, progress: bool = True) -> tuple[Path, dict]:
-    """index.html (+ data.js, gallery.js, thumbs/) for one output directory; (page, thumbnail counts)."""
+def write_run_report(out_url: str, folder, shards=None, limit: int = 0, progress: bool = True) -> tuple[Path, dict, dict]:
+    """index.html (+ data.js, gallery.js, thumbs/) for one output directory; (page, thumbnail counts, summary)."""
     out = OutputDir(out_url)
     summary = run_summary(out, out.stats())
     report = RunReport(f"nerve report: {out_url}", out_url, summary)
@@ -77,7 +76,7 @@ def write_run_report(out_url: str, folder, shards=None, limit: int = 0, progress
     counts = attach_gallery(report, folder, shards, limit, progress)
     path = folder / INDEX_FILE
     path.write_text(render_html(report), encoding="utf-8")
-    return path, counts
+    return path, counts, summary
 
 
 def run_dirs(root: OutputDir) -> list[str]:
@@ -92,23 +91,29 @@ def run_dirs(root: OutputDir) -> list[str]:
 
 def write_evaluation_report(root_url: str, names: list[str], folder, limit: int = 0, progress: bool = True) -> Path:
     """One run report per dataset (folder/{name}/index.html) and an index linking them, with each run's
-    figures and OUT/evaluation.json when there is one."""
+    figures beside the papers' (OUT/evaluation.json and its chart, when `nerve evaluate` wrote them)."""
     root, folder = OutputDir(root_url), Path(folder)
+    evaluation = join(root.root, EVALUATION_FILE)
+    record = read_json(root.fs, evaluation) if root.fs.exists(evaluation) else {}
+    papers = {r["dataset"]: r for r in record.get("rows", [])}
     rows = []
     for name in names:
-        page_path, _ = write_run_report(join(root_url, name), folder / name, None, limit, progress)
-        out = OutputDir(join(root_url, name))
-        s = run_summary(out, out.stats())
-        rows.append((name, page_path.relative_to(folder).as_posix(), s))
-    links = "".join(f'<tr><td><a href="{escape(href)}">{escape(name)}</a></td><td>{s.get("num_images")}</td>'
-                    f'<td>{s.get("num_errors")}</td><td>{escape(fmt(s.get("miou")))}</td></tr>' for name, href, s in rows)
+        page_path, _, s = write_run_report(join(root_url, name), folder / name, None, limit, progress)
+        paper = papers.get(name, {})
+        rows.append([f'<a href="{escape(page_path.relative_to(folder).as_posix())}">{escape(name)}</a>',
+                     *(escape(fmt(v)) for v in (s["num_images"], s["num_errors"], s["miou"], paper.get("paper_miou"),
+                                                paper.get("delta")))])
+    cells = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     body = [f"<h1>nerve report: {escape(root_url)}</h1>",
-            f"<table><tr><th>run</th><th>images</th><th>errors</th><th>mIoU</th></tr>{links}</table>"]
-    evaluation = join(root.root, EVALUATION_FILE)
-    if root.fs.exists(evaluation):
-        text = json.dumps(read_json(root.fs, evaluation), indent=1)
-        body += [f"<h2>{EVALUATION_FILE}</h2>", f"<pre>{escape(text)}</pre>"]
+            "<table><tr><th>run</th><th>images</th><th>errors</th><th>mIoU</th><th>paper mIoU</th><th>delta</th></tr>"
+            f"{cells}</table>"]
     folder.mkdir(parents=True, exist_ok=True)
+    chart = join(root.root, EVALUATION_CHART)
+    if root.fs.exists(chart):
+        (folder / EVALUATION_CHART).write_bytes(read_bytes(root.fs, chart))
+        body.append(f'<img src="{EVALUATION_CHART}" alt="mIoU per dataset beside the paper\'s">')
+    if record:
+        body.append(f"<details><summary>{EVALUATION_FILE}</summary><pre>{escape(json.dumps(record, indent=1))}</pre></details>")
     path = folder / INDEX_FILE
     path.write_text(page(f"nerve report: {root_url}", body), encoding="utf-8")
     return path
