@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -21,6 +23,10 @@ from pipeline.evaluate.compare import dataset_row
 from pipeline.evaluate.compare import evaluation as evaluation_record
 from pipeline.evaluate.outputs import write_evaluation
 from pipeline.evaluate.papers import PaperTable
+from pipeline.output.outputdir import OutputDir
+from pipeline.output.writers import ShardResult
+from pipeline.report.cards import read_rows
+from pipeline.report.thumbnails import ThumbJob, thumb_name
 from pipeline.run.driver import run_label_job
 from tests import faults as F
 from tests.browser import broken_images, is_blank, open_page
@@ -140,3 +146,41 @@ def test_bad_report_arguments_are_one_line_errors(tmp_path, capsys):
     assert nerve(["report", "output.dir=s3://bucket/out"]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "not an output directory" in err and "set to=DIR" in err
+
+
+def _output_with(tmp_path, scores: dict[str, dict | None]):
+    """An output directory whose one shard holds an ok row per key, with these image_scores."""
+    out = OutputDir(str(tmp_path / "out"))
+    out.prepare({"input": {"shards": []}, "dataset": {"ignore_index": 255}}, {"digest": "d", "classes": [["a"], ["b"]]},
+                "overwrite")
+    result = ShardResult("s-000000", "d")
+    for key, s in scores.items():
+        result.add_ok(key, 0, np.zeros((2, 3), np.uint8), None, scores=s)
+    result.add_error("bad", 0, "decode_image: broken")
+    out.write_shard(result, {"samples": len(scores) + 1})
+    return out
+
+
+def test_cards_sort_by_miou_else_confidence_else_key(tmp_path):
+    def scores(miou, confidence):
+        return {"pixel_accuracy": None if miou is None else 50.0, "miou": miou, "mean_confidence": confidence}
+
+    by_miou = read_rows(_output_with(tmp_path / "1", {"a": scores(40.0, 0.9), "b": scores(None, 0.1),
+                                                      "c": scores(10.0, 0.99)}), ["s-000000"])
+    assert by_miou.score_field == "miou" and [c.key for c in by_miou.cards] == ["c", "a", "b"]
+    assert [(e.key, e.reason, e.detail) for e in by_miou.errors] == [("bad", "decode_image", "broken")]
+    by_confidence = read_rows(_output_with(tmp_path / "2", {"a": scores(None, 0.9), "b": scores(None, 0.2)}), ["s-000000"])
+    assert by_confidence.score_field == "mean_confidence" and [c.key for c in by_confidence.cards] == ["b", "a"]
+    by_key = read_rows(_output_with(tmp_path / "3", {"b": None, "a": None}), ["s-000000"])
+    assert by_key.score_field is None and [c.key for c in by_key.cards] == ["a", "b"]
+
+
+def test_thumbnail_names_change_with_the_fingerprint_the_mask_or_the_source(tmp_path):
+    out = _output_with(tmp_path, {"a": None})
+    card = read_rows(out, ["s-000000"]).cards[0]
+    job = ThumbJob(out, "fingerprint-1", [0] * 768, {"s-000000": "/shards/s-000000.tar"}, 0)
+    name = thumb_name(job, card, b"mask")
+    assert thumb_name(job, card, b"mask") == name
+    assert thumb_name(replace(job, fingerprint="fingerprint-2"), card, b"mask") != name
+    assert thumb_name(job, card, b"other mask") != name
+    assert thumb_name(replace(job, sources={}), card, b"mask") != name
