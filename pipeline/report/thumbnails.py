@@ -110,8 +110,8 @@ def make_thumbnails(job: ThumbJob, cards: list[Card], folder: Path, workers: int
     by_shard: dict[str, dict[tuple[str, int], Card]] = {}
     for card in cards:
         by_shard.setdefault(card.shard, {})[card.key, card.occurrence] = card
-    counts = {"made": 0, "reused": 0}
     workers = workers or os.cpu_count() or 1
+    made = 0
     with tqdm(total=len(cards), desc="thumbnails", unit="img", disable=not progress) as bar, \
             ThreadPoolExecutor(workers, thread_name_prefix="thumb") as pool:
         pending: set = set()
@@ -124,20 +124,10 @@ def make_thumbnails(job: ThumbJob, cards: list[Card], folder: Path, workers: int
                 for f in done:
                     f.result()
             pending.add(pool.submit(_write, root / card.thumb, mask_png, image, seg, job, bar))
-            counts["made"] += 1
 
         for shard, wanted in by_shard.items():
-            todo = {}
-            for row in job.out.rows(shard, columns=["key", "occurrence", "mask_png"]):
-                card = wanted.get((row["key"], row.get("occurrence") or 0))
-                if card is None or row["mask_png"] is None:
-                    continue
-                card.thumb = thumb_name(job, card, row["mask_png"])
-                if (root / card.thumb).is_file():
-                    counts["reused"] += 1
-                    bar.update(1)
-                else:
-                    todo[row["key"], row.get("occurrence") or 0] = (card, row["mask_png"])
+            todo = _missing(job, shard, wanted, root, bar)
+            made += len(todo)
             for raw in _samples(job.sources.get(shard)) if todo else ():
                 item = todo.pop((raw["__key__"], raw.get("__occurrence__", 0)), None)
                 if item is not None:
@@ -149,7 +139,23 @@ def make_thumbnails(job: ThumbJob, cards: list[Card], folder: Path, workers: int
         for f in pending:
             f.result()
     _remove_unused(root, {c.thumb for c in cards})
-    return counts
+    return {"made": made, "reused": len(cards) - made}
+
+
+def _missing(job: ThumbJob, shard: str, wanted: dict, root: Path, bar) -> dict[tuple[str, int], tuple[Card, bytes]]:
+    """Name every wanted card's thumbnail from its mask; (key, occurrence) -> (card, mask) of those not drawn yet."""
+    todo = {}
+    for row in job.out.rows(shard, columns=["key", "occurrence", "mask_png"]):
+        ident = (row["key"], row.get("occurrence") or 0)
+        card = wanted.get(ident)
+        if card is None or row["mask_png"] is None:
+            continue
+        card.thumb = thumb_name(job, card, row["mask_png"])
+        if (root / card.thumb).is_file():
+            bar.update(1)
+        else:
+            todo[ident] = (card, row["mask_png"])
+    return todo
 
 
 def _samples(url: str | None):
