@@ -9,17 +9,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jobs.config import ConfigError, command, load_object, no_positionals, parse_argv
-from pipeline.config import InputConfig, OutputDirConfig
+
+
+@dataclass
+class ReportRun:
+    dir: str = ""  # OUT: a label, regress or evaluate output directory, local or a URL (s3://, gs://, ...)
+
+
+@dataclass
+class ReportInput:
+    # shards to draw the images and ground truth from (a path, URL, brace pattern, directory or list);
+    # None = the shards OUT/config.yaml records. Typed Any because omegaconf has no str-or-list type.
+    shards: Any = None
 
 
 @dataclass
 class ReportJobConfig:
-    output: OutputDirConfig = field(default_factory=OutputDirConfig)  # the run's output directory (OUT)
+    output: ReportRun = field(default_factory=ReportRun)
     to: str = ""  # report folder (local); "" = OUT/report for a local OUT
-    # shards to draw the images and ground truth from; None = those OUT/config.yaml records
-    input: InputConfig = field(default_factory=InputConfig)
+    input: ReportInput = field(default_factory=ReportInput)
     limit: int = 0  # > 0: only the `limit` worst images in the gallery
     progress: bool = True
 
