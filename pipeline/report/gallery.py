@@ -61,7 +61,7 @@ def gallery_section(rows: RunRows, shown_of: int) -> str:
                     'step="any" size="5"></label> <label>to <input id="score-max" type="number" min="0" max="100" '
                     'step="any" size="5"></label>')
     return (f'<h2 id="gallery">Images ({scope} labeled images, {order})</h2>'
-            '<p class="note-plain">Each card: the image with its mask overlaid, beside the ground truth overlaid '
+            '<p>Each card: the image with its mask overlaid, beside the ground truth overlaid '
             'when the shards hold one.</p>'
             '<div class="controls"><label>class <select id="class-filter"><option value="-1">any class</option>'
             f"</select></label> {score_inputs} "
