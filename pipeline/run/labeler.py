@@ -41,7 +41,7 @@ from pipeline.read.shardlist import shard_id
 from pipeline.reasons import BAD_IMAGE_LABELS, ENGINE, NO_IMAGE_LABELS, PREPARE, reason_of
 from pipeline.run.batch_split import run_bisecting
 from pipeline.run.cpuclock import CpuClock
-from pipeline.score.scoring import confusion_matrix, image_scores, reduce_zero_label
+from pipeline.score.scoring import confusion_matrix, image_scores, reduce_zero_label, reduce_zero_label_ids
 
 PROGRESS_EVERY_S = 0.2  # a shard tells the progress counter of its images at most this often
 
@@ -221,6 +221,9 @@ class Labeler:
         if labels is None and dataset.labels_from_gt and sample.gt is not None:
             ignore = dataset.ignore_index
             labels = [int(c) for c in np.unique(sample.gt) if c != ignore]
+            sample.meta["labels"] = labels
+        elif isinstance(labels, list) and dataset.reduce_zero_label:
+            labels = reduce_zero_label_ids(labels)
             sample.meta["labels"] = labels
         if labels is None:
             return NO_IMAGE_LABELS.error("engine.mode=wsss needs json labels (or dataset.labels_from_gt=true)")

@@ -19,6 +19,13 @@ def reduce_zero_label(gt: np.ndarray, ignore_index: int = 255) -> np.ndarray:
     return out.astype(gt.dtype)
 
 
+def reduce_zero_label_ids(labels: list) -> list:
+    """Image-level labels (a shard json's `labels`, in the stored seg.png's ids) under the same
+    convention: 0 is dropped, k -> k - 1. Entries that are not ids are kept for the caller's check."""
+    ids = [c for c in labels if not (type(c) is int and c == 0)]
+    return [c - 1 if type(c) is int else c for c in ids]
+
+
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int = 255,
                      block: int = 1 << 20) -> np.ndarray:
     """(K, K+1) int64 counts of (GT class, predicted class or unlabeled) over scored pixels.
