@@ -21,17 +21,22 @@ COMMANDS = {
     "verify": "jobs.verify",
     "demo": "jobs.demo",
     "tune": "jobs.tune",
+    "evaluate": "jobs.evaluate",
+    "report": "jobs.report",
 }
 SUMMARIES = {
     "label": "label WebDataset shards with an engine on Ray (a local Ray, or a cluster with ray.address)",
     "score": "re-score an output directory against the ground truth in its shards; rewrite summary.json",
-    "shards": "make input shards from VOC, COCO, a folder of images, or the synthetic demo set",
+    "shards": "make input shards from VOC, COCO, ADE20K, Cityscapes, COCO-Stuff, PASCAL Context, a folder of images, "
+              "or the synthetic demo set",
     "export": "write a labeling run as PNG label maps (png) or one COCO results file (coco)",
     "regress": "the nightly check: label a pinned shard set, compare mIoU with a baseline, write a report",
     "bench": "time the refinement, the engine or the whole pipeline (refine | engine | pipeline)",
     "verify": "check that every input sample has exactly one row in an output directory",
     "demo": "the whole tool offline in a minute: synthetic shards, tiny models, label, score, report",
     "tune": "pick the walk's open settings on labelled shards: cache features once, search them with Ray Tune",
+    "evaluate": "one engine over several datasets (a label job each), its mIoU beside the papers' tables",
+    "report": "a browsable report of a run's labels (local folder, opens from disk): worst images first, errors, figures",
 }
 HELP_FLAGS = ("-h", "--help")
 USAGE = "usage: nerve {" + ",".join(COMMANDS) + "} [--config FILE] [key=value ...]  (nerve --help lists them)"

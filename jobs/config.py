@@ -83,9 +83,13 @@ def preset_path(kind: str, name: str) -> Path:
         return candidate
     path = CONFIG_DIR / PRESET_DIRS[kind] / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in (CONFIG_DIR / PRESET_DIRS[kind]).glob("*.yaml"))
-        raise ConfigError(f"unknown {kind} preset {name!r}; available: {', '.join(available)}")
+        raise ConfigError(f"unknown {kind} preset {name!r}; available: {', '.join(preset_names(kind))}")
     return path
+
+
+def preset_names(kind: str) -> list[str]:
+    """The presets of `kind` (engine, dataset) shipped in configs/, by name."""
+    return sorted(p.stem for p in (CONFIG_DIR / PRESET_DIRS[kind]).glob("*.yaml"))
 
 
 def _read_yaml(path: Path) -> dict:

@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
     report_failures(result)
     notes = [TINY_WARNING] if cfg.models == "tiny" else []
     report = RunReport(f"nerve demo ({cfg.models} models)", str(out_dir), result.summary, notes=notes)
-    files = write_report(report, out_dir / "report", cfg.samples)
+    files = write_report(report, out_dir / "report", cfg.samples, progress=cfg.progress)
     _print(cfg, result, shard_dir, out_dir, files, overrides)
     return 0 if result.ok else 1
 

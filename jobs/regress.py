@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from jobs.config import ConfigError, command, parse_argv
 from jobs.models import load_labeling_config
 from jobs.outcome import JobStopped, report_failures, stop_if_fatal
 from pipeline.config import LabelJobConfig, OutputConfig
+from pipeline.job import label_part
 
 UPDATE_FLAG = "--update-baseline"
 
@@ -45,12 +44,6 @@ class RegressJobConfig(LabelJobConfig):
 
 
 CONFIG_SCHEMA = RegressJobConfig
-
-
-def label_config(cfg):
-    """The label-job part of a regress config, as a LabelJobConfig (what config.yaml records)."""
-    label_keys = [f.name for f in LabelJobConfig.__dataclass_fields__.values()]
-    return OmegaConf.merge(OmegaConf.structured(LabelJobConfig), {k: cfg[k] for k in label_keys})
 
 
 def report_dir(cfg) -> Path:
@@ -96,7 +89,7 @@ def main(argv: list[str]) -> int:
     if cfg.demo_shards > 0:
         make_demo_input(cfg)
     start = time.perf_counter()
-    result = run_label_job(label_config(cfg))
+    result = run_label_job(label_part(cfg))
     stop_if_fatal(result, cfg.output.dir)
     summary = result.summary
     if summary.get("miou") is None:
@@ -125,7 +118,7 @@ def main(argv: list[str]) -> int:
         report.notes.append(f"This run was accepted as the new baseline ({cfg.baseline}).")
     elif update:
         report.notes.append("Shards failed, so the baseline was NOT updated.")
-    files = write_report(report, folder, cfg.samples, time.perf_counter() - start)
+    files = write_report(report, folder, cfg.samples, time.perf_counter() - start, cfg.progress)
     _print(report, files)
     report_failures(result)
     if update:

@@ -1,7 +1,12 @@
-"""`nerve shards voc|coco|folder|demo key=value ...`: make input shards from a dataset on disk.
+"""`nerve shards voc|coco|ade|cityscapes|coco_stuff|context|folder|demo key=value ...`: make input
+shards from a dataset on disk.
 
     nerve shards voc root=VOCdevkit split=train|train_aug|val output=DIR
     nerve shards coco root=COCO split=train2014|val2014|train2017|val2017 output=DIR
+    nerve shards ade root=ADEChallengeData2016 split=training|validation output=DIR
+    nerve shards cityscapes root=CITYSCAPES split=train|val|test output=DIR
+    nerve shards coco_stuff root=COCO_STUFF_164K split=train2017|val2017 output=DIR
+    nerve shards context root=VOCdevkit split=train|val output=DIR
     nerve shards folder images=DIR [masks=DIR] [classes=FILE|NAME] output=DIR
     nerve shards demo output=DIR [num_samples=N seed=S]
 All take per_shard=N (default 1000), prefix=NAME, progress=true|false and overwrite=true|false.
@@ -19,7 +24,11 @@ from omegaconf import MISSING
 from configs import classes_path
 from jobs.config import ConfigError, command, fail, load_object, parse_argv
 from nerve_core.vocab import Vocabulary
+from pipeline.sources.ade import ade_samples
+from pipeline.sources.cityscapes import cityscapes_samples
 from pipeline.sources.coco import coco_source
+from pipeline.sources.coco_stuff import coco_stuff_samples
+from pipeline.sources.context import context_samples
 from pipeline.sources.folder import folder_samples
 from pipeline.sources.shard_writer import ShardSample, write_shards
 from pipeline.sources.skips import SkipLog
@@ -49,6 +58,30 @@ class CocoShards(ShardsJob):
 
 
 @dataclass
+class AdeShards(ShardsJob):
+    root: str = MISSING  # ADEChallengeData2016: images/{split}/ and annotations/{split}/
+    split: str = "validation"  # training | validation
+
+
+@dataclass
+class CityscapesShards(ShardsJob):
+    root: str = MISSING  # holds leftImg8bit/{split}/ and gtFine/{split}/
+    split: str = "val"  # train | val | test (test GT is all ignore)
+
+
+@dataclass
+class CocoStuffShards(ShardsJob):
+    root: str = MISSING  # COCO-Stuff 164k: images/{split}/ and annotations/{split}/ (stuffthingmaps)
+    split: str = "val2017"  # train2017 | val2017
+
+
+@dataclass
+class ContextShards(ShardsJob):
+    root: str = MISSING  # VOCdevkit or VOCdevkit/VOC2010, in mmsegmentation's PASCAL Context layout
+    split: str = "val"  # train | val
+
+
+@dataclass
 class FolderShards(ShardsJob):
     images: str = MISSING
     masks: str = ""  # parallel folder of {stem}.png class-id masks; empty = no GT
@@ -67,8 +100,9 @@ class DemoShards(ShardsJob):
 Made = tuple[Iterator[ShardSample], dict]
 
 
-def _voc(cfg: VocShards, skips: SkipLog) -> Made:
-    return voc_samples(cfg.root, cfg.split, skips), {}
+def _from_root(samples: Callable) -> Callable:
+    """The maker of a source read from (root, split) that adds nothing to the manifest."""
+    return lambda cfg, skips: (samples(cfg.root, cfg.split, skips), {})
 
 
 def _coco(cfg: CocoShards, skips: SkipLog) -> Made:
@@ -88,8 +122,12 @@ def _demo(cfg: DemoShards, skips: SkipLog) -> Made:
 
 
 MAKERS: dict[str, tuple[type, Callable]] = {
-    "voc": (VocShards, _voc),
+    "voc": (VocShards, _from_root(voc_samples)),
     "coco": (CocoShards, _coco),
+    "ade": (AdeShards, _from_root(ade_samples)),
+    "cityscapes": (CityscapesShards, _from_root(cityscapes_samples)),
+    "coco_stuff": (CocoStuffShards, _from_root(coco_stuff_samples)),
+    "context": (ContextShards, _from_root(context_samples)),
     "folder": (FolderShards, _folder),
     "demo": (DemoShards, _demo),
 }
@@ -97,6 +135,10 @@ USAGE = "usage: nerve shards {" + ",".join(MAKERS) + "} output=DIR [key=value ..
 SUBCOMMANDS = {
     "voc": (VocShards, "PASCAL VOC 2012 (train, val, or train_aug with SegmentationClassAug)"),
     "coco": (CocoShards, "COCO instances as semantic masks in the 81-class coco_object order"),
+    "ade": (AdeShards, "ADE20K SceneParsing (ADEChallengeData2016), 0 = other and the 150 classes, as stored"),
+    "cityscapes": (CityscapesShards, "Cityscapes fine GT, label ids converted to the 19 train ids"),
+    "coco_stuff": (CocoStuffShards, "COCO-Stuff 164k stuffthingmaps converted to the 171 coco_stuff classes"),
+    "context": (ContextShards, "PASCAL Context (mmsegmentation layout), 0 = background and 59 classes (pc60, pc59)"),
     "folder": (FolderShards, "a folder of images, with an optional parallel folder of class-id masks"),
     "demo": (DemoShards, "synthetic images of coloured shapes with ground truth"),
 }

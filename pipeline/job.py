@@ -23,6 +23,15 @@ def label_job(cfg) -> LabelJobConfig:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LabelJobConfig), cfg))
 
 
+def label_part(cfg, *changes: dict) -> LabelJobConfig:
+    """The typed label job inside the config of a command that adds sections of its own (regress,
+    tune, evaluate): its label-job keys, with `changes` (nested dicts) merged over them."""
+    from omegaconf import OmegaConf
+
+    keys = list(LabelJobConfig.__dataclass_fields__)
+    return label_job(OmegaConf.merge(OmegaConf.structured(LabelJobConfig), OmegaConf.masked_copy(cfg, keys), *changes))
+
+
 @dataclass(frozen=True)
 class ActorJob:
     """What a Labeler actor is built from: the user's job plus the driver's decisions for this run."""

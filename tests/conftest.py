@@ -70,3 +70,19 @@ def ray_session(ray_metrics_port):
              _metrics_export_port=ray_metrics_port)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module (tests/browser.py); skipped, with the reason, where
+    Playwright's package or a Chromium cannot be found."""
+    from tests.browser import chromium_path
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no Chromium found (apt-get install chromium, or set NERVE_CHROMIUM to its path)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()

@@ -244,6 +244,21 @@ def test_wsss_image_labels_naming_unknown_classes(ray_session, tiny_models, tmp_
     assert stats["errors_by_reason"] == {"bad_image_labels": 4, "no_image_labels": 1}
 
 
+def test_wsss_image_labels_follow_reduce_zero_label(ray_session, tiny_models, tmp_path):
+    """Shards keep the dataset's stored ids (ADE 1..150, Context 1..59): where the preset shifts the
+    GT down by one, the json labels are shifted with it, so that they still name the GT's classes."""
+    write_raw_tar(tmp_path / "z-000000.tar", [
+        ("top.png", PIC), ("top.json", F.meta(labels=[0, 4, 5])),  # 5 classes: stored 5 is class 4
+        ("over.png", PIC), ("over.json", F.meta(labels=[6])),
+    ])
+    labeler = in_process_labeler(tiny_models, tmp_path / "out", "engine.mode=wsss", "dataset.reduce_zero_label=true")
+    stats = labeler.label_shard(str(tmp_path / "z-000000.tar"))
+    rows = {r["key"]: r for r in _rows(tmp_path / "out", "z-000000")}
+    assert rows["top"]["status"] == "ok" and set(rows["top"]["classes"]) <= {0, 3, 4}
+    assert rows["over"]["error"] == "bad_image_labels: [5] are not class ids"
+    assert stats["errors_by_reason"] == {"bad_image_labels": 1}
+
+
 def test_huge_allowed_images_cost_a_few_bytes_per_pixel(tiny_models):
     """Memory grows with the image by its decoded pixels and label map only: no full-size float
     score tensor (5 classes x 4 bytes = 20 bytes a pixel alone) is ever made."""

@@ -28,7 +28,7 @@ def test_general_help_lists_every_command_with_one_line(capsys):
     assert nerve(["--help"]) == 0
     out = capsys.readouterr().out
     for command in COMMANDS:
-        assert f"  {command:<7s}  {SUMMARIES[command]}" in out
+        assert f"  {command:<{max(map(len, COMMANDS))}s}  {SUMMARIES[command]}" in out
     assert nerve(["-h"]) == 0
 
 

@@ -24,8 +24,19 @@ def reference_sections():
     from jobs.demo import DemoConfig
     from jobs.export import CocoExport, PngExport
     from jobs.regress import RegressJobConfig
-    from jobs.shards import CocoShards, DemoShards, FolderShards, VocShards
+    from jobs.report import ReportJobConfig
+    from jobs.shards import (
+        AdeShards,
+        CityscapesShards,
+        CocoShards,
+        CocoStuffShards,
+        ContextShards,
+        DemoShards,
+        FolderShards,
+        VocShards,
+    )
     from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
+    from pipeline.evaluate.config import EvaluateJobConfig
     from pipeline.tune.config import TuneJobConfig
 
     return [
@@ -33,15 +44,21 @@ def reference_sections():
         ("nerve regress (every nerve label key, plus)", RegressJobConfig,
          ["output", "baseline", "record_missing_baseline", "report", "tolerance", "samples", "demo_shards"]),
         ("nerve tune (every nerve label key, plus)", TuneJobConfig, ["tune"]),
+        ("nerve evaluate (every nerve label key but input.shards, plus)", EvaluateJobConfig, ["evaluate"]),
         ("nerve demo", DemoConfig, None),
         ("nerve score", ScoreJobConfig, None),
         ("nerve verify", VerifyJobConfig, None),
         ("nerve shards voc", VocShards, None),
         ("nerve shards coco", CocoShards, None),
+        ("nerve shards ade", AdeShards, None),
+        ("nerve shards cityscapes", CityscapesShards, None),
+        ("nerve shards coco_stuff", CocoStuffShards, None),
+        ("nerve shards context", ContextShards, None),
         ("nerve shards folder", FolderShards, None),
         ("nerve shards demo", DemoShards, None),
         ("nerve export png", PngExport, None),
         ("nerve export coco", CocoExport, None),
+        ("nerve report", ReportJobConfig, None),
     ]
 
 
@@ -110,8 +127,10 @@ def _schema(command: str, args: list[str]):
     from jobs.demo import DemoConfig
     from jobs.export import CocoExport, PngExport
     from jobs.regress import RegressJobConfig
+    from jobs.report import ReportJobConfig
     from jobs.shards import MAKERS
     from pipeline.config import LabelJobConfig, ScoreJobConfig, VerifyJobConfig
+    from pipeline.evaluate.config import EvaluateJobConfig
     from pipeline.tune.config import TuneJobConfig
 
     if command == "bench":
@@ -122,7 +141,8 @@ def _schema(command: str, args: list[str]):
         kinds = MAKERS if command == "shards" else {"png": (PngExport,), "coco": (CocoExport,)}
         return kinds[args[0]][0], args[1:]
     return {"label": LabelJobConfig, "regress": RegressJobConfig, "demo": DemoConfig, "score": ScoreJobConfig,
-            "verify": VerifyJobConfig, "tune": TuneJobConfig}[command], args
+            "verify": VerifyJobConfig, "tune": TuneJobConfig, "evaluate": EvaluateJobConfig,
+            "report": ReportJobConfig}[command], args
 
 
 def _all_commands():

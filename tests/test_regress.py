@@ -20,6 +20,7 @@ from pipeline.report.palette import (
     voc_palette,
 )
 from pipeline.sources.synthetic import SHAPES
+from tests.browser import broken_images, open_page
 from tests.shards import make_demo_shards
 
 
@@ -122,18 +123,25 @@ def test_report_files_reference_existing_images(regress_run):
     assert regress([f"baseline={root / 'baseline.json'}", *args]) == 0
     report = root / "out" / "report"
     html = (report / "report.html").read_text()
-    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert "data.js" in html and "gallery.js" in html  # the gallery of every image (browser check below)
+    md = (report / "report.md").read_text()
+    sources = re.findall(r'!\[(?:image|GT|prediction)\]\(([^)]+)\)', md)
     assert len(sources) == 3 * 3  # samples=3: image, GT, prediction each
     assert all((report / src).is_file() for src in sources)
     assert "<svg" in html and "red circle" in html  # inline per-class IoU chart
     # The colour legend: every class, in the colours the sheet uses (blue triangle drawn blue).
     assert re.search(r'background:#2846dc"></span></td><td>blue triangle<', html)
     assert "unlabeled / ignore" in html
-    md = (report / "report.md").read_text()
-    assert all(src in md for src in sources)
     assert "| blue triangle | `#2846dc` |" in md and (report / "images" / "legend.png").is_file()
     record = json.loads((report / "report.json").read_text())
     assert record["verdict"] == "PASS" and len(record["samples"]) == 3
+
+
+def test_report_page_opens_in_a_browser_with_every_image(regress_run, browser):
+    root, _ = regress_run
+    opened = open_page(browser, root / "out" / "report" / "report.html")
+    assert opened.page.locator(".card").count() == 4
+    assert broken_images(opened.page) == [] and opened.problems == []
 
 
 def test_missing_baseline_is_a_config_error(tmp_path, capsys):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pipeline.output.summary import merge_stats
-from pipeline.score.scoring import confusion_matrix, per_class_iou, summarize_confusion
+from pipeline.score.scoring import confusion_matrix, per_class_iou, reduce_zero_label_ids, summarize_confusion
 from tests.shards import set_iou
 
 
@@ -100,6 +100,13 @@ def test_reduce_zero_label_maps_zero_to_ignore_and_shifts_the_rest():
     assert reduce_zero_label(gt).tolist() == [[255, 0, 1], [255, 149, 2]]
 
 
+def test_reduce_zero_label_ids_drops_zero_and_shifts_image_labels_like_the_mask():
+    assert reduce_zero_label_ids([0, 1, 5, 150]) == [0, 4, 149]
+    assert reduce_zero_label_ids([]) == [] and reduce_zero_label_ids([0]) == []
+    # what is not an id is left for the labeler's own check (False is not the id 0)
+    assert reduce_zero_label_ids(["cat", True, False, 3]) == ["cat", True, False, 2]
+
+
 def test_every_dataset_preset_loads_into_the_label_job_schema():
     from configs import CONFIG_DIR
     from jobs.config import load_config
@@ -108,3 +115,37 @@ def test_every_dataset_preset_loads_into_the_label_job_schema():
     for preset in sorted(p.stem for p in (CONFIG_DIR / "datasets").glob("*.yaml")):
         cfg = load_config(LabelJobConfig, [f"dataset={preset}"])
         assert cfg.dataset.classes, preset
+
+
+def test_image_scores_match_a_hand_computation():
+    from pipeline.score.scoring import image_scores
+
+    # 3 classes, ignore 255. GT holds classes 0 and 1 (and two ignore pixels); the prediction holds
+    # 0, 2 (only in the prediction) and one unlabeled pixel; class 1 is only in GT.
+    gt = np.array([[0, 0, 0, 1],
+                   [0, 1, 1, 255],
+                   [255, 1, 0, 0]], dtype=np.uint8)
+    pred = np.array([[0, 0, 2, 1],
+                     [0, 2, 255, 0],
+                     [1, 1, 0, 2]], dtype=np.uint8)
+    scores = image_scores(confusion_matrix(pred, gt, 3, 255), None)
+    # Scored pixels: 10 (12 less 2 ignore). Right: (0,0) (0,1) (0,3) (1,0) (2,1) (2,2) = 6.
+    assert scores["pixel_accuracy"] == 60.0
+    # Class 0: GT 6 pixels, predicted on scored pixels 4 (all right) -> 4 / 6.
+    # Class 1: GT 4 pixels, predicted 2 (both right) -> 2 / 4. The pixel predicted 1 on ignore is not counted.
+    # Class 2: not in GT, predicted on 3 scored pixels -> 0 / 3. Unlabeled: a miss of GT class 1.
+    assert scores["miou"] == round((4 / 6 + 2 / 4 + 0) / 3 * 100, 4)
+    assert scores["mean_confidence"] is None
+    # A class predicted only on ignore pixels is in neither GT nor the scored prediction: left out.
+    only_on_ignore = np.where(gt == 255, 2, gt).astype(np.uint8)
+    assert image_scores(confusion_matrix(only_on_ignore, gt, 3, 255), None)["miou"] == 100.0
+
+
+def test_image_scores_without_ground_truth_or_with_confidence():
+    from pipeline.score.scoring import image_scores
+
+    confidence = np.array([[255, 0], [51, 102]], dtype=np.uint8)
+    assert image_scores(None, confidence) == {"pixel_accuracy": None, "miou": None, "mean_confidence": 0.4}
+    assert image_scores(None, None) == {"pixel_accuracy": None, "miou": None, "mean_confidence": None}
+    all_ignored = confusion_matrix(np.zeros((2, 2), np.uint8), np.full((2, 2), 255, np.uint8), 3, 255)
+    assert image_scores(all_ignored, None) == {"pixel_accuracy": None, "miou": None, "mean_confidence": None}

@@ -24,6 +24,7 @@ from pipeline.tune.cache import open_cache
 from pipeline.tune.config import TuneJobConfig
 from pipeline.tune.job import run_tune_job
 from pipeline.tune.space import SearchSpace
+from tests.browser import broken_images, open_page
 from tests.shards import make_demo_shards, read_ground_truth, set_iou
 
 NUM_CLASSES = 5  # configs/classes/demo.txt
@@ -86,6 +87,12 @@ def test_grid_of_four_then_label_with_best_yaml_reproduces_the_best_row(tuned, s
         assert abs(100 * np.nanmean(iou) - float(best[column])) <= 0.01, part
     report = (tuned / "tune" / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 2  # one plot per searched key
+
+
+def test_tune_report_opens_in_a_browser_with_every_plot(tuned, browser):
+    opened = open_page(browser, tuned / "tune" / "report.html")
+    assert opened.page.locator("img").count() == 2 and opened.page.locator("table").count() >= 3
+    assert broken_images(opened.page) == [] and opened.problems == []
 
 
 def test_cache_holds_the_engine_features_and_states_its_size(tuned, tiny_engine_config, shards_dir):

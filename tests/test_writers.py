@@ -34,7 +34,8 @@ def test_shard_outputs_are_written_atomically_stats_last(tmp_path):
     fs, root = filesystem(str(tmp_path))
     result = ShardResult("s-000001", "fp")
     conf = np.full((4, 6), 200, np.uint8)
-    result.add_ok("a", 1, np.ones((4, 6), np.uint8), conf)
+    scores = {"pixel_accuracy": 75.0, "miou": 50.0, "mean_confidence": 200 / 255}
+    result.add_ok("a", 1, np.ones((4, 6), np.uint8), conf, scores=scores)
     result.add_error("b", 2, "decode_image: broken")
     write_shard_outputs(fs, root, result, None)
     paths = shard_paths(root, "s-000001")
@@ -46,6 +47,7 @@ def test_shard_outputs_are_written_atomically_stats_last(tmp_path):
     assert [(r["key"], r["status"], r["error"]) for r in rows] == [("a", "ok", None), ("b", "error", "decode_image: broken")]
     np.testing.assert_array_equal(decode_index_png(rows[0]["confidence_png"]), conf)
     assert rows[1]["mask_png"] is None and rows[1]["height"] is None
+    assert rows[0]["image_scores"] == scores and rows[1]["image_scores"] is None
     assert json.loads(open(paths["stats"]).read()) == {"samples": 2}
     assert len(json.loads(open(paths["coco"]).read())) == 1
     assert not [p for p in (tmp_path / "shards").iterdir() if ".tmp-" in p.name]
@@ -81,7 +83,7 @@ def test_parquet_masks_open_as_images_in_hugging_face_datasets(tmp_path):
     fs, root = filesystem(str(tmp_path / "out"))
     result = ShardResult("s-000000", "fp")
     labels = np.array([[0, 1, 1], [2, 255, 0]], np.uint8)
-    result.add_ok("a", 1, labels, None)
+    result.add_ok("a", 1, labels, None, scores={"pixel_accuracy": 80.0, "miou": 62.5, "mean_confidence": None})
     result.add_error("b", 2, "decode_image: broken")
     write_shard_outputs(fs, root, result, {"samples": 2})
     ds = datasets.load_dataset("parquet", data_files=shard_paths(root, "s-000000")["parquet"], split="train",
@@ -92,6 +94,7 @@ def test_parquet_masks_open_as_images_in_hugging_face_datasets(tmp_path):
     np.testing.assert_array_equal(np.asarray(first["mask"]), labels)
     assert first["mask_png"] == result.rows[0]["mask_png"] and first["classes"] == [0, 1, 2]
     assert second["mask"] is None and second["status"] == "error"
+    assert first["image_scores"] == {"pixel_accuracy": 80.0, "miou": 62.5, "mean_confidence": None}
 
 
 def test_the_png_codec_reads_class_ids_raw_whatever_the_mode():

@@ -147,6 +147,10 @@ class OutputDir:
     def write_summary(self, summary: dict) -> None:
         write_json(self.fs, join(self.root, SUMMARY_FILE), summary)
 
+    def summary(self) -> dict:
+        """summary.json as the last run wrote it."""
+        return read_json(self.fs, join(self.root, SUMMARY_FILE))
+
     def record_failures(self, failures: list[dict]) -> None:
         """failed_shards.json lists this run's failed shards; absent when none failed."""
         path = join(self.root, FAILED_FILE)

@@ -77,6 +77,26 @@ def _percentile(hist: np.ndarray, top: float, share: float) -> float:
     return float((b + inside) * top / BINS)
 
 
+def _summed_hist(parts: list[dict], name: str) -> np.ndarray:
+    """The BINS-bin histogram of figure `name` summed over the shards' sparse ones."""
+    hist = np.zeros(BINS, dtype=np.int64)
+    for p in parts:
+        for b, count in p["figures"][name]["hist"].items():
+            hist[int(b)] += count
+    return hist
+
+
+def merged_histograms(stats: list[dict], bins: int = 20) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """figure -> (bin edges, image counts) over the shards' stats, the BINS bins summed into `bins`
+    (BINS must be a multiple of it); figures no image has are left out. For the report's histograms."""
+    parts, found = [s["walk"] for s in stats if s.get("walk")], {}
+    for name, top in FIGURES:
+        hist = _summed_hist(parts, name)
+        if hist.sum():
+            found[name] = (np.linspace(0.0, top, bins + 1), hist.reshape(bins, -1).sum(axis=1))
+    return found
+
+
 def merge_walk(stats: list[dict]) -> dict | None:
     """summary.json's `walk` section from the shards' stats (None when no image was walked)."""
     parts = [s["walk"] for s in stats if s.get("walk")]
@@ -85,10 +105,7 @@ def merge_walk(stats: list[dict]) -> dict | None:
         return None
     merged: dict = {"images": images}
     for name, top in FIGURES:
-        hist = np.zeros(BINS, dtype=np.int64)
-        for p in parts:
-            for b, count in p["figures"][name]["hist"].items():
-                hist[int(b)] += count
+        hist = _summed_hist(parts, name)
         if hist.sum():
             merged[name] = {"mean": sum(p["figures"][name]["sum"] for p in parts) / hist.sum(),
                             "p5": _percentile(hist, top, 0.05), "p95": _percentile(hist, top, 0.95)}

@@ -20,6 +20,9 @@ from pipeline.output.walk_stats import WALK_TYPE
 from pipeline.storage import atomic_write, join
 
 UNLABELED = 255
+# One image's scores (pipeline/score/scoring.py: image_scores); null on error rows, null fields where
+# a score does not apply (no GT, no stored confidence).
+IMAGE_SCORES_TYPE = pa.struct([("pixel_accuracy", pa.float64()), ("miou", pa.float64()), ("mean_confidence", pa.float64())])
 
 ROW_SCHEMA = with_image_features(pa.schema([
     ("key", pa.string()),
@@ -35,6 +38,7 @@ ROW_SCHEMA = with_image_features(pa.schema([
     ("confidence_png", pa.binary()),  # quantised top-class probability (0..255), when asked for
     ("fingerprint", pa.string()),
     ("walk", WALK_TYPE),  # the random walk's diagnostics of this image (pipeline/output/walk_stats.py); null without a walk
+    ("image_scores", IMAGE_SCORES_TYPE),
     # The same PNG as mask_png, as a Hugging Face Image (struct {bytes, path}): datasets and viewers
     # open it as an image. Confidence maps are not duplicated this way (they are much larger).
     ("mask", IMAGE_TYPE),
@@ -63,22 +67,24 @@ class ShardResult:
     coco: list[dict] = field(default_factory=list)
 
     def add_ok(self, key: str, image_id: int, labels: np.ndarray, confidence: np.ndarray | None,
-               occurrence: int = 0, walk: dict | None = None) -> None:
+               occurrence: int = 0, walk: dict | None = None, scores: dict | None = None) -> None:
+        """`scores`: the image's `image_scores` (scoring.image_scores)."""
         runs = ColumnRuns(labels)  # one pass gives the classes present and every class's RLE
         self.rows.append(self._row(key, occurrence, image_id, "ok", None, labels.shape, encode_index_png(labels),
                                    runs.classes(),
-                                   None if confidence is None else encode_index_png(confidence), walk))
+                                   None if confidence is None else encode_index_png(confidence), walk, scores))
         self.coco.extend(coco_results(image_id, labels, runs))
 
     def add_error(self, key: str, image_id: int, error: str, shape=None, occurrence: int = 0) -> None:
         self.rows.append(self._row(key, occurrence, image_id, "error", error, shape, None, [], None))
 
-    def _row(self, key, occurrence, image_id, status, error, shape, mask_png, classes, confidence_png, walk=None) -> dict:
+    def _row(self, key, occurrence, image_id, status, error, shape, mask_png, classes, confidence_png, walk=None,
+             scores=None) -> dict:
         height, width = shape if shape is not None else (None, None)
         return {"key": key, "shard": self.shard, "occurrence": occurrence, "image_id": int(image_id), "status": status,
                 "error": error, "height": height, "width": width, "mask_png": mask_png,
                 "classes": classes, "confidence_png": confidence_png, "fingerprint": self.fingerprint, "walk": walk,
-                "mask": image_value(mask_png, f"{key}.png")}
+                "image_scores": scores, "mask": image_value(mask_png, f"{key}.png")}
 
 
 def shard_paths(out_dir: str, shard: str) -> dict[str, str]:

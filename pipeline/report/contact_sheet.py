@@ -19,7 +19,7 @@ from pipeline.output.pngcodec import decode_index_png
 from pipeline.read.reader import decode_sample, raw_samples
 from pipeline.read.shardlist import expand_shards, shard_id
 from pipeline.report.palette import class_palette, colorize
-from pipeline.score.scoring import confusion_matrix, per_class_iou
+from pipeline.score.scoring import confusion_matrix, image_scores
 
 THUMB = 256  # longest side of a sheet image, in pixels
 
@@ -40,12 +40,6 @@ def _thumbnail(img: Image.Image, nearest: bool) -> Image.Image:
         return img
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
     return img.resize(size, Image.NEAREST if nearest else Image.BILINEAR)
-
-
-def _image_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore: int) -> float | None:
-    iou = per_class_iou(confusion_matrix(pred, gt, num_classes, ignore))
-    valid = ~np.isnan(iou)
-    return round(float(iou[valid].mean()) * 100, 2) if valid.any() else None
 
 
 def _predictions(out: OutputDir, shard: str, limit: int) -> dict[str, np.ndarray]:
@@ -103,7 +97,7 @@ def _write_entry(sample, shard: str, pred: np.ndarray, images: Path, num_classes
     miou = None
     if sample.gt is not None:
         _thumbnail(colorize(sample.gt, palette), nearest=True).save(images / names["gt"])
-        miou = _image_miou(pred, sample.gt, num_classes, ignore)
+        miou = image_scores(confusion_matrix(pred, sample.gt, num_classes, ignore), None)["miou"]
     return SheetEntry(
         key=sample.key, shard=shard, image=f"images/{names['image']}",
         gt=f"images/{names['gt']}" if sample.gt is not None else None,

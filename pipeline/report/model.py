@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.report.baseline import Check
+from pipeline.report.cards import RunRows
 from pipeline.report.contact_sheet import SheetEntry
 from pipeline.report.palette import legend
 
@@ -19,6 +20,10 @@ class RunReport:
     notes: list[str] = field(default_factory=list)  # warnings and hints shown at the top
     sheet: list[SheetEntry] = field(default_factory=list)
     legend_image: str = ""  # the legend as a PNG, relative to the report directory (Markdown shows it)
+    rows: RunRows | None = None  # the gallery's cards and the error rows (HTML only)
+    ok_rows: int = 0  # ok rows of the run: more than the gallery's cards when it shows only the worst
+    walk_histograms: dict = field(default_factory=dict)  # walk_stats.merged_histograms of the run's shards
+    fingerprint: dict | None = None  # the run's fingerprint as config.yaml records it (digest and parts)
 
     @property
     def failures(self) -> list[Check]:

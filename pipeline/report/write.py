@@ -6,6 +6,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from pipeline.report.build import attach_gallery
 from pipeline.report.contact_sheet import write_contact_sheet
 from pipeline.report.html import render_html
 from pipeline.report.junit import render_junit
@@ -16,12 +17,15 @@ from pipeline.report.model import RunReport
 LEGEND_FILE = "images/legend.png"
 
 
-def write_report(report: RunReport, report_dir, samples: int = 8, seconds: float = 0.0) -> dict[str, Path]:
-    """report.md, report.html (+ images/), report.json, and junit.xml when a baseline was compared."""
+def write_report(report: RunReport, report_dir, samples: int = 8, seconds: float = 0.0,
+                 progress: bool = False) -> dict[str, Path]:
+    """report.md (+ images/: its contact sheet), report.html (+ the gallery: data.js, gallery.js, thumbs/),
+    report.json, and junit.xml when a baseline was compared."""
     folder = Path(report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder / "images", ignore_errors=True)  # a rerun's sheet must not show stale images
     report.sheet = write_contact_sheet(report.out_dir, folder, samples)
+    attach_gallery(report, folder, progress=progress)
     report.legend_image = LEGEND_FILE
     write_legend_png(report.legend(), folder / LEGEND_FILE)
     files = {"markdown": folder / "report.md", "html": folder / "report.html", "json": folder / "report.json"}

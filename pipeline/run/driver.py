@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,25 @@ def ray_session(address: str, local_num_cpus: int | None, verbose: bool = False,
         ray.shutdown()
 
 
+class SharedRaySession:
+    """One Ray for several label jobs run one after another (`nerve evaluate`): pass it as their
+    `session`. The first job with shards to label starts (or joins) Ray as `ray_session` does; the
+    later ones use it; it shuts down when the `with` block ends. A Ray already connected stays up."""
+
+    def __init__(self):
+        self._stack = ExitStack()
+
+    @contextmanager
+    def __call__(self, address: str, local_num_cpus: int | None, verbose: bool = False, metrics_export_port: int = 0):
+        yield self._stack.enter_context(ray_session(address, local_num_cpus, verbose, metrics_export_port))
+
+    def __enter__(self) -> SharedRaySession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+
 @contextmanager
 def ray_log_level(verbose: bool):
     """Ray's Python loggers at WARNING (verbose) or ERROR for the block."""
@@ -105,11 +124,12 @@ def job_description(cfg) -> tuple[dict, Vocabulary, dict]:
     return asdict(cfg), vocab, job_fingerprint(cfg, vocab.synonyms)
 
 
-def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult:
+def run_label_job(cfg, on_event: Callable[..., None] | None = None, session=ray_session) -> JobResult:
     """Label every shard of cfg.input.shards not yet done in cfg.output.dir; write the summary.
 
     `on_event(name, **data)` is told of the pool's events (pipeline.run.pool.ShardPool).
     `cfg`: the loaded config (omegaconf) or the typed job (pipeline.job.label_job).
+    `session`: how Ray is started when there is work (`SharedRaySession` keeps one across jobs).
     """
     cfg = label_job(cfg)
     out = OutputDir(cfg.output.dir)
@@ -125,7 +145,7 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None) -> JobResult
     start = time.perf_counter()
     stats = []
     if todo:
-        with ray_session(cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose, cfg.ray.metrics_export_port) as ray:
+        with session(cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose, cfg.ray.metrics_export_port) as ray:
             pool = ShardPool(ray, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
             stats = pool.run(todo, result, manifest_counts(todo))
     out.record_failures(result.failed)

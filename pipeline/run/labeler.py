@@ -43,7 +43,7 @@ from pipeline.reasons import BAD_IMAGE_LABELS, ENGINE, NO_IMAGE_LABELS, PREPARE,
 from pipeline.run.batch_split import run_bisecting
 from pipeline.run.cpuclock import CpuClock
 from pipeline.run.metrics import ActorMetrics, job_tag
-from pipeline.score.scoring import confusion_matrix, reduce_zero_label
+from pipeline.score.scoring import confusion_matrix, image_scores, reduce_zero_label, reduce_zero_label_ids
 
 ENCODE_BEHIND = 2
 PROGRESS_EVERY_S = 0.2  # a shard tells the progress counter of its images at most this often
@@ -218,6 +218,9 @@ class Labeler:
             ignore = dataset.ignore_index
             labels = [int(c) for c in np.unique(sample.gt) if c != ignore]
             sample.meta["labels"] = labels
+        elif isinstance(labels, list) and dataset.reduce_zero_label:
+            labels = reduce_zero_label_ids(labels)
+            sample.meta["labels"] = labels
         if labels is None:
             return NO_IMAGE_LABELS.error("engine.mode=wsss needs json labels (or dataset.labels_from_gt=true)")
         if not isinstance(labels, list):
@@ -383,13 +386,16 @@ class _ShardState:
             self.result.add_error(sample.key, sample.image_id, sample.error, occurrence=sample.occurrence)
             return
         self.ok += 1
-        with self.cpu.stage("encode"):
-            self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence, output.walk)
-        self.walk.add(output.walk)
+        cm = None
         if sample.gt is not None:
             self.gt_images += 1
             with self.cpu.stage("score"):
-                self.confusion += confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
+                cm = confusion_matrix(output.labels, sample.gt, self.num_classes, self.ignore_index)
+                self.confusion += cm
+        with self.cpu.stage("encode"):
+            self.result.add_ok(sample.key, sample.image_id, output.labels, output.confidence, sample.occurrence, output.walk,
+                               image_scores(cm, output.confidence))
+        self.walk.add(output.walk)
 
     def stats(self, url: str, attempt: int, actor: dict, engine_digest: str, process_cpu: float) -> dict:
         """`process_cpu`: the actor process's CPU seconds counted for this shard (Labeler._process_cpu)."""

@@ -19,6 +19,13 @@ def reduce_zero_label(gt: np.ndarray, ignore_index: int = 255) -> np.ndarray:
     return out.astype(gt.dtype)
 
 
+def reduce_zero_label_ids(labels: list) -> list:
+    """Image-level labels (a shard json's `labels`, in the stored seg.png's ids) under the same
+    convention: 0 is dropped, k -> k - 1. Entries that are not ids are kept for the caller's check."""
+    ids = [c for c in labels if not (type(c) is int and c == 0)]
+    return [c - 1 if type(c) is int else c for c in ids]
+
+
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int = 255,
                      block: int = 1 << 20) -> np.ndarray:
     """(K, K+1) int64 counts of (GT class, predicted class or unlabeled) over scored pixels.
@@ -74,6 +81,24 @@ def per_class_iou(cm: np.ndarray) -> np.ndarray:
 
 def _percent(x):
     return None if x is None or np.isnan(x) else round(float(x) * 100.0, 4)
+
+
+def image_scores(cm: np.ndarray | None, confidence: np.ndarray | None) -> dict:
+    """One image's scores, the Parquet rows' `image_scores`: null where a score does not apply.
+
+    `cm`: the image's own confusion matrix (None without GT): `pixel_accuracy` is the share of its
+    scored pixels (GT ignore left out) predicted right, `miou` the mean IoU over the classes with a
+    non-zero union, i.e. present in its GT or predicted on its scored pixels; both in percent, like
+    summary.json's. `confidence`: the quantised top-class probability map (None unless stored):
+    `mean_confidence` is its mean as a probability (0..1).
+    """
+    accuracy = miou = None
+    if cm is not None and cm.sum():
+        iou = per_class_iou(cm)
+        accuracy = _percent(np.trace(cm[:, : cm.shape[0]]) / cm.sum())
+        miou = _percent(iou[~np.isnan(iou)].mean())
+    mean_confidence = None if confidence is None else round(float(np.mean(confidence)) / 255.0, 6)
+    return {"pixel_accuracy": accuracy, "miou": miou, "mean_confidence": mean_confidence}
 
 
 def summarize_confusion(cm: np.ndarray, class_names: list[str]) -> dict:

@@ -34,6 +34,7 @@ from pipeline.sources.files import (
     read_image,
 )
 from pipeline.sources.naming import safe_key
+from pipeline.sources.pairs import check_split
 from pipeline.sources.shard_writer import ShardSample
 from pipeline.sources.skips import SkipLog, collect
 
@@ -85,8 +86,7 @@ def coco_source(root: str | Path, split: str, skips: SkipLog) -> tuple[Iterator[
 
     Images without annotations are all background.
     """
-    if split not in SPLITS:
-        raise ConfigError(f"unknown COCO split {split!r}; choose one of {', '.join(SPLITS)}")
+    check_split(split, SPLITS, "COCO")
     root = Path(root)
     coco = load_instances(root / "annotations" / f"instances_{split}.json")
     class_of = contiguous_ids(coco)

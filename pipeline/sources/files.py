@@ -30,8 +30,11 @@ class SkipSample(Exception):
 def read_image(path: Path) -> tuple[bytes, str, tuple[int, int]]:
     """(encoded bytes, "jpg"|"png"|"webp", (height, width)) of a fully decodable image file.
 
-    The whole file is decoded once (JPEG at 1/8 scale through the DCT, which still reads every
-    entropy-coded byte) so that truncated or corrupt files are caught here, not by the labeler.
+    Every byte of the file is checked once so that truncated or corrupt files are caught here, not
+    by the labeler: a JPEG is decoded at 1/8 scale through the DCT (which still reads every
+    entropy-coded byte), a PNG has the CRC of each of its chunks verified (a full decode would
+    inflate every pixel: 2.5 ms for 500x375 against 0.1 ms, which made Cityscapes' PNG photos the
+    slowest part of `nerve shards cityscapes`), any other format is decoded whole.
     """
     if not path.is_file():
         raise SkipSample("missing image", str(path))
@@ -39,10 +42,13 @@ def read_image(path: Path) -> tuple[bytes, str, tuple[int, int]]:
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt, size = img.format, img.size
-            if fmt == "JPEG":
-                img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
-            img.load()
             ext = _KEPT_FORMATS.get(fmt)
+            if fmt == "PNG":
+                img.verify()
+            else:
+                if fmt == "JPEG":
+                    img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+                img.load()
             if ext is None:
                 data, ext = _as_png(img), "png"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

@@ -14,32 +14,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from nerve_core.errors import ConfigError, NotFound
-from pipeline.output.pngcodec import encode_index_png
-from pipeline.sources.files import (
-    check_mask_ids,
-    check_mask_size,
-    labels_present,
-    read_image,
-    read_index_mask,
-)
-from pipeline.sources.naming import safe_key, stable_image_id
+from nerve_core.errors import NotFound
+from pipeline.sources.idtable import IdTable
+from pipeline.sources.pairs import Pair, check_split, pair_samples
 from pipeline.sources.shard_writer import ShardSample
-from pipeline.sources.skips import SkipLog, collect
+from pipeline.sources.skips import SkipLog
 
 SPLITS = ("train", "val", "train_aug")
 NUM_CLASSES = 21  # background + 20 object classes
-BACKGROUND, IGNORE = 0, 255
+VOC_IDS = IdTable.classes(NUM_CLASSES, background=0)
 AUG_DIR = "SegmentationClassAug"
 
 
-def find_voc_dir(root: str | Path) -> Path:
-    """The VOC2012 directory, given VOCdevkit or VOC2012 itself."""
+def find_voc_dir(root: str | Path, year: str = "VOC2012") -> Path:
+    """The VOC{year} directory (the one holding JPEGImages/), given VOCdevkit or that directory itself."""
     root = Path(root)
-    for candidate in (root / "VOC2012", root):
+    for candidate in (root / year, root):
         if (candidate / "JPEGImages").is_dir():
             return candidate
-    raise NotFound(f"no VOC2012/JPEGImages under {root} (give VOCdevkit or VOC2012)")
+    raise NotFound(f"no {year}/JPEGImages under {root} (give VOCdevkit or {year})")
 
 
 def read_name_list(path: Path) -> list[str]:
@@ -53,8 +46,7 @@ def read_name_list(path: Path) -> list[str]:
 
 def split_plan(root: str | Path, split: str) -> tuple[Path, list[str], Path]:
     """(VOC2012 dir, image names of `split`, directory holding their GT PNGs)."""
-    if split not in SPLITS:
-        raise ConfigError(f"unknown VOC split {split!r}; choose one of {', '.join(SPLITS)}")
+    check_split(split, SPLITS, "VOC")
     voc = find_voc_dir(root)
     if split in ("train", "val"):
         listing = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
@@ -75,16 +67,5 @@ def split_plan(root: str | Path, split: str) -> tuple[Path, list[str], Path]:
 def voc_samples(root: str | Path, split: str, skips: SkipLog) -> Iterator[ShardSample]:
     """One sample per listed image: JPEG bytes as stored, raw-index GT, labels = objects present."""
     voc, names, mask_dir = split_plan(root, split)
-    source = f"voc2012/{split}"
-
-    def build(name: str) -> ShardSample:
-        image, ext, hw = read_image(voc / "JPEGImages" / f"{name}.jpg")
-        mask_path = mask_dir / f"{name}.png"
-        mask = read_index_mask(mask_path)
-        check_mask_size(mask, hw, mask_path)
-        check_mask_ids(mask, NUM_CLASSES, mask_path, IGNORE)
-        meta = {"image_id": stable_image_id(name), "source": source,
-                "labels": labels_present(mask, exclude=(BACKGROUND, IGNORE))}
-        return ShardSample(safe_key(name), image, ext, encode_index_png(mask), meta)
-
-    return collect(names, build, skips)
+    pairs = (Pair(name, voc / "JPEGImages" / f"{name}.jpg", mask_dir / f"{name}.png", VOC_IDS) for name in names)
+    return pair_samples(pairs, f"voc2012/{split}", skips)

@@ -15,8 +15,7 @@ from omegaconf import OmegaConf
 
 from nerve_core.config import BackgroundConfig, RefineConfig, UpsampleConfig
 from nerve_core.refine import get_refiner
-from pipeline.config import LabelJobConfig
-from pipeline.job import label_job
+from pipeline.job import label_part
 from pipeline.output.fingerprint import job_fingerprint
 from pipeline.output.outputdir import OutputDir
 from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
@@ -52,10 +51,8 @@ def cache_engine(engine: dict, space: SearchSpace) -> dict:
 
 def cache_job(cfg, space: SearchSpace, root: str):
     """The label-job config whose actors fill the cache at `root`."""
-    label_keys = [name for name in LabelJobConfig.__dataclass_fields__]
     engine = cache_engine(OmegaConf.to_container(cfg.engine, resolve=True), space)
-    return label_job(OmegaConf.merge(LabelJobConfig, OmegaConf.masked_copy(cfg, label_keys),
-                                     {"engine": engine, "output": {"dir": root}}))
+    return label_part(cfg, {"engine": engine, "output": {"dir": root}})
 
 
 @dataclass

@@ -10,14 +10,11 @@ from html import escape
 import matplotlib
 
 matplotlib.use("Agg")  # no display on CI machines and cluster nodes
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # noqa: E402
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
-.plots img { max-width: 480px; margin: 0 1em 1em 0; }
-"""
+from pipeline.report.html import page, table  # noqa: E402
+
+_STYLE = ".plots img { max-width: 480px; margin: 0 1em 1em 0; }"
 
 
 def _label(value) -> str:
@@ -48,12 +45,6 @@ def key_plot(key: str, values, rows: list[dict]) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def _fmt(x) -> str:
     return "–" if x is None else f"{x:.2f}"
 
@@ -61,15 +52,14 @@ def _fmt(x) -> str:
 def render_report(space, rows: list[dict], facts: dict, diagnostics: dict | None) -> str:
     plots = "".join(f'<img alt="{escape(k)}" src="data:image/png;base64,{key_plot(k, v, rows)}">'
                     for k, v in zip(space.keys, space.values))
-    board = _table(["rank", "trial", *space.keys, "mIoU tune", "mIoU check", "seconds"],
-                   [[i + 1, r["trial"], *(_label(r["settings"][k]) for k in space.keys), _fmt(r["miou"]),
-                     _fmt(r["miou_check"]), f"{r['seconds']:.2f}"] for i, r in enumerate(rows)])
-    body = ["<h1>nerve tune</h1>", _table(["", ""], [[k, v] for k, v in facts.items()]),
+    board = table(["rank", "trial", *space.keys, "mIoU tune", "mIoU check", "seconds"],
+                  [[i + 1, r["trial"], *(_label(r["settings"][k]) for k in space.keys), _fmt(r["miou"]),
+                    _fmt(r["miou_check"]), f"{r['seconds']:.2f}"] for i, r in enumerate(rows)])
+    body = ["<h1>nerve tune</h1>", table(["", ""], [[k, v] for k, v in facts.items()]),
             "<h2>mIoU against each searched value</h2>", f'<div class="plots">{plots}</div>', "<h2>Leaderboard</h2>", board]
     if rows:
-        body += ["<h2>Best settings</h2>", _table(["key", "value"], [[k, _label(v)] for k, v in rows[0]["settings"].items()])]
+        body += ["<h2>Best settings</h2>", table(["key", "value"], [[k, _label(v)] for k, v in rows[0]["settings"].items()])]
     if diagnostics:
         body += ["<h2>Walk diagnostics of the best trial</h2>",
-                 _table(["figure", "value"], [[k, _label(v)] for k, v in diagnostics.items()])]
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>nerve tune</title>"
-            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+                 table(["figure", "value"], [[k, _label(v)] for k, v in diagnostics.items()])]
+    return page("nerve tune", body, _STYLE)

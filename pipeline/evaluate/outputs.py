@@ -1,0 +1,53 @@
+"""OUT/evaluation.json, evaluation.md (the table) and evaluation.png (ours beside the paper's, per
+dataset), written atomically on a local path or an fsspec URL."""
+from __future__ import annotations
+
+from pipeline.output.writers import write_json
+from pipeline.report.chart import paired_bar_chart
+from pipeline.report.model import fmt
+from pipeline.storage import atomic_write, filesystem, join
+
+FILES = ("evaluation.json", "evaluation.md", "evaluation.png")
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def render_markdown(record: dict) -> str:
+    lines = [f"# nerve evaluate: engine `{record['engine']}`", ""]
+    if record["models"] != "real":
+        lines += [f"> models={record['models']}: random-weight test models, so the mIoU means nothing.", ""]
+    for t in record["paper_tables"]:
+        lines.append(f"- paper table `{t['name']}`: {t['paper']}, {t['table']}")
+    if not record["paper_tables"]:
+        lines.append(f"- no paper table belongs to engine `{record['engine']}` (configs/paper_tables/engines.yaml; "
+                     "`evaluate.paper=NAME` names one)")
+    lines += ["", "| dataset | images | errors | mIoU | paper | delta | done |", "|---|---:|---:|---:|---:|---:|---|"]
+    for r in record["rows"]:
+        lines.append(f"| {r['dataset']} | {r['images']} | {r['errors']} | {fmt(r['miou'])} | {fmt(r['paper_miou'], 1)} "
+                     f"| {_signed(r['delta'])} | {'yes' if r['done'] else 'NO'} |")
+    avg = record["average"]
+    lines.append(f"| average over {len(avg['datasets'])} | | | {fmt(avg['miou'])} | {fmt(avg['paper_miou'])} "
+                 f"| {_signed(avg['delta'])} | |")
+    lines += ["", "The average is over the datasets that have both figures: "
+              + (", ".join(avg["datasets"]) or "none") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(record: dict) -> bytes:
+    rows = record["rows"]
+    title = f"{record['engine']}" + ("" if record["models"] == "real" else f" (models={record['models']})")
+    return paired_bar_chart([r["dataset"] for r in rows], [r["miou"] for r in rows],
+                            [r["paper_miou"] for r in rows], "paper", title)
+
+
+def write_evaluation(out_url: str, record: dict) -> list[str]:
+    """The three files under `out_url`; returns their paths."""
+    fs, root = filesystem(out_url)
+    fs.makedirs(root, exist_ok=True)
+    json_path, md_path, png_path = (join(root, name) for name in FILES)
+    write_json(fs, json_path, record)
+    atomic_write(fs, md_path, render_markdown(record).encode("utf-8"))
+    atomic_write(fs, png_path, chart(record))
+    return [join(str(out_url), name) for name in FILES]
