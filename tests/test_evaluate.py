@@ -94,7 +94,7 @@ def test_shared_session_starts_ray_once_for_every_job_and_stops_it_at_the_end(mo
     events = []
 
     @contextmanager
-    def counting_session(address, local_num_cpus, verbose=False):  # as ray_session: a Ray already up is reused
+    def counting_session(address, local_num_cpus, verbose=False, metrics_export_port=0):  # as ray_session: a Ray already up is reused
         if "start" in events and "stop" not in events:
             yield "ray"
             return

@@ -85,7 +85,8 @@ def labeled_with_faults(ray_session, ray_metrics_port, tiny_models, tmp_path_fac
         samples = scrape(ray_metrics_port)
         got = totals(samples, job_tag(str(out)))
         if (observed(got) == want and ACTOR_METRICS <= set(got)) or time.monotonic() > deadline:
-            return result, want, got, {name for name, _, _ in samples}
+            mine = [(name, value) for name, labels, value in samples if labels.get("job") == job_tag(str(out))]
+            return result, want, got, {name for name, _, _ in samples}, mine
         time.sleep(1)
 
 
@@ -106,15 +107,17 @@ def observed(got: dict) -> dict:
 
 
 def test_counters_equal_the_summary_of_a_job_with_errors_a_killed_actor_and_a_failed_shard(labeled_with_faults):
-    result, want, got, _ = labeled_with_faults
+    result, want, got, _, samples = labeled_with_faults
     assert want["images"] == 10 and want["errors"] == {"decode_image": 1} and want["failed"] == 1
     assert want["retried"] == 2  # the killed actor's shard once, the unreadable shard once
     assert observed(got) == want
     # each finished shard's time went into the histogram (the driver's, so the kill loses none);
-    # the live actor's figures are there (a dead worker's series leave the scrape with it)
+    # the actors' own figures are there
     assert got["ray_nerve_shard_seconds_count"][""] == want["done"]
     assert ACTOR_METRICS <= set(got) and got["ray_nerve_engine_batch_seconds_count"][""] >= 1
-    assert 0 <= got["ray_nerve_engine_busy_share"][""] <= 1 and got["ray_nerve_actor_images_per_second"][""] > 0
+    # per series: a dead worker's last values may still be served beside its replacement's
+    assert all(0 <= v <= 1 for name, v in samples if name == "ray_nerve_engine_busy_share")
+    assert got["ray_nerve_actor_images_per_second"][""] > 0
 
 
 def test_the_grafana_dashboard_queries_only_metrics_the_scrape_returns(labeled_with_faults):

@@ -45,7 +45,7 @@ from pipeline.run.cpuclock import CpuClock
 from pipeline.run.metrics import ActorMetrics, job_tag
 from pipeline.score.scoring import confusion_matrix, image_scores, reduce_zero_label, reduce_zero_label_ids
 
-ENCODE_BEHIND = 2
+ENCODE_BEHIND = 2  # batches a shard's encoder may lag its engine: one slow to encode does not stop the engine
 PROGRESS_EVERY_S = 0.2  # a shard tells the progress counter of its images at most this often
 
 
@@ -66,7 +66,7 @@ class Labeler:
         self._engine = None
         self._vocab = None
         self._building = threading.Lock()  # concurrent shard calls build the engine once
-        self._turn = threading.Lock()  # held by the shard whose batches the engine is running
+        self._turn = threading.Lock()  # held by the shard that queues batches for the engine thread
         self._process_mark: float | None = None  # the process's CPU clock when the last shard ended
         self._marking = threading.Lock()
         self.metrics = ActorMetrics(job_tag(job.config.output.dir))  # gauges and histograms for Prometheus
