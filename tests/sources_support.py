@@ -9,6 +9,8 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
+from pipeline.bench.trees import save_gray_png, save_palette_png  # noqa: F401  (shared with the bench's trees)
+
 IMAGE_FIELDS = {"jpg", "png", "webp"}
 
 
@@ -18,21 +20,6 @@ def save_jpeg(path: Path, height: int, width: int, seed: int) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, format="JPEG", quality=90)
     return path.read_bytes()
-
-
-def save_palette_png(path: Path, ids: np.ndarray, seed: int = 7) -> None:
-    """A mode-P PNG whose indices are `ids`; the palette is arbitrary colours, so any conversion
-    through RGB or L would give values different from the ids."""
-    rng = np.random.default_rng(seed)
-    img = Image.fromarray(ids.astype(np.uint8), mode="P")
-    img.putpalette(rng.integers(0, 256, size=768, dtype=np.uint8).tolist())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-
-
-def save_gray_png(path: Path, ids: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(ids.astype(np.uint8), mode="L").save(path)
 
 
 def bordered_mask(height: int, width: int, boxes: list[tuple[int, int, int, int, int]]) -> np.ndarray:

@@ -396,3 +396,27 @@ def test_ceiling_trials_that_ran_out_of_shards_are_flagged():
                              "trials": [trial(50, 256), trial(100, 512), trial(200, 512), trial(400, 512)]}]}
     assert short_trials(results) == [400]  # 512 images at 200/s is 2.6 s of work (over half of 5 s); at 400/s, 1.3 s
     assert "trials at 400 img/s ran out of shards" in _host_cost(results)
+
+
+def test_shards_bench_times_every_maker_on_trees_it_writes(tmp_path):
+    from sources_support import read_shards
+
+    from pipeline.bench.shards import ShardsBenchConfig
+
+    makers = ShardsBenchConfig().makers
+    assert bench_main(["shards", f"output={tmp_path}", "images=4", "repeats=1", "width=64", "height=48"]) == 0
+    results = _read(tmp_path, "shards")
+    assert list(results["makers"]) == makers and len(results["load_average"]) == 3
+    for maker, result in results["makers"].items():
+        assert result["images"] == 4 and len(result["runs"]) == 1, maker
+        assert result["wall_ms_per_image"] > 0 and result["cpu_ms_per_image"] > 0
+        samples = read_shards(Path(result["shards"]))
+        assert len(samples) == 4 and all("seg.png" in s for s in samples.values()), maker
+    assert results["makers"]["voc"]["cpu_vs_voc"] == 1
+    assert "coco_stuff" in (tmp_path / "shards.txt").read_text() and (tmp_path / "shards.png").stat().st_size > 0
+
+
+def test_shards_bench_needs_voc_and_known_makers(capsys):
+    assert bench_main(["shards", "makers=[ade]"]) == 2
+    assert bench_main(["shards", "makers=[voc,kitti]"]) == 2
+    assert "kitti" in capsys.readouterr().err

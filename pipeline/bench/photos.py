@@ -59,11 +59,12 @@ def ground_truth(image: Image.Image, classes: list[int], rng: np.random.Generato
     return np.asarray(classes, dtype=np.uint8)[np.searchsorted(edges, smooth)]
 
 
-def bench_photo(seed: int, index: int, num_classes: int) -> tuple[Image.Image, np.ndarray]:
-    """(RGB image at 500x375 or 375x500, GT map) of bench image `index`."""
+def bench_photo(seed: int, index: int, num_classes: int, size_hw: tuple[int, int] | None = None) -> tuple[Image.Image, np.ndarray]:
+    """(RGB image at 500x375 or 375x500, or at `size_hw` (H, W) when given, GT map) of bench image `index`."""
     rng = np.random.default_rng([seed, index])
     source = photo(list(PHOTOS)[index % len(PHOTOS)])
-    size_hw = PORTRAIT if rng.random() < 0.3 else LANDSCAPE
+    drawn = PORTRAIT if rng.random() < 0.3 else LANDSCAPE  # drawn either way: the same crops with or without size_hw
+    size_hw = size_hw or drawn
     box = _crop(rng, source.width, source.height, size_hw)
     image = source.resize(size_hw[::-1], Image.BICUBIC, box=box, reducing_gap=3.0)
     if rng.random() < 0.5:

@@ -258,12 +258,34 @@ def gpu_plot(results: dict, path: Path) -> None:
     engine_plot(results["engine"], path)
 
 
+# ---- shards ----------------------------------------------------------------------------------
+def shards_table(results: dict) -> str:
+    rows = [[name, m["images"], m["wall_ms_per_image"], m["cpu_ms_per_image"], m["cpu_vs_voc"]]
+            for name, m in results["makers"].items()]
+    cfg = results["config"]
+    return (f"{cfg['images']} images of {cfg['width']}x{cfg['height']} per maker, best of {cfg['repeats']}\n"
+            + format_table(["maker", "images", "wall ms/img", "CPU ms/img", "CPU vs voc"], rows)
+            + "\nload average (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in results["load_average"]))
+
+
+def shards_plot(results: dict, path: Path) -> None:
+    names = list(results["makers"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(names, [results["makers"][n]["cpu_ms_per_image"] for n in names])
+    ax.set_ylabel("CPU milliseconds per image (best run)")
+    ax.set_title("nerve shards: each maker's cost per image")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 REPORTS = {
     "refine": (refine_table, refine_plot),
     "engine": (engine_table, engine_plot),
     "pipeline": (pipeline_table, pipeline_plot),
     "sweep": (sweep_table, sweep_plot),
     "gpu": (gpu_table, gpu_plot),
+    "shards": (shards_table, shards_plot),
 }
 TABLE_SUFFIX = {"gpu": ".md"}  # the others are plain-text tables
 
