@@ -9,8 +9,6 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from pipeline.bench.trees import save_gray_png, save_palette_png  # noqa: F401  (shared with the bench's trees)
-
 IMAGE_FIELDS = {"jpg", "png", "webp"}
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sources_support import check_contract, load_json, read_shards, save_gray_png, save_jpeg, save_palette_png
+from sources_support import check_contract, load_json, read_shards, save_jpeg
 
 from configs import classes_path
 from jobs import shards
+from pipeline.bench.trees import save_gray_png, save_palette_png
 from pipeline.sources.cityscapes import EVALUATED
 from pipeline.sources.naming import stable_image_id
 

@@ -6,16 +6,10 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from sources_support import (
-    check_contract,
-    load_json,
-    read_shards,
-    save_gray_png,
-    save_jpeg,
-    save_palette_png,
-)
+from sources_support import check_contract, load_json, read_shards, save_jpeg
 
 from jobs import shards
+from pipeline.bench.trees import save_gray_png, save_palette_png
 from pipeline.sources.naming import safe_key, stable_image_id
 
 

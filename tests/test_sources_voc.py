@@ -5,17 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sources_support import (
-    bordered_mask,
-    check_contract,
-    load_json,
-    read_shards,
-    save_gray_png,
-    save_jpeg,
-    save_palette_png,
-)
+from sources_support import bordered_mask, check_contract, load_json, read_shards, save_jpeg
 
 from jobs import shards
+from pipeline.bench.trees import save_gray_png, save_palette_png
 
 GOOD = {  # name -> (height, width, boxes)
     "2007_000032": (20, 24, [(1, 2, 2, 8, 10), (15, 10, 12, 18, 22)]),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from pipeline.bench.photos import JPEG_QUALITY, bench_photo, ground_truth
 from pipeline.sources.ade import ade_samples
@@ -110,7 +111,7 @@ def write_trees(trees: Path, images: int, width: int, height: int, seed: int = 0
     voc, context = trees / "VOCdevkit" / "VOC2012", trees / "VOCdevkit" / "VOC2010"
     ade, stuff, city = trees / "ADEChallengeData2016", trees / "coco_stuff164k", trees / "cityscapes"
     names, sizes = [f"2008_{i:06d}" for i in range(images)], []
-    for i, name in enumerate(names):
+    for i, name in enumerate(tqdm(names, desc="bench trees", unit="image", leave=False)):
         image, _ = bench_photo(seed, i, 2, size_hw=(height, width))
         sizes.append(image.size)
         _save_image(voc / "JPEGImages" / f"{name}.jpg", image)
