@@ -59,6 +59,8 @@ def test_ade_masks_kept_as_stored_labels_skips(tmp_path):
     assert list(samples) == ["ADE_val_00000001"]
     seg, meta = check_contract(samples["ADE_val_00000001"])
     np.testing.assert_array_equal(seg, ADE_MASK)
+    # an 8-bit grey PNG of class ids is what a shard stores: the file itself, not encoded again
+    assert samples["ADE_val_00000001"]["seg.png"] == (masks / "ADE_val_00000001.png").read_bytes()
     assert meta["labels"] == [1, 12, 75, 150]  # 0 ("other") is not a label
     assert meta["source"] == "ade20k/validation"
     assert meta["image_id"] == stable_image_id("ADE_val_00000001")  # a hash: the stem is not all digits

@@ -8,6 +8,7 @@ luminance values.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from pipeline.output.pngcodec import INDEX_MODES, index_array
 
 # PIL format name -> extension of the shard contract; other formats are re-encoded as PNG.
 _KEPT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+# A PNG's IHDR bit depth and colour type (bytes 24, 25 of the file): 8-bit greyscale.
+_GRAY8_IHDR = bytes([8, 0])
 
 
 class SkipSample(Exception):
@@ -62,19 +65,34 @@ def _as_png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def read_index_mask(path: Path) -> np.ndarray:
-    """(H, W) uint8 class ids from a single-channel PNG (palette indices read raw, never mapped)."""
+@dataclass(frozen=True)
+class MaskFile:
+    ids: np.ndarray  # (H, W) uint8 class ids as stored
+    gray8_png: bytes | None  # the file itself when it is an 8-bit grey PNG: a shard's seg.png as it is
+
+
+def read_mask_file(path: Path) -> MaskFile:
+    """A single-channel PNG's raw ids (palette indices read raw, never mapped), and the file's bytes
+    when they already are what a shard stores (8-bit greyscale: IHDR bit depth 8, colour type 0),
+    so that a mask needing no conversion is not encoded again."""
     if not path.is_file():
         raise SkipSample("missing mask", str(path))
+    data = path.read_bytes()
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             if img.mode not in INDEX_MODES:
                 raise SkipSample("mask not single-channel", f"{path}: mode {img.mode}")
-            return index_array(img)
+            gray8 = img.format == "PNG" and data[24:26] == _GRAY8_IHDR
+            return MaskFile(index_array(img), data if gray8 else None)
     except (OSError, SyntaxError) as exc:
         raise SkipSample("unreadable mask", f"{path}: {exc}") from exc
     except ValueError as exc:  # single-channel, but not 8-bit class ids
         raise SkipSample("mask ids out of range", f"{path}: {exc}") from exc
+
+
+def read_index_mask(path: Path) -> np.ndarray:
+    """(H, W) uint8 class ids from a single-channel PNG (palette indices read raw, never mapped)."""
+    return read_mask_file(path).ids
 
 
 def check_mask_size(mask: np.ndarray, image_hw: tuple[int, int], path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nerve_core.errors import ConfigError, NotFound
 from pipeline.output.pngcodec import encode_index_png
-from pipeline.sources.files import check_mask_size, read_image, read_index_mask
+from pipeline.sources.files import check_mask_size, read_image, read_mask_file
 from pipeline.sources.idtable import IdTable
 from pipeline.sources.naming import safe_key, stable_image_id
 from pipeline.sources.shard_writer import ShardSample
@@ -31,11 +31,12 @@ def pair_samples(pairs: Iterable[Pair], source: str, skips: SkipLog) -> Iterator
 
     def build(pair: Pair) -> ShardSample:
         image, ext, hw = read_image(pair.image)
-        mask = read_index_mask(pair.mask)
-        check_mask_size(mask, hw, pair.mask)
-        mask, labels = pair.ids.convert(mask, pair.mask)
+        stored = read_mask_file(pair.mask)
+        check_mask_size(stored.ids, hw, pair.mask)
+        mask, labels = pair.ids.convert(stored.ids, pair.mask)
+        kept = stored.gray8_png if pair.ids.identity else None  # already a grey PNG of class ids: stored as it is
         meta = {"image_id": stable_image_id(pair.name), "source": source, "labels": labels}
-        return ShardSample(safe_key(pair.name), image, ext, encode_index_png(mask), meta)
+        return ShardSample(safe_key(pair.name), image, ext, kept or encode_index_png(mask), meta)
 
     return collect(pairs, build, skips, name=lambda pair: pair.name)
 
