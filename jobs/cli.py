@@ -31,7 +31,7 @@ SUMMARIES = {
               "or the synthetic demo set",
     "export": "write a labeling run as PNG label maps (png) or one COCO results file (coco)",
     "regress": "the nightly check: label a pinned shard set, compare mIoU with a baseline, write a report",
-    "bench": "time the refinement, the engine or the whole pipeline (refine | engine | pipeline)",
+    "bench": "time the refinement, the engine, the whole pipeline or the shard makers (refine | engine | pipeline | gpu | sweep | shards)",
     "verify": "check that every input sample has exactly one row in an output directory",
     "demo": "the whole tool offline in a minute: synthetic shards, tiny models, label, score, report",
     "tune": "pick the walk's open settings on labelled shards: cache features once, search them with Ray Tune",
