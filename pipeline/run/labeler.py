@@ -194,8 +194,11 @@ class Labeler:
         dataset = self.job.config.dataset
         with cpu.stage("decode"):
             sample = decode_sample(raw, self.max_pixels)
-            if sample.gt is not None and dataset.reduce_zero_label:
-                sample.gt = reduce_zero_label(sample.gt, dataset.ignore_index)
+            if dataset.reduce_zero_label:  # GT and json labels hold the stored mask's ids: both shift
+                if sample.gt is not None:
+                    sample.gt = reduce_zero_label(sample.gt, dataset.ignore_index)
+                if isinstance(sample.meta.get("labels"), list):
+                    sample.meta["labels"] = reduce_zero_label_ids(sample.meta["labels"])
             if sample.ok and sample.gt is not None:
                 sample.error = check_gt_values(sample.gt, len(self._vocab), dataset.ignore_index)
             if sample.ok and self.engine.cfg.mode == "wsss":
@@ -217,9 +220,6 @@ class Labeler:
         if labels is None and dataset.labels_from_gt and sample.gt is not None:
             ignore = dataset.ignore_index
             labels = [int(c) for c in np.unique(sample.gt) if c != ignore]
-            sample.meta["labels"] = labels
-        elif isinstance(labels, list) and dataset.reduce_zero_label:
-            labels = reduce_zero_label_ids(labels)
             sample.meta["labels"] = labels
         if labels is None:
             return NO_IMAGE_LABELS.error("engine.mode=wsss needs json labels (or dataset.labels_from_gt=true)")
