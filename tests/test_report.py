@@ -24,9 +24,10 @@ from pipeline.evaluate.compare import evaluation as evaluation_record
 from pipeline.evaluate.outputs import write_evaluation
 from pipeline.evaluate.papers import PaperTable
 from pipeline.output.outputdir import OutputDir
+from pipeline.output.pngcodec import encode_index_png
 from pipeline.output.writers import ShardResult
 from pipeline.report.cards import read_rows
-from pipeline.report.thumbnails import ThumbJob, thumb_name
+from pipeline.report.thumbnails import ThumbJob, draw, thumb_name
 from pipeline.run.driver import run_label_job
 from tests import faults as F
 from tests.browser import broken_images, is_blank, open_page
@@ -178,9 +179,24 @@ def test_cards_sort_by_miou_else_confidence_else_key(tmp_path):
 def test_thumbnail_names_change_with_the_fingerprint_the_mask_or_the_source(tmp_path):
     out = _output_with(tmp_path, {"a": None})
     card = read_rows(out, ["s-000000"]).cards[0]
-    job = ThumbJob(out, "fingerprint-1", [0] * 768, {"s-000000": "/shards/s-000000.tar"}, 0)
+    job = ThumbJob(out, "fingerprint-1", [0] * 768, {"s-000000": "/shards/s-000000.tar"}, 0, {"ignore_index": 255})
     name = thumb_name(job, card, b"mask")
     assert thumb_name(job, card, b"mask") == name
     assert thumb_name(replace(job, fingerprint="fingerprint-2"), card, b"mask") != name
     assert thumb_name(job, card, b"other mask") != name
     assert thumb_name(replace(job, sources={}), card, b"mask") != name
+
+
+def test_thumbnails_draw_the_ground_truth_as_the_run_scored_it(tmp_path):
+    """Under reduce_zero_label (ADE, PC59, VOC20) the shard's GT ids shift down by one, as the labeler
+    scored them: the GT panel must show the shifted ids, not the stored ones."""
+    out = _output_with(tmp_path, {"a": None})
+    pred = np.tile(np.arange(4, dtype=np.uint8), (4, 1))
+    stored = np.array([[0, 1, 2, 3]] * 4, dtype=np.uint8)
+    palette = list(range(256)) * 3
+    reduced = ThumbJob(out, "f", palette, {}, 0, {"ignore_index": 255, "reduce_zero_label": True})
+    plain = replace(reduced, dataset={"ignore_index": 255})
+    shifted = np.array([[255, 0, 1, 2]] * 4, dtype=np.uint8)
+    mask = encode_index_png(pred)
+    assert draw(mask, None, encode_index_png(stored), reduced) == draw(mask, None, encode_index_png(shifted), plain)
+    assert draw(mask, None, encode_index_png(stored), reduced) != draw(mask, None, encode_index_png(stored), plain)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pipeline.output.summary import merge_stats
-from pipeline.score.scoring import confusion_matrix, per_class_iou, reduce_zero_label_ids, summarize_confusion
+from pipeline.score.scoring import confusion_matrix, per_class_iou, reduce_zero_label_ids, scored_gt, summarize_confusion
 from tests.shards import set_iou
 
 
@@ -105,6 +105,12 @@ def test_reduce_zero_label_ids_drops_zero_and_shifts_image_labels_like_the_mask(
     assert reduce_zero_label_ids([]) == [] and reduce_zero_label_ids([0]) == []
     # what is not an id is left for the labeler's own check (False is not the id 0)
     assert reduce_zero_label_ids(["cat", True, False, 3]) == ["cat", True, False, 2]
+
+
+def test_scored_gt_follows_the_runs_dataset_settings():
+    gt = np.array([[0, 1, 255, 150]], dtype=np.uint8)
+    assert scored_gt(gt, {"ignore_index": 255, "reduce_zero_label": True}).tolist() == [[255, 0, 255, 149]]
+    assert scored_gt(gt, {"ignore_index": 255}) is gt  # outputs written before the key: stored as is
 
 
 def test_every_dataset_preset_loads_into_the_label_job_schema():

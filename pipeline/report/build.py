@@ -58,7 +58,7 @@ def attach_gallery(report: RunReport, folder: Path, shards=None, limit: int = 0,
         rows.cards = rows.cards[:limit]
     class_names = [s[0] for s in record["fingerprint"]["classes"]]
     job = ThumbJob(out, record["fingerprint"]["digest"], class_palette(class_names), _sources(record, shards),
-                   int(record["config"].get("input", {}).get("max_image_pixels", DEFAULT_MAX_PIXELS)))
+                   int(record["config"].get("input", {}).get("max_image_pixels", DEFAULT_MAX_PIXELS)), record["config"]["dataset"])
     counts = make_thumbnails(job, rows.cards, folder, progress=progress)
     report.rows, report.fingerprint = rows, record["fingerprint"]
     report.walk_histograms = merged_histograms([stats[s] for s in done])

@@ -19,7 +19,7 @@ from pipeline.output.pngcodec import decode_index_png
 from pipeline.read.reader import decode_sample, raw_samples
 from pipeline.read.shardlist import expand_shards, shard_id
 from pipeline.report.palette import class_palette, colorize
-from pipeline.score.scoring import confusion_matrix, image_scores
+from pipeline.score.scoring import confusion_matrix, image_scores, scored_gt
 
 THUMB = 256  # longest side of a sheet image, in pixels
 
@@ -66,7 +66,7 @@ def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[Shee
     record = out.existing_record()
     class_names = [synonyms[0] for synonyms in record["fingerprint"]["classes"]]
     num_classes, palette = len(class_names), class_palette(class_names)
-    ignore = int(record["config"]["dataset"]["ignore_index"])
+    dataset = record["config"]["dataset"]
     done = out.done_shards()
     urls = [u for u in expand_shards(record["config"]["input"]["shards"]) if shard_id(u) in done]
     preds = [_predictions(out, shard_id(u), num_samples) for u in urls]
@@ -80,8 +80,10 @@ def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[Shee
         for raw in raw_samples(url) if n else ():
             sample = decode_sample(raw) if raw["__key__"] in wanted else None
             if sample is not None and sample.ok:
-                entries.append(_write_entry(sample, shard_id(url), wanted[sample.key], images, num_classes, ignore,
-                                            palette))
+                if sample.gt is not None:
+                    sample.gt = scored_gt(sample.gt, dataset)
+                entries.append(_write_entry(sample, shard_id(url), wanted[sample.key], images, num_classes,
+                                            int(dataset["ignore_index"]), palette))
                 written += 1
                 if written == n:
                     break

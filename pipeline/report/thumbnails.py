@@ -26,6 +26,7 @@ from pipeline.output.pngcodec import decode_index_png
 from pipeline.read.reader import IMAGE_EXTS, decode_label_png, open_checked, raw_samples
 from pipeline.report.cards import Card
 from pipeline.report.palette import colorize
+from pipeline.score.scoring import scored_gt
 
 SIDE = 160  # longest side of each panel, in pixels
 DRAWING = "1"  # part of every name: change it when the drawing changes, so old files are not reused
@@ -42,6 +43,7 @@ class ThumbJob:
     palette: list[int]
     sources: dict[str, str]  # shard -> its tar's URL (shards absent here get mask-only thumbnails)
     max_pixels: int
+    dataset: dict  # the run's dataset settings: the GT is drawn as it was scored (pipeline/score/scoring.py: scored_gt)
 
 
 def fit(size: tuple[int, int], side: int = SIDE) -> tuple[int, int]:
@@ -68,17 +70,17 @@ def _picture(data: bytes, size: tuple[int, int], max_pixels: int) -> Image.Image
         return None
 
 
-def draw(mask_png: bytes, image: bytes | None, seg: bytes | None, palette: list[int], max_pixels: int) -> bytes:
+def draw(mask_png: bytes, image: bytes | None, seg: bytes | None, job: ThumbJob) -> bytes:
     """JPEG bytes: prediction over the image, and ground truth over the image when `seg` is given."""
     labels = decode_index_png(mask_png)
     size = fit((labels.shape[1], labels.shape[0]))
-    picture = None if image is None else _picture(image, size, max_pixels)
-    panels = [_colours(labels, size, palette)]
+    picture = None if image is None else _picture(image, size, job.max_pixels)
+    panels = [_colours(labels, size, job.palette)]
     if seg is not None:
         try:
-            gt = decode_label_png(seg, max_pixels)
+            gt = scored_gt(decode_label_png(seg, job.max_pixels), job.dataset)
             if gt.shape == labels.shape:
-                panels.append(_colours(gt, size, palette))
+                panels.append(_colours(gt, size, job.palette))
         except Exception:
             pass  # a GT the labeler refused made the row an error row; never reached for ok rows
     if picture is not None:
@@ -169,7 +171,7 @@ def _samples(url: str | None):
 
 
 def _write(path: Path, mask_png: bytes, image, seg, job: ThumbJob, bar) -> None:
-    data = draw(mask_png, image, seg, job.palette, job.max_pixels)
+    data = draw(mask_png, image, seg, job)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_bytes(data)

@@ -12,10 +12,10 @@ from pipeline.output.pngcodec import decode_index_png
 from pipeline.output.summary import write_summary
 from pipeline.read.reader import decode_label_png, raw_samples
 from pipeline.read.shardlist import expand_shards, shard_id
-from pipeline.score.scoring import confusion_matrix, reduce_zero_label
+from pipeline.score.scoring import confusion_matrix, scored_gt
 
 
-def shard_ground_truth(url: str, reduce_zero: bool = False, ignore_index: int = 255) -> dict[tuple[str, int], np.ndarray]:
+def shard_ground_truth(url: str, dataset: dict) -> dict[tuple[str, int], np.ndarray]:
     """(key, occurrence) -> GT class ids for the samples of a shard that carry a readable seg.png
     (a key repeated in the shard names several samples, each with its own GT)."""
     gts = {}
@@ -23,7 +23,7 @@ def shard_ground_truth(url: str, reduce_zero: bool = False, ignore_index: int = 
         if "seg.png" in raw:
             try:
                 gt = decode_label_png(raw["seg.png"])
-                gts[raw["__key__"], raw["__occurrence__"]] = reduce_zero_label(gt, ignore_index) if reduce_zero else gt
+                gts[raw["__key__"], raw["__occurrence__"]] = scored_gt(gt, dataset)
             except Exception:
                 continue  # the labeler recorded this sample as an error row
     return gts
@@ -44,7 +44,7 @@ def rescore(out_dir: str, shards=None) -> dict:
         shard = shard_id(url)
         if shard not in done:
             continue
-        gts = shard_ground_truth(url, record["config"]["dataset"].get("reduce_zero_label", False), ignore)
+        gts = shard_ground_truth(url, record["config"]["dataset"])
         confusion, scored = np.zeros((k, k + 1), dtype=np.int64), 0
         for row in out.rows(shard):
             ident = (row["key"], row.get("occurrence") or 0)  # outputs older than the column: 0

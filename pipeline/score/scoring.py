@@ -19,6 +19,12 @@ def reduce_zero_label(gt: np.ndarray, ignore_index: int = 255) -> np.ndarray:
     return out.astype(gt.dtype)
 
 
+def scored_gt(gt: np.ndarray, dataset: dict) -> np.ndarray:
+    """A shard's GT as a run scored it, from the run's dataset settings (config.yaml's `dataset`):
+    what rescoring and every picture of the GT must show, so that they agree with the labeler."""
+    return reduce_zero_label(gt, int(dataset["ignore_index"])) if dataset.get("reduce_zero_label") else gt
+
+
 def reduce_zero_label_ids(labels: list) -> list:
     """Image-level labels (a shard json's `labels`, in the stored seg.png's ids) under the same
     convention: 0 is dropped, k -> k - 1. Entries that are not ids are kept for the caller's check."""
@@ -92,13 +98,18 @@ def image_scores(cm: np.ndarray | None, confidence: np.ndarray | None) -> dict:
     summary.json's. `confidence`: the quantised top-class probability map (None unless stored):
     `mean_confidence` is its mean as a probability (0..1).
     """
-    accuracy = miou = None
-    if cm is not None and cm.sum():
-        iou = per_class_iou(cm)
-        accuracy = _percent(np.trace(cm[:, : cm.shape[0]]) / cm.sum())
-        miou = _percent(iou[~np.isnan(iou)].mean())
+    miou, accuracy = (None, None) if cm is None else _miou_and_accuracy(cm)
     mean_confidence = None if confidence is None else round(float(np.mean(confidence)) / 255.0, 6)
     return {"pixel_accuracy": accuracy, "miou": miou, "mean_confidence": mean_confidence}
+
+
+def _miou_and_accuracy(cm: np.ndarray) -> tuple[float | None, float | None]:
+    """(mIoU over classes with a non-zero union, share of scored pixels right), in percent; None
+    where nothing is scored. An image's and a whole dataset's are the same formula."""
+    iou = per_class_iou(cm)
+    valid, total = ~np.isnan(iou), cm.sum()
+    return (_percent(iou[valid].mean()) if valid.any() else None,
+            _percent(np.trace(cm[:, : cm.shape[0]]) / total) if total else None)
 
 
 def summarize_confusion(cm: np.ndarray, class_names: list[str]) -> dict:
@@ -106,18 +117,16 @@ def summarize_confusion(cm: np.ndarray, class_names: list[str]) -> dict:
     cm = np.asarray(cm, dtype=np.int64)
     if cm.shape != (len(class_names), len(class_names) + 1):
         raise ValueError(f"confusion matrix {cm.shape} does not fit {len(class_names)} classes")
-    iou = per_class_iou(cm)
-    total = cm.sum()
     k = cm.shape[0]
     gt_pixels = cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.where(gt_pixels > 0, np.diag(cm[:, :k]) / np.maximum(gt_pixels, 1), np.nan)
-    valid = ~np.isnan(iou)
+    miou, aacc = _miou_and_accuracy(cm)
     return {
-        "miou": _percent(iou[valid].mean()) if valid.any() else None,
-        "per_class_iou": {name: _percent(v) for name, v in zip(class_names, iou)},
-        "aacc": _percent(np.trace(cm[:, :k]) / total) if total else None,
+        "miou": miou,
+        "per_class_iou": {name: _percent(v) for name, v in zip(class_names, per_class_iou(cm))},
+        "aacc": aacc,
         "macc": _percent(np.nanmean(acc)) if (gt_pixels > 0).any() else None,
-        "scored_pixels": int(total),
+        "scored_pixels": int(cm.sum()),
         "unlabeled_pixels": int(cm[:, k].sum()),
     }
