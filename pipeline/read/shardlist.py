@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 from braceexpand import braceexpand
 
@@ -40,19 +41,51 @@ def _with_protocol(fs, path: str, original: str) -> str:
     return f"{protocol}://{path}" if protocol and not path.startswith(f"{protocol}://") else path
 
 
-def _expand_one(item: str) -> list[str]:
+class DirectoryListings:
+    """Each directory listed once, however many entries name it: a brace pattern over a million
+    shards on an object store costs one listing, not a request per shard. Safe to share between
+    threads (the preflight asks from a pool)."""
+
+    def __init__(self):
+        self._types: dict[tuple, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, fs, directory: str) -> dict[str, str]:
+        """name -> "file" or "directory" for what `directory` holds ({} where it cannot be listed)."""
+        key = (type(fs), repr(fs.storage_options), directory)  # fsspec makes one instance per thread
+        with self._lock:
+            if key not in self._types:
+                try:
+                    listing = fs.ls(directory, detail=True)
+                except (OSError, ValueError):  # absent, not a directory, or a store that cannot list there
+                    listing = []
+                self._types[key] = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e["type"] for e in listing}
+            return self._types[key]
+
+    def kind(self, fs, path: str) -> str | None:
+        """"file", "directory" or None (not listed beside its siblings: absent, or a store whose
+        parent cannot be listed, such as a bare HTTP URL)."""
+        parent, _, name = path.rstrip("/").rpartition("/")
+        return self.of(fs, parent or "/").get(name) if name else None
+
+
+def _expand_one(item: str, listings: DirectoryListings) -> list[str]:
     urls = []
     for entry in braceexpand(item):
         fs, path = filesystem(entry)
-        if fs.isdir(path):
-            found = sorted(p for p in fs.ls(path, detail=False) if p.endswith(SHARD_SUFFIXES))
-            if not found:
-                raise NotFound(f"no *.tar shards in directory {entry}")
-            urls.extend(_with_protocol(fs, p, entry) for p in found)
-        elif re.search(r"[*?\[]", path):
+        if re.search(r"[*?\[]", path):
             found = sorted(fs.glob(path))
             if not found:
                 raise NotFound(f"no shards match {entry}")
+            urls.extend(_with_protocol(fs, p, entry) for p in found)
+            continue
+        kind = listings.kind(fs, path)
+        if kind == "directory" or (kind is None and fs.isdir(path)):
+            folder = path.rstrip("/")
+            found = sorted(f"{folder}/{name}" for name, k in listings.of(fs, folder).items()
+                           if k == "file" and name.endswith(SHARD_SUFFIXES))
+            if not found:
+                raise NotFound(f"no *.tar shards in directory {entry}")
             urls.extend(_with_protocol(fs, p, entry) for p in found)
         else:
             urls.append(entry)
@@ -61,7 +94,8 @@ def _expand_one(item: str) -> list[str]:
 
 def expand_shards(spec) -> list[str]:
     """Ordered shard URLs for `spec`; duplicate shard ids are refused (they would share outputs)."""
-    urls = [u for item in _as_list(spec) for u in _expand_one(item)]
+    listings = DirectoryListings()
+    urls = [u for item in _as_list(spec) for u in _expand_one(item, listings)]
     seen = {}
     for url in urls:
         sid = shard_id(url)

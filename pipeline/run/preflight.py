@@ -12,6 +12,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from nerve_core.devices import check_device_name
 from nerve_core.errors import ConfigError, NerveError, NotFound
+from pipeline.read.shardlist import DirectoryListings
 from pipeline.storage import filesystem
 
 _SHOWN = 5  # paths named in the message; the rest are counted
@@ -21,17 +22,20 @@ class OutputNotWritable(NerveError):
     """The output directory cannot be created or written."""
 
 
-def _readable(url: str) -> bool:
+def _readable(url: str, listings: DirectoryListings) -> bool:
     fs, path = filesystem(url)
     if isinstance(fs, LocalFileSystem):
         return os.path.exists(path) and not os.path.isdir(path) and os.access(path, os.R_OK)  # a pipe is a shard too
-    return fs.exists(path)
+    kind = listings.kind(fs, path)  # one listing per directory answers for all of its shards
+    return kind == "file" or (kind is None and fs.exists(path))
 
 
 def unreadable_shards(urls: list[str]) -> list[str]:
-    """The shards of `urls` that do not exist or cannot be read (remote ones asked in parallel)."""
+    """The shards of `urls` that do not exist or cannot be read. Remote shards are found in their
+    directory's listing; only those it does not show are asked about one by one, in parallel."""
+    listings = DirectoryListings()
     with ThreadPoolExecutor(max_workers=16) as pool:
-        return [url for url, ok in zip(urls, pool.map(_readable, urls)) if not ok]
+        return [url for url, ok in zip(urls, pool.map(lambda u: _readable(u, listings), urls)) if not ok]
 
 
 def check_ray_settings(ray) -> None:
