@@ -13,7 +13,8 @@ from pipeline.run.preflight import unreadable_shards
 def store(monkeypatch):
     """A memory:// bucket of 40 shards in two folders, counting the requests made to it."""
     fs = fsspec.filesystem("memory")
-    fs.rm("/bucket", recursive=True) if fs.exists("/bucket") else None
+    if fs.exists("/bucket"):
+        fs.rm("/bucket", recursive=True)
     for i in range(40):
         fs.pipe(f"/bucket/{'a' if i < 30 else 'b'}/s-{i:06d}.tar", b"x")
     calls = {"ls": 0, "probe": 0}
