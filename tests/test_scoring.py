@@ -155,3 +155,19 @@ def test_image_scores_without_ground_truth_or_with_confidence():
     assert image_scores(None, None) == {"pixel_accuracy": None, "miou": None, "mean_confidence": None}
     all_ignored = confusion_matrix(np.zeros((2, 2), np.uint8), np.full((2, 2), 255, np.uint8), 3, 255)
     assert image_scores(all_ignored, None) == {"pixel_accuracy": None, "miou": None, "mean_confidence": None}
+
+
+def test_confusion_of_region_maps_counted_by_runs_equals_a_count_of_every_pixel():
+    """Maps of long runs (the real case, counted run by run), with run boundaries of the two maps
+    apart and blocks cutting through runs."""
+    rng = np.random.default_rng(5)
+    pred = np.kron(rng.integers(0, 5, (7, 9)), np.ones((13, 17), dtype=np.int64)).astype(np.uint8)
+    gt = np.kron(rng.integers(0, 5, (13, 9)), np.ones((7, 17), dtype=np.int64)).astype(np.uint8)
+    gt[rng.random(gt.shape) < 0.02] = 255
+    pred[:, 5] = 255
+    expected = np.zeros((5, 6), dtype=np.int64)
+    for p, g in zip(pred.ravel(), gt.ravel()):
+        if g != 255:
+            expected[g, 5 if p == 255 else p] += 1
+    for block in (1 << 20, 1000, 1):
+        np.testing.assert_array_equal(confusion_matrix(pred, gt, 5, block=block), expected)
