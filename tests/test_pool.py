@@ -25,15 +25,18 @@ class _Call:
     def __init__(self, actor, name):
         self.actor, self.name = actor, name
 
-    def remote(self, url, attempt, *rest):
-        ref = (self.actor.name, url, attempt)
+    def remote(self, *args):
+        if self.name == "run_task":  # another job's task: run_task(task, url, attempt, expected)
+            self.actor.tasks.append(args[0])
+            args = args[1:]
+        ref = (self.actor.name, args[0], args[1])
         self.actor.calls.append(ref)
         return ref
 
 
 class _Actor:
     def __init__(self, name):
-        self.name, self.calls = name, []
+        self.name, self.calls, self.tasks = name, [], []
 
     def __getattr__(self, task):
         return _Call(self, task)
@@ -87,6 +90,13 @@ def test_hand_out_fills_idle_actors_first_then_one_ahead_each(pool):
     assert [[a.shard for a in held] for held in pool.held] == [["s0", "s2"], ["s1", "s3"]]
     assert [a.shard for a in queue] == ["s4"] and len(running) == 4
     assert [a.actor.name for a in pool.held[0]] == ["a0", "a0"]
+
+
+def test_a_pool_given_a_task_of_its_own_hands_it_with_every_shard(pool):
+    pool.task = task = object()  # the tune cache's CacheShard, as the pool sees it: opaque
+    queue, running = _queue("s0", "s1"), {}
+    pool._hand_out(queue, running)
+    assert [a.tasks for a in pool.actors] == [[task], [task]] and len(running) == 2
 
 
 def test_a_dead_actor_charges_its_first_shard_and_requeues_the_one_ahead_uncharged(pool):

@@ -3,7 +3,7 @@
 
 Each actor holds the shard it labels and up to ray.shards_ahead more, handed over early so that
 their reading and decoding overlap the current shard's last batches and writing (the actor runs
-one shard's batches at a time, see pipeline.run.labeler). An actor's shards are kept in hand-over
+one shard's batches at a time, see pipeline.run.engine_turn). An actor's shards are kept in hand-over
 order; the first is the one labeling, the only one timed by ray.shard_timeout_s (from when it
 reached the front).
 
