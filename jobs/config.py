@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from configs import CONFIG_DIR
-from nerve_core.errors import ConfigError, NerveError
+from nerve_core.errors import ConfigError, NerveError, first_line
 
 # Top-level keys whose string value names a preset file under configs/<dir>/<value>.yaml.
 PRESET_DIRS = {"engine": "engines", "dataset": "datasets"}
@@ -139,7 +139,7 @@ def _without_preset_names(layer: dict) -> dict:
 
 def _explain(exc: OmegaConfBaseException) -> str:
     key = getattr(exc, "full_key", None)
-    msg = str(exc).splitlines()[0]
+    msg = first_line(exc)
     if "not in struct" in str(exc) or "Key '" in msg:
         return f"unknown config key {key!r}: {msg}"
     return f"invalid value for {key!r}: {msg}" if key else msg

@@ -166,3 +166,13 @@ class EngineConfig:
     refine: RefineConfig = field(default_factory=RefineConfig)
     upsample: UpsampleConfig = field(default_factory=UpsampleConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
+
+
+def as_engine_config(cfg) -> EngineConfig:
+    """Accept an EngineConfig, an omegaconf DictConfig of one, or a plain (partial) dict."""
+    if isinstance(cfg, EngineConfig):
+        return cfg
+    from omegaconf import OmegaConf  # only configs that are not dataclasses need it
+
+    merged = OmegaConf.merge(OmegaConf.structured(EngineConfig), cfg)
+    return OmegaConf.to_object(merged)

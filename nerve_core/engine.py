@@ -18,14 +18,15 @@ from PIL import Image
 from nerve_core.background import check_rule, class_ranges, decide, needs_ranges, softmax_classes
 from nerve_core.clip.dense_head import class_probs
 from nerve_core.compiling import check_compile_mode
-from nerve_core.config import EngineConfig
+from nerve_core.config import EngineConfig, as_engine_config
 from nerve_core.devices import resolve_device, resolve_dtype
 from nerve_core.identity import code_version, digest, engine_identity
 from nerve_core.imageprep import Prepared, host_tensor, prepare_image, resize_on_device
 from nerve_core.refine import get_refiner
+from nerve_core.registry import registered_builder
 from nerve_core.timing import StageTimer
 from nerve_core.upsample import upsample_chunks
-from nerve_core.vocab import Vocabulary
+from nerve_core.vocab import Vocabulary, validate_labels
 
 MODES = ("open", "wsss")
 REFINE_BATCHINGS = ("auto", "batch", "image")  # engine.refine.batching
@@ -60,16 +61,6 @@ class Segmentation:
     labels: np.ndarray  # (H, W) uint8 class ids, 255 = unlabeled
     confidence: np.ndarray | None = None  # (H, W) uint8: round(255 * score of the chosen label)
     walk: dict | None = None  # random walk diagnostics (random_walk.walk_diagnostics); None without a walk
-
-
-def as_engine_config(cfg) -> EngineConfig:
-    """Accept an EngineConfig, an omegaconf DictConfig of one, or a plain (partial) dict."""
-    if isinstance(cfg, EngineConfig):
-        return cfg
-    from omegaconf import OmegaConf  # only configs that are not dataclasses need it
-
-    merged = OmegaConf.merge(OmegaConf.structured(EngineConfig), cfg)
-    return OmegaConf.to_object(merged)
 
 
 class Engine:
@@ -294,15 +285,8 @@ def _window_starts(length: int, window: int, stride: int) -> list[int]:
     return starts + [length - window]
 
 
-def validate_labels(labels, num_classes: int) -> None:
-    """Image-level labels must be known class ids; say which one is not."""
-    if labels is None:
-        raise ValueError("engine.mode=wsss needs image-level labels for every image")
-    for c in labels:
-        if not (0 <= int(c) < num_classes):
-            raise ValueError(f"image label {c} is not a class id of this vocabulary (0..{num_classes - 1})")
-
-
-def build_engine(cfg) -> Engine:
-    """Build the engine a config describes (EngineConfig, DictConfig or dict)."""
-    return Engine(as_engine_config(cfg))
+def build_engine(cfg):
+    """Build the engine a config describes (EngineConfig, DictConfig or dict): the builder registered
+    for its name (nerve_core.registry), else nerve's Engine."""
+    cfg = as_engine_config(cfg)
+    return (registered_builder(cfg.name) or Engine)(cfg)

@@ -8,6 +8,13 @@ FileNotFoundError) keep older `except` clauses and tests working.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type's name when it has none), for
+    the one-line errors the command line prints."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 class NerveError(Exception):
     """An expected failure; the message says what is wrong and how to fix it, in one line."""
 

@@ -57,3 +57,12 @@ class Vocabulary:
             texts.extend(names)
             owner.extend([k] * len(names))
         return texts, owner
+
+
+def validate_labels(labels, num_classes: int) -> None:
+    """Image-level labels must be known class ids; say which one is not."""
+    if labels is None:
+        raise ValueError("engine.mode=wsss needs image-level labels for every image")
+    for c in labels:
+        if not (0 <= int(c) < num_classes):
+            raise ValueError(f"image label {c} is not a class id of this vocabulary (0..{num_classes - 1})")

@@ -8,9 +8,11 @@ the user typed.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from nerve_core.config import EngineConfig
+from nerve_core.errors import NerveError
 from pipeline.config import LabelJobConfig
 
 
@@ -32,6 +34,10 @@ def label_part(cfg, *changes: dict) -> LabelJobConfig:
     return label_job(OmegaConf.merge(OmegaConf.structured(LabelJobConfig), OmegaConf.masked_copy(cfg, keys), *changes))
 
 
+class EngineBuildError(NerveError):
+    """The engine could not be built: retrying the shard elsewhere would fail the same way."""
+
+
 @dataclass(frozen=True)
 class ActorJob:
     """What a Labeler actor is built from: the user's job plus the driver's decisions for this run."""
@@ -41,8 +47,24 @@ class ActorJob:
     fingerprint: str  # digest of the job fingerprint, stamped on every row
     device: str = "cpu"  # engine device inside the actor (the actor plan's; a pinned GPU is "cuda")
     torch_threads: int = 0  # CPU actors: torch threads; 0 = leave torch's default
+    # The builder nerve_core.registry holds for the engine's name in the driver (None: nerve's
+    # Engine). Pickled by its module path, so the actor's process imports it and needs no registry
+    # of its own.
+    engine_builder: Callable | None = None
 
     @property
     def engine(self) -> EngineConfig:
         """The engine config with the device this actor runs on."""
         return replace(self.config.engine, device=self.device)
+
+    def build_engine(self):
+        """The engine this actor runs; EngineBuildError naming the cause when it cannot be built."""
+        try:
+            if self.engine_builder is not None:
+                return self.engine_builder(self.engine)
+            from nerve_core.engine import build_engine
+
+            return build_engine(self.engine)
+        except Exception as exc:
+            detail = str(exc) if isinstance(exc, NerveError) else f"{type(exc).__name__}: {exc}"
+            raise EngineBuildError(f"cannot build the engine: {detail}") from exc

@@ -241,7 +241,7 @@ def test_wsss_image_labels_naming_unknown_classes(ray_session, tiny_models, tmp_
         assert rows[key]["error"].startswith("bad_image_labels"), key
     assert rows["unknown"]["error"] == "bad_image_labels: [99] are not class ids"
     assert rows["none"]["error"].startswith("no_image_labels")
-    assert stats["errors_by_reason"] == {"bad_image_labels": 4, "no_image_labels": 1}
+    assert stats.errors_by_reason == {"bad_image_labels": 4, "no_image_labels": 1}
 
 
 def test_wsss_image_labels_follow_reduce_zero_label(ray_session, tiny_models, tmp_path):
@@ -256,7 +256,7 @@ def test_wsss_image_labels_follow_reduce_zero_label(ray_session, tiny_models, tm
     rows = {r["key"]: r for r in _rows(tmp_path / "out", "z-000000")}
     assert rows["top"]["status"] == "ok" and set(rows["top"]["classes"]) <= {0, 3, 4}
     assert rows["over"]["error"] == "bad_image_labels: [5] are not class ids"
-    assert stats["errors_by_reason"] == {"bad_image_labels": 1}
+    assert stats.errors_by_reason == {"bad_image_labels": 1}
 
 
 def test_huge_allowed_images_cost_a_few_bytes_per_pixel(tiny_models):

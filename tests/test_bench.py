@@ -242,23 +242,30 @@ def test_standin_label_maps_hold_a_few_classes_and_follow_the_picture():
         standin_name(0)
 
 
-def test_only_the_bench_workers_build_standins(monkeypatch):
-    import nerve_core.engine
-    from pipeline.bench.standin import StandinEngine, build_engine_or_standin
-    from pipeline.bench.standin_hook import use_standin_in_this_worker
+def test_the_standin_registers_like_any_engine():
+    from nerve_core.engine import build_engine
+    from nerve_core.registry import ENGINES
+    from pipeline.bench.standin import StandinEngine
 
-    monkeypatch.setattr(nerve_core.engine, "build_engine", nerve_core.engine.build_engine)
-    use_standin_in_this_worker()
-    assert nerve_core.engine.build_engine is build_engine_or_standin
-    assert isinstance(nerve_core.engine.build_engine({"name": "standin:5"}), StandinEngine)
+    assert ENGINES["standin"] is StandinEngine
+    engine = build_engine({"name": "standin:5"})
+    assert isinstance(engine, StandinEngine) and engine.images_per_second == 5
 
 
-def test_the_standin_hook_imports_nothing_heavy_until_the_engine_is_imported():
-    """A bench worker that never builds an engine (the progress counter) must not pay for torch."""
-    code = ("import sys; from pipeline.bench.standin_hook import use_standin_in_this_worker; use_standin_in_this_worker(); "
-            "print('torch' in sys.modules); import nerve_core.engine as e; print(e.build_engine.__module__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "pipeline.bench.standin"]
+def test_actors_get_the_standin_builder_with_their_job_and_nothing_else_does():
+    """An actor runs in a fresh process: the job the driver hands it carries the builder the
+    driver's registry holds, and unpickling it there imports (so registers) the stand-in. A
+    process that never imported the bench (a `nerve label` naming `standin:R`) has no entry."""
+    driver = ("import pickle, sys; import pipeline.bench.standin; from jobs.config import load_config; "
+              "from nerve_core.vocab import Vocabulary; from pipeline.config import LabelJobConfig; "
+              "from pipeline.job import label_job; from pipeline.run.pool import actor_job; "
+              "cfg = label_job(load_config(LabelJobConfig, ['dataset=demo', 'engine.name=standin:5'])); "
+              "sys.stdout.buffer.write(pickle.dumps(actor_job(cfg, Vocabulary.coerce(['a']), {'digest': 'd'}, 'cpu')))")
+    job = subprocess.run([sys.executable, "-c", driver], capture_output=True, check=True).stdout
+    worker = ("import pickle, sys; from nerve_core.registry import registered_builder; print(registered_builder('standin:5')); "
+              "job = pickle.loads(sys.stdin.buffer.read()); print(type(job.build_engine()).__name__)")
+    out = subprocess.run([sys.executable, "-c", worker], input=job, capture_output=True, check=True).stdout.decode().split()
+    assert out == ["None", "StandinEngine"]
 
 
 def test_bench_photos_are_voc_sized_jpegs_with_ground_truth():
@@ -296,10 +303,11 @@ def test_find_ceiling_brackets_the_highest_sustained_rate():
 
 def test_host_costs_and_actor_rates_from_shard_stats():
     from pipeline.bench.host import STAGES, actor_rates, cpu_ms_per_image, steady_state
+    from pipeline.output.shard_stats import ShardStats
 
     def shard(pid, start, seconds, samples, cpu):
-        return {"actor": {"pid": pid}, "finished_at": start + seconds, "seconds": {"total": seconds}, "samples": samples,
-                "cpu_seconds": cpu}
+        return ShardStats("s", actor={"pid": pid}, finished_at=start + seconds, seconds={"total": seconds}, samples=samples,
+                          cpu_seconds=cpu)
 
     # Actor 1's first shard (start-up, first fill) is left out: 20 images from t=101 to t=103,
     # the 0.5 s between its first two shards included. Actor 2 has one shard: its own rate.

@@ -93,7 +93,7 @@ def test_engine_error_on_a_batch_is_bisected_before_samples_fail(ray_session, ti
     stats = labeler.label_shard(str(tmp_path / "b-000000.tar"))  # the same shard again, same outputs
     # 6 -> OOM; 3 -> OOM, 3 -> OOM; then 1+2 and 1+2: the pair holding the poison splits again.
     assert faulty.batches == [6, 3, 1, 2, 1, 1, 3, 1, 2]
-    assert stats["errors_by_reason"] == {"engine": 1} and stats["ok"] == 5
+    assert stats.errors_by_reason == {"engine": 1} and stats.ok == 5
     rows = {r["key"]: r for r in _rows(tmp_path, "b-000000")}
     assert rows["poison"]["error"] == "engine: RuntimeError: kernel failed on this image (injected)"
     for key in (f"img{i}" for i in range(5)):

@@ -6,20 +6,23 @@ import pytest
 
 from jobs.cli import main as nerve
 from pipeline.output.outputdir import NotAnOutputDir, OutputDir
+from pipeline.output.shard_stats import ShardStats
 from pipeline.output.writers import ShardResult
 
 
-def _shard(out: OutputDir, shard: str, stats: dict | None) -> None:
+def _shard(out: OutputDir, shard: str, stats: ShardStats | None) -> None:
     result = ShardResult(shard, "fp")
     result.add_ok(f"{shard}-a", 1, np.zeros((2, 3), np.uint8), None)
-    out.write_shard(result, stats)
+    out.write_shard(result)
+    if stats is not None:
+        out.write_stats(stats)
 
 
 def test_a_done_shard_has_a_complete_stats_file_not_marked_partial(tmp_path):
     out = OutputDir(str(tmp_path))
     out.prepare({"input": {"shards": []}}, {"digest": "d"}, "resume")
-    _shard(out, "done", {"samples": 1})
-    _shard(out, "partial", {"samples": 1, "partial": True, "read_error": "cut"})
+    _shard(out, "done", ShardStats("done", samples=1))
+    _shard(out, "partial", ShardStats("partial", samples=1, partial=True, read_error="cut"))
     _shard(out, "running", None)
     _shard(out, "torn", None)
     (tmp_path / "shards" / "torn.stats.json").write_text('{"samples": ')  # not whole: no marker

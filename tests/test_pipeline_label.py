@@ -15,6 +15,7 @@ from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
+from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png as decode_png
 from pipeline.run.busy import busy_seconds
 from pipeline.run.driver import run_label_job
@@ -90,13 +91,12 @@ def test_end_to_end_outputs_and_independent_miou(reference, shards_dir, capsys):
     assert summary["walk"]["images"] == 10 and 0 <= summary["walk"]["global_rows_kept"]["mean"] <= 1
     # One actor was handed two shards at once (ray.shards_ahead=1): the second started before the
     # first finished, and the job's labeling time counts the overlap once.
-    stats = sorted((json.loads((reference / "shards" / f"{s}.stats.json").read_text()) for s in SHARDS),
-                   key=lambda s: s["finished_at"])
-    assert len({s["actor"]["pid"] for s in stats}) == 1
-    assert stats[1]["started_at"] < stats[0]["finished_at"]
-    busy = busy_seconds(stats)[stats[0]["actor"]["pid"]]
-    assert busy < sum(s["seconds"]["total"] for s in stats)
-    assert busy <= stats[-1]["finished_at"] - min(s["started_at"] for s in stats) + 1e-6
+    stats = sorted(OutputDir(str(reference)).stats().values(), key=lambda s: s.finished_at)
+    assert len({s.actor_pid for s in stats}) == 1
+    assert stats[1].started_at < stats[0].finished_at
+    busy = busy_seconds(stats)[stats[0].actor_pid]
+    assert busy < sum(s.seconds["total"] for s in stats)
+    assert busy <= stats[-1].finished_at - min(s.started_at for s in stats) + 1e-6
     run = summary["last_run"]
     assert run["labeling_images_per_second"] == pytest.approx(10 / busy, rel=1e-9)
     print(f"\nend to end {run['images_per_second']:.2f} img/s, engine alone {run['engine_images_per_second']:.2f} img/s")

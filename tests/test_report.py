@@ -25,6 +25,7 @@ from pipeline.evaluate.outputs import write_evaluation
 from pipeline.evaluate.papers import PaperTable
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import encode_index_png
+from pipeline.output.shard_stats import ShardStats
 from pipeline.output.writers import ShardResult
 from pipeline.report.cards import read_rows
 from pipeline.report.thumbnails import ThumbJob, draw, thumb_name
@@ -158,7 +159,8 @@ def _output_with(tmp_path, scores: dict[str, dict | None]):
     for key, s in scores.items():
         result.add_ok(key, 0, np.zeros((2, 3), np.uint8), None, scores=s)
     result.add_error("bad", 0, "decode_image: broken")
-    out.write_shard(result, {"samples": len(scores) + 1})
+    out.write_shard(result)
+    out.write_stats(ShardStats("s-000000", samples=len(scores) + 1))
     return out
 
 

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from pipeline.output.shard_stats import ShardStats
 from pipeline.output.summary import merge_stats
 from pipeline.score.scoring import confusion_matrix, per_class_iou, reduce_zero_label_ids, scored_gt, summarize_confusion
 from tests.shards import set_iou
@@ -50,9 +51,9 @@ def test_dataset_level_is_not_the_mean_of_image_level():
 def test_merge_sums_confusions_before_ratios():
     rng = np.random.default_rng(1)
     pairs = [_random_pair(rng, (12, 9), 3) for _ in range(3)]
-    stats = [{"samples": 1, "ok": 1, "errors": 0, "gt_images": 1, "errors_by_reason": {},
-              "confusion": confusion_matrix(p, g, 3).tolist()} for p, g in pairs]
-    stats.append({"samples": 2, "ok": 0, "errors": 2, "errors_by_reason": {"decode_image": 2}, "confusion": None})
+    stats = [ShardStats(f"s{i}", samples=1, ok=1, gt_images=1, confusion=confusion_matrix(p, g, 3).tolist())
+             for i, (p, g) in enumerate(pairs)]
+    stats.append(ShardStats("s3", samples=2, errors=2, errors_by_reason={"decode_image": 2}))
     merged = merge_stats(stats, ["bg", "x", "y"], {"digest": "abc"})
     expected = set_iou([p for p, _ in pairs], [g for _, g in pairs], 3)
     assert merged["miou"] == pytest.approx(100 * np.nanmean(expected), abs=1e-3)

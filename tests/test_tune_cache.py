@@ -39,11 +39,11 @@ def test_cached_features_finish_to_the_label_paths_pixels(tiny_engine_config, tm
     cache = ShardCache(engine, vocab, job, "shard-000000")
     cache.add(batch)
     stats = cache.close("shard-000000.tar", 0, None)
-    assert (stats["samples"], stats["ok"], len(stats["images"])) == (3, 3, 3)
+    assert (stats.samples, stats.ok, len(stats.cache.images)) == (3, 3, 3)
     fs, root = filesystem(str(tmp_path / "cache"))
-    images = [load_image(fs, root, entry) for entry in stats["images"]]
+    images = [load_image(fs, root, entry) for entry in stats.cache.images]
     assert ("guide" in images[0]) == (upsample != "bilinear")  # the original pixels only where the upsampler reads them
-    got = finish_cached(Engine(engine.cfg, load_models=False), stats["layers"], stats["images"], images)
+    got = finish_cached(Engine(engine.cfg, load_models=False), stats.cache.layers, stats.cache.images, images)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g.labels, w.labels)
 

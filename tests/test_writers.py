@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png, encode_index_png
+from pipeline.output.shard_stats import ShardStats
 from pipeline.output.writers import ROW_SCHEMA, ShardResult, shard_paths, write_shard_outputs
 from pipeline.score.verify import coco_loads
 from pipeline.storage import atomic_write, filesystem
@@ -37,10 +39,10 @@ def test_shard_outputs_are_written_atomically_stats_last(tmp_path):
     scores = {"pixel_accuracy": 75.0, "miou": 50.0, "mean_confidence": 200 / 255}
     result.add_ok("a", 1, np.ones((4, 6), np.uint8), conf, scores=scores)
     result.add_error("b", 2, "decode_image: broken")
-    write_shard_outputs(fs, root, result, None)
+    write_shard_outputs(fs, root, result)
     paths = shard_paths(root, "s-000001")
     assert not (tmp_path / "shards" / "s-000001.stats.json").exists()  # no stats: not done
-    write_shard_outputs(fs, root, result, {"samples": 2})
+    OutputDir(str(tmp_path)).write_stats(ShardStats("s-000001", samples=2))
     table = pq.read_table(paths["parquet"])
     assert table.schema.equals(ROW_SCHEMA)
     rows = table.to_pylist()
@@ -48,7 +50,7 @@ def test_shard_outputs_are_written_atomically_stats_last(tmp_path):
     np.testing.assert_array_equal(decode_index_png(rows[0]["confidence_png"]), conf)
     assert rows[1]["mask_png"] is None and rows[1]["height"] is None
     assert rows[0]["image_scores"] == scores and rows[1]["image_scores"] is None
-    assert json.loads(open(paths["stats"]).read()) == {"samples": 2}
+    assert json.loads(open(paths["stats"]).read())["samples"] == 2
     assert len(json.loads(open(paths["coco"]).read())) == 1
     assert not [p for p in (tmp_path / "shards").iterdir() if ".tmp-" in p.name]
 
@@ -85,7 +87,7 @@ def test_parquet_masks_open_as_images_in_hugging_face_datasets(tmp_path):
     labels = np.array([[0, 1, 1], [2, 255, 0]], np.uint8)
     result.add_ok("a", 1, labels, None, scores={"pixel_accuracy": 80.0, "miou": 62.5, "mean_confidence": None})
     result.add_error("b", 2, "decode_image: broken")
-    write_shard_outputs(fs, root, result, {"samples": 2})
+    write_shard_outputs(fs, root, result)
     ds = datasets.load_dataset("parquet", data_files=shard_paths(root, "s-000000")["parquet"], split="train",
                                cache_dir=str(tmp_path / "hf-cache"))
     assert isinstance(ds.features["mask"], datasets.Image)

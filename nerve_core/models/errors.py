@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from nerve_core.errors import NerveError
+from nerve_core.errors import NerveError, first_line
 
 _CAUSE_CHARS = 300  # hub and loader errors run to many lines; their first line is the useful part
 
@@ -15,9 +15,9 @@ def hub_cache() -> str:
     return constants.HF_HUB_CACHE
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+def _cause(exc: BaseException) -> str:
+    """`Type: first line`, cut to _CAUSE_CHARS."""
+    text = f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
     return text if len(text) <= _CAUSE_CHARS else text[: _CAUSE_CHARS - 3] + "..."
 
 
@@ -35,7 +35,7 @@ class ModelNotFoundError(NerveError):
             f"(3) a local path: {local}"
         )
         if cause is not None:
-            message += f". Cause: {_first_line(cause)}"
+            message += f". Cause: {_cause(cause)}"
         super().__init__(message)
         self.kind = kind
         self.looked_for = looked_for

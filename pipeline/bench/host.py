@@ -15,45 +15,38 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.output.writers import read_json
-from pipeline.run.busy import by_actor, shard_span
-from pipeline.storage import filesystem
+from pipeline.output.shard_stats import ShardStats
+from pipeline.run.busy import by_actor
 
 STAGES = ("read", "decode", "prepare", "engine", "encode", "score", "progress", "metrics", "write")
 
 
-def shard_stats(out_dir: str) -> list[dict]:
-    """Every shard's stats file in a label output directory."""
-    fs, root = filesystem(out_dir)
-    return [read_json(fs, path) for path in sorted(fs.glob(f"{root}/shards/*.stats.json"))]
-
-
-def steady_state(stats: list[dict]) -> list[dict]:
+def steady_state(stats: list[ShardStats]) -> list[ShardStats]:
     """The shards after each actor's first (whose time and CPU carry the start-up: imports, Ray's
     threads, the first fill); an actor with one shard keeps it."""
     return [s for group in by_actor(stats) for s in (group[1:] or group)]
 
 
-def actor_rates(stats: list[dict]) -> list[float]:
+def actor_rates(stats: list[ShardStats]) -> list[float]:
     """Each actor's steady rate: the images of its shards after its first, over the time from the
     end of its first shard to the end of its last; an actor with one shard, that shard's own rate."""
     rates = []
     for group in by_actor(stats):
-        start = group[0]["finished_at"] if len(group) > 1 else shard_span(group[0])[0]
-        span = group[-1]["finished_at"] - start
+        start = group[0].finished_at if len(group) > 1 else group[0].span()[0]
+        span = group[-1].finished_at - start
         if span > 0:
-            rates.append(sum(s["samples"] for s in (group[1:] or group)) / span)
+            rates.append(sum(s.samples for s in (group[1:] or group)) / span)
     return rates
 
 
-def cpu_ms_per_image(stats: list[dict]) -> dict[str, float]:
+def cpu_ms_per_image(stats: list[ShardStats]) -> dict[str, float]:
     """Thread CPU ms per image for each stage, `other` (the rest of the process) and `total`."""
-    images = sum(s["samples"] for s in stats)
+    images = sum(s.samples for s in stats)
     if not images:
         return {}
     seconds: dict[str, float] = defaultdict(float)
     for s in stats:
-        for stage, value in s.get("cpu_seconds", {}).items():
+        for stage, value in (s.cpu_seconds or {}).items():
             seconds[stage] += value
     out = {stage: 1e3 * seconds[stage] / images for stage in STAGES}
     total = 1e3 * seconds["process"] / images
@@ -85,7 +78,7 @@ def find_ceiling(sustains: Callable[[float], bool], start: float, precision: flo
             rate = min(rate * 2, highest) if bad is None else max(rate / 2, lowest)
 
 
-def measure_ceiling(label_at: Callable[[float, int, Path], list[dict]], threads: int, start: float, sustain: float,
+def measure_ceiling(label_at: Callable[[float, int, Path], list[ShardStats]], threads: int, start: float, sustain: float,
                     precision: float, work_dir: Path) -> dict:
     """The ceiling for one decode-thread count: every trial, and the CPU costs at the ceiling."""
     trials = []
@@ -95,7 +88,7 @@ def measure_ceiling(label_at: Callable[[float, int, Path], list[dict]], threads:
         rates = actor_rates(stats)
         achieved = min(rates) if rates else 0.0
         trials.append({"images_per_second": rate, "achieved_per_actor": achieved, "sustained": achieved >= sustain * rate,
-                       "images": sum(s["samples"] for s in stats), "cpu_ms_per_image": cpu_ms_per_image(steady_state(stats))})
+                       "images": sum(s.samples for s in stats), "cpu_ms_per_image": cpu_ms_per_image(steady_state(stats))})
         return trials[-1]["sustained"]
 
     ceiling = find_ceiling(sustains, start, precision)

@@ -28,14 +28,16 @@ from omegaconf import OmegaConf
 
 from configs import classes_path
 from nerve_core.config import EngineConfig
+from nerve_core.engine import build_engine  # builds the stand-in too: importing pipeline.bench.standin registers it
 from nerve_core.vocab import Vocabulary
 from pipeline.bench.engine import run_batch
-from pipeline.bench.host import cpu_ms_per_image, measure_ceiling, shard_stats, steady_state
+from pipeline.bench.host import cpu_ms_per_image, measure_ceiling, steady_state
 from pipeline.bench.measure import torch_threads
 from pipeline.bench.models import model_overrides
 from pipeline.bench.photos import photo_samples
-from pipeline.bench.standin import build_engine_or_standin, standin_name, standin_ray
+from pipeline.bench.standin import standin_name, standin_ray
 from pipeline.config import LabelJobConfig, RayConfig
+from pipeline.output.outputdir import OutputDir
 from pipeline.read.reader import decode_sample, raw_samples
 from pipeline.read.shardlist import expand_shards
 from pipeline.sources.shard_writer import write_shards
@@ -86,7 +88,7 @@ def write_bench_shards(cfg: PipelineBenchConfig, directory: Path, num_classes: i
     return expand_shards(str(directory))
 
 
-def label_job(cfg: PipelineBenchConfig, engine_cfg, shards: list[str], out_dir: Path, ray_cfg=None) -> dict:
+def time_label_job(cfg: PipelineBenchConfig, engine_cfg, shards: list[str], out_dir: Path, ray_cfg=None) -> dict:
     """Run the label job; return its summary's figures for this run plus the wall time seen here."""
     from pipeline.run.driver import run_label_job
 
@@ -113,7 +115,7 @@ def engine_alone(engine_cfg, shards: list[str], vocab: Vocabulary) -> dict:
     """The same engine on the same decoded images, in this process, with no Ray and no threads."""
     images = [decode_sample(raw).image for url in shards for raw in raw_samples(url)]
     start = time.perf_counter()
-    engine = build_engine_or_standin(engine_cfg)
+    engine = build_engine(engine_cfg)
     build_seconds = time.perf_counter() - start
     size = engine.cfg.batch_size
     seconds = defaultdict(float)
@@ -135,8 +137,8 @@ def _run(cfg: PipelineBenchConfig) -> dict:
     vocab = Vocabulary.from_file(classes_path(cfg.classes))
     engine_cfg = _engine_config(cfg, cfg.standin.images_per_second)
     shards = write_bench_shards(cfg, out / "shards", len(vocab))
-    job = label_job(cfg, engine_cfg, shards, out / "label")
-    job["cpu_ms_per_image"] = cpu_ms_per_image(steady_state(shard_stats(str(out / "label"))))
+    job = time_label_job(cfg, engine_cfg, shards, out / "label")
+    job["cpu_ms_per_image"] = cpu_ms_per_image(steady_state(list(OutputDir(str(out / "label")).stats().values())))
     measured = {
         "nerve label, end to end": dict(images=job["images"], seconds=job["wall_seconds"]),
         # the job's own figure once actors are up: shard time summed over actors, model load excluded
@@ -184,11 +186,11 @@ def _engine_config(cfg: PipelineBenchConfig, images_per_second: float):
 def host_ceilings(cfg: PipelineBenchConfig, shards: list[str], work_dir: Path) -> list[dict]:
     """The host ceiling for each of standin.decode_threads (one label job per rate tried)."""
 
-    def label_at(rate: float, threads: int, out_dir: Path) -> list[dict]:
+    def label_at(rate: float, threads: int, out_dir: Path) -> list:
         ray_cfg = OmegaConf.merge(OmegaConf.structured(cfg.ray), {"decode_threads": threads})
         count = max(2, math.ceil(rate * cfg.standin.trial_seconds / cfg.per_shard))
-        label_job(cfg, _engine_config(cfg, rate), shards[:count], out_dir, ray_cfg)
-        stats = shard_stats(str(out_dir))
+        time_label_job(cfg, _engine_config(cfg, rate), shards[:count], out_dir, ray_cfg)
+        stats = list(OutputDir(str(out_dir)).stats().values())
         shutil.rmtree(out_dir, ignore_errors=True)
         return stats
 

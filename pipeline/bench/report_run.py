@@ -23,14 +23,14 @@ RATE = 2000.0  # stand-in images per second: far above the host ceiling, so the 
 
 
 def make(root: Path, images: int) -> dict:
-    from pipeline.bench.pipeline import PipelineBenchConfig, _engine_config, label_job, write_bench_shards
+    from pipeline.bench.pipeline import PipelineBenchConfig, _engine_config, time_label_job, write_bench_shards
     from pipeline.bench.standin import standin_ray
 
     cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PipelineBenchConfig), {
         "models": "standin", "images": images, "per_shard": 1000, "standin": {"images_per_second": RATE}}))
     shards = write_bench_shards(cfg, root / "shards", num_classes=21)
     with standin_ray(cfg.ray):
-        return label_job(cfg, _engine_config(cfg, RATE), shards, root / "label")
+        return time_label_job(cfg, _engine_config(cfg, RATE), shards, root / "label")
 
 
 def weigh(page_path: Path) -> dict:

@@ -8,9 +8,10 @@ spent asleep, the GIL and the CPU released, as a thread waiting on a GPU is. Eve
 real thing (tar reading, decoding, mask encoding, RLE, scoring, Parquet, Ray), so the highest R the
 label job keeps up with is the fastest GPU engine one actor's host path can feed.
 
-It is reachable only from the benchmark: the bench starts its own Ray whose workers run
-`pipeline.bench.standin_hook.use_standin_in_this_worker` at start-up (Ray's worker_process_setup_hook), which lets engines
-named `standin:R` be built there; no preset or `nerve label` command can name one.
+It is reachable only from the benchmark: importing this module registers the "standin" engine
+family (nerve_core.registry), and the bench is what imports it. The driver hands its actors the
+registered builder (pipeline.job.ActorJob), so Ray workers build `standin:R` engines without any
+set-up of their own; a `nerve label` command naming one never imports this module.
 """
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerve_core.engine import Engine, Segmentation, as_engine_config
+from nerve_core.config import as_engine_config
+from nerve_core.engine import Engine, Segmentation
 from nerve_core.imageprep import Prepared, prepare_image
+from nerve_core.registry import engine_family, register_engine
 from nerve_core.timing import StageTimer
 from nerve_core.vocab import Vocabulary
 
@@ -70,6 +73,9 @@ class StandinEngine:
                 "digest": hashlib.sha256(self.cfg.name.encode()).hexdigest()[:16]}
 
 
+register_engine(engine_family(PREFIX), StandinEngine)
+
+
 def label_map(pixels: np.ndarray, size: tuple[int, int], classes: list[int]) -> np.ndarray:
     """(H, W) = `size` uint8: brightness bands of a GRID x GRID sample of `pixels` (the image at any
     scale), one class per band,
@@ -86,29 +92,20 @@ def label_map(pixels: np.ndarray, size: tuple[int, int], classes: list[int]) -> 
     return small[:, np.arange(w) * GRID // w][np.arange(h) * GRID // h]  # one axis at a time: two cheap gathers
 
 
-def build_engine_or_standin(cfg):
-    """nerve_core.engine.build_engine, except that an engine named `standin:R` is a StandinEngine."""
-    from nerve_core import engine
-
-    cfg = as_engine_config(cfg)
-    return StandinEngine(cfg) if cfg.name.startswith(PREFIX) else engine.Engine(cfg)
-
-
 @contextmanager
 def standin_ray(ray_cfg):
-    """A local Ray of the bench's own whose workers can build stand-in engines (shut down after)."""
+    """A local Ray of the bench's own, shut down after (its workers import the project from this tree)."""
     import ray
 
     if ray.is_initialized():
-        raise RuntimeError("models=standin starts a Ray of its own (its workers build the stand-in); "
-                           "run it in a process that has not started Ray")
+        raise RuntimeError("models=standin starts a Ray of its own; run it in a process that has not started Ray")
     if ray_cfg.address:
         raise ValueError("models=standin runs on a local Ray of its own: leave ray.address empty")
     root = str(Path(__file__).resolve().parents[2])  # workers import the project from this tree
     env = {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
     ray.init(num_cpus=ray_cfg.local_num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
              _metrics_export_port=ray_cfg.metrics_export_port or None,
-             runtime_env={"worker_process_setup_hook": "pipeline.bench.standin_hook.use_standin_in_this_worker", "env_vars": env})
+             runtime_env={"env_vars": env})
     try:
         yield
     finally:

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from configs import CONFIG_DIR
-from nerve_core.errors import ConfigError
+from nerve_core.errors import ConfigError, first_line
 
 PAPERS_DIR = CONFIG_DIR / "paper_tables"
 ENGINE_TABLES_FILE = PAPERS_DIR / "engines.yaml"
@@ -52,7 +52,7 @@ def load_table(name: str) -> PaperTable:
         table = OmegaConf.merge(OmegaConf.structured(PaperTable), _read(path), {"name": name})
         return OmegaConf.to_object(table)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"paper table {path}: {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(f"paper table {path}: {first_line(exc)}") from exc
 
 
 def engine_tables() -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from nerve_core.errors import ConfigError, NerveError, NotFound
+from pipeline.output.shard_stats import ShardStats
 from pipeline.output.writers import ShardResult, read_json, shard_paths, write_json, write_shard_outputs
 from pipeline.storage import atomic_write, filesystem, join
 
@@ -96,20 +97,20 @@ class OutputDir:
         names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
         return sorted(n[: -len(suffix)] for n in names if n.endswith(suffix))
 
-    def stats(self) -> dict[str, dict]:
+    def stats(self) -> dict[str, ShardStats]:
         """shard -> its stats, for every shard whose stats file is complete (partial ones included)."""
         found = {}
         for shard in self._stems(STATS_SUFFIX):
             try:
-                found[shard] = read_json(self.fs, self.paths(shard)["stats"])
+                found[shard] = ShardStats.from_json(read_json(self.fs, self.paths(shard)["stats"]), shard)
             except (OSError, ValueError):  # vanished, or not whole: not a marker
                 continue
         return found
 
-    def done_shards(self, stats: dict[str, dict] | None = None) -> set[str]:
+    def done_shards(self, stats: dict[str, ShardStats] | None = None) -> set[str]:
         """Shards whose stats file is complete and not marked partial (`stats`: from `stats()`,
         when the caller has read them already)."""
-        return {shard for shard, s in (self.stats() if stats is None else stats).items() if not s.get("partial")}
+        return {shard for shard, s in (self.stats() if stats is None else stats).items() if not s.partial}
 
     def labeled_shards(self) -> list[str]:
         """Shards with a Parquet file, done or not."""
@@ -137,11 +138,14 @@ class OutputDir:
         path = self.paths(shard)["coco"]
         return read_json(self.fs, path) if self.fs.exists(path) else None
 
-    def write_shard(self, result: ShardResult, stats: dict | None, compression: str = "zstd") -> None:
-        write_shard_outputs(self.fs, self.root, result, stats, compression)
+    def write_shard(self, result: ShardResult, compression: str = "zstd") -> None:
+        """The shard's rows and COCO results; not done until `write_stats`."""
+        write_shard_outputs(self.fs, self.root, result, compression)
 
-    def write_stats(self, shard: str, stats: dict) -> None:
-        write_json(self.fs, self.paths(shard)["stats"], stats)
+    def write_stats(self, stats: ShardStats) -> None:
+        """The shard's stats file, written last and atomically: its done-marker."""
+        self.fs.makedirs(join(self.root, "shards"), exist_ok=True)
+        write_json(self.fs, self.paths(stats.shard)["stats"], stats.to_json())
 
     # ---- run-level files -----------------------------------------------------------------------
     def write_summary(self, summary: dict) -> None:

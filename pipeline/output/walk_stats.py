@@ -86,10 +86,11 @@ def _summed_hist(parts: list[dict], name: str) -> np.ndarray:
     return hist
 
 
-def merged_histograms(stats: list[dict], bins: int = 20) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """figure -> (bin edges, image counts) over the shards' stats, the BINS bins summed into `bins`
-    (BINS must be a multiple of it); figures no image has are left out. For the report's histograms."""
-    parts, found = [s["walk"] for s in stats if s.get("walk")], {}
+def merged_histograms(walks: list[dict | None], bins: int = 20) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """figure -> (bin edges, image counts) over the shards' `walk` sections (None: no walk), the BINS
+    bins summed into `bins` (BINS must be a multiple of it); figures no image has are left out. For
+    the report's histograms."""
+    parts, found = [w for w in walks if w], {}
     for name, top in FIGURES:
         hist = _summed_hist(parts, name)
         if hist.sum():
@@ -97,9 +98,9 @@ def merged_histograms(stats: list[dict], bins: int = 20) -> dict[str, tuple[np.n
     return found
 
 
-def merge_walk(stats: list[dict]) -> dict | None:
-    """summary.json's `walk` section from the shards' stats (None when no image was walked)."""
-    parts = [s["walk"] for s in stats if s.get("walk")]
+def merge_walk(walks: list[dict | None]) -> dict | None:
+    """summary.json's `walk` section from the shards' `walk` sections (None when no image was walked)."""
+    parts = [w for w in walks if w]
     images = sum(p["images"] for p in parts)
     if not images:
         return None

@@ -99,14 +99,12 @@ def parquet_bytes(rows: list[dict], compression: str = "zstd") -> bytes:
     return buf.getvalue()
 
 
-def write_shard_outputs(fs, out_dir: str, result: ShardResult, stats: dict | None, compression: str = "zstd") -> None:
-    """Parquet, then COCO, then stats (the done-marker) last; no stats = the shard is not done."""
+def write_shard_outputs(fs, out_dir: str, result: ShardResult, compression: str = "zstd") -> None:
+    """Parquet, then COCO; the stats file (the done-marker, `OutputDir.write_stats`) comes after."""
     paths = shard_paths(out_dir, result.shard)
     fs.makedirs(join(out_dir, "shards"), exist_ok=True)
     atomic_write(fs, paths["parquet"], parquet_bytes(result.rows, compression))
     atomic_write(fs, paths["coco"], json.dumps(result.coco).encode("utf-8"))
-    if stats is not None:
-        write_json(fs, paths["stats"], stats)
 
 
 def write_json(fs, path: str, obj) -> None:

@@ -1,1 +1,2 @@
-"""Input shards to decoded samples: the shard list, the tar reader and the read-ahead threads."""
+"""Input shards to checked samples: the shard list, the tar reader, sample preparation before the
+engine and the read-ahead threads."""

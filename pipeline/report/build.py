@@ -61,7 +61,7 @@ def attach_gallery(report: RunReport, folder: Path, shards=None, limit: int = 0,
                    int(record["config"].get("input", {}).get("max_image_pixels", DEFAULT_MAX_PIXELS)), record["config"]["dataset"])
     counts = make_thumbnails(job, rows.cards, folder, progress=progress)
     report.rows, report.fingerprint = rows, record["fingerprint"]
-    report.walk_histograms = merged_histograms([stats[s] for s in done])
+    report.walk_histograms = merged_histograms([stats[s].walk for s in done])
     write_gallery_files(folder, rows, class_names, report.summary.get("num_images", 0))
     return counts
 

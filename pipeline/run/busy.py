@@ -8,25 +8,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-
-def shard_span(stats: dict) -> tuple[float, float]:
-    """(start, end) wall-clock seconds of one shard's stats (stats written before started_at
-    existed: its end less its total)."""
-    end = stats["finished_at"]
-    return stats.get("started_at", end - stats["seconds"]["total"]), end
+from pipeline.output.shard_stats import ShardStats
 
 
-def by_actor(stats: list[dict]) -> list[list[dict]]:
+def by_actor(stats: list[ShardStats]) -> list[list[ShardStats]]:
     """Each actor's shard stats, in the order they finished."""
-    shards: dict[int, list[dict]] = defaultdict(list)
+    shards: dict[int, list[ShardStats]] = defaultdict(list)
     for s in stats:
-        shards[s["actor"]["pid"]].append(s)
-    return [sorted(group, key=lambda s: s["finished_at"]) for group in shards.values()]
+        shards[s.actor_pid].append(s)
+    return [sorted(group, key=lambda s: s.finished_at) for group in shards.values()]
 
 
-def busy_seconds(stats: list[dict]) -> dict[int, float]:
+def busy_seconds(stats: list[ShardStats]) -> dict[int, float]:
     """{actor pid: seconds during which it held at least one shard}."""
-    return {group[0]["actor"]["pid"]: _union_length(sorted(shard_span(s) for s in group)) for group in by_actor(stats)}
+    return {group[0].actor_pid: _union_length(sorted(s.span() for s in group)) for group in by_actor(stats)}
 
 
 def _union_length(intervals: list[tuple[float, float]]) -> float:

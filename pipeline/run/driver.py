@@ -1,6 +1,6 @@
 """The label job's driver: list shards, skip done ones, run the rest on a pool of Labeler actors.
 
-The pool (pipeline.run.pool) retries what fails; shards that use up their retries are recorded in
+The pool (pipeline.run.pool, run by pipeline.run.pending) retries what fails; shards that use up their retries are recorded in
 failed_shards.json. The result is judged from the directory at the end: the job is ok only when
 every input shard has a complete stats file.
 """
@@ -11,39 +11,23 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from configs import classes_path
-from nerve_core.errors import NerveError
+from nerve_core.errors import NerveError, first_line
 from nerve_core.vocab import Vocabulary
 from pipeline.job import label_job
 from pipeline.output.fingerprint import job_fingerprint
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.summary import write_summary
-from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.read.shardlist import expand_shards
 from pipeline.run.busy import busy_seconds
-from pipeline.run.pool import ShardPool
+from pipeline.run.pending import JobResult, run_pending
 from pipeline.run.preflight import check_job, check_ray_settings, writing_output
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class JobResult:
-    """How a run went: shard counts, what finished and failed, and the merged summary."""
-
-    shards: int  # input shards
-    skipped: int  # done before this run
-    retries: int = 0
-    done: list[str] = field(default_factory=list)  # labeled by this run
-    failed: list[dict] = field(default_factory=list)  # shards that used up their retries, with the reason
-    not_done: list[str] = field(default_factory=list)  # input shards without a complete stats file
-    summary: dict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.not_done
 
 
 class RayUnreachable(NerveError):
@@ -70,7 +54,7 @@ def ray_session(address: str, local_num_cpus: int | None, verbose: bool = False,
             try:
                 ray.init(address=address, log_to_driver=verbose, configure_logging=verbose)
             except (ConnectionError, TimeoutError, ValueError) as exc:  # ValueError: a malformed address
-                raise RayUnreachable(f"cannot connect to the Ray cluster at ray.address={address}: {_first_line(exc)} "
+                raise RayUnreachable(f"cannot connect to the Ray cluster at ray.address={address}: {first_line(exc)} "
                                      "(leave ray.address empty to run on a local Ray)") from exc
         else:
             # Workers of a local Ray inherit this environment: make the source tree importable there.
@@ -80,7 +64,7 @@ def ray_session(address: str, local_num_cpus: int | None, verbose: bool = False,
                 ray.init(address="local", num_cpus=local_num_cpus, include_dashboard=False, log_to_driver=verbose,
                          configure_logging=verbose, _metrics_export_port=metrics_export_port or None)
             except Exception as exc:  # Ray raises plain Exception when its processes do not come up in time
-                raise RayUnreachable(f"cannot start a local Ray: {type(exc).__name__}: {_first_line(exc)}") from exc
+                raise RayUnreachable(f"cannot start a local Ray: {type(exc).__name__}: {first_line(exc)}") from exc
     try:
         yield ray
     finally:
@@ -139,21 +123,12 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None, session=ray_
     check_job(cfg.engine.device, urls)
     with writing_output(cfg.output.dir):
         out.prepare(resolved, fingerprint, cfg.output.mode)
-    done_before = out.done_shards()
-    todo = [u for u in urls if shard_id(u) not in done_before]
-    result = JobResult(shards=len(urls), skipped=len(urls) - len(todo))
     start = time.perf_counter()
-    stats = []
-    if todo:
-        with session(cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose, cfg.ray.metrics_export_port) as ray:
-            pool = ShardPool(ray, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
-            stats = pool.run(todo, result, manifest_counts(todo))
-    out.record_failures(result.failed)
-    done_now = out.done_shards()
-    result.not_done = [shard_id(u) for u in urls if shard_id(u) not in done_now]
+    connect = partial(session, cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose, cfg.ray.metrics_export_port)
+    result, stats = run_pending(out, urls, connect, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
     seconds = time.perf_counter() - start
-    images = sum(s["samples"] for s in stats)
-    engine_seconds = sum(s["seconds"]["engine"] for s in stats)
+    images = sum(s.samples for s in stats)
+    engine_seconds = sum(s.seconds["engine"] for s in stats)
     shard_seconds = sum(busy_seconds(stats).values())  # per actor, engine builds excluded
     run = {
         "shards_labeled": len(stats), "shards_skipped": result.skipped, "shards_failed": len(result.failed),
@@ -162,12 +137,7 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None, session=ray_
         # Reading, decoding, engine, encoding and writing, once actors are up (summed over actors).
         "labeling_images_per_second": images / shard_seconds if shard_seconds else None,
         # The engine alone on the same images: its batches' wall time summed over actors.
-        "engine_images_per_second": sum(s["ok"] for s in stats) / engine_seconds if engine_seconds else None,
+        "engine_images_per_second": sum(s.ok for s in stats) / engine_seconds if engine_seconds else None,
     }
     result.summary = write_summary(out, vocab.names, fingerprint, run)
     return result
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -1,8 +1,9 @@
-"""`ShardPool`: Labeler actors working through a queue of shards (`nerve label`, the tune cache).
+"""`ShardPool`: Labeler actors working through a queue of shards (`nerve label`, the tune cache);
+`PoolRun`: what it did with them.
 
 Each actor holds the shard it labels and up to ray.shards_ahead more, handed over early so that
 their reading and decoding overlap the current shard's last batches and writing (the actor runs
-one shard's batches at a time, see pipeline.run.labeler). An actor's shards are kept in hand-over
+one shard's batches at a time, see pipeline.run.engine_turn). An actor's shards are kept in hand-over
 order; the first is the one labeling, the only one timed by ray.shard_timeout_s (from when it
 reached the front).
 
@@ -19,20 +20,29 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from nerve_core.errors import NerveError
+from nerve_core.errors import NerveError, first_line
+from nerve_core.registry import registered_builder
 from nerve_core.vocab import Vocabulary
 from pipeline.config import LabelJobConfig
-from pipeline.job import ActorJob
+from pipeline.job import ActorJob, EngineBuildError
+from pipeline.output.shard_stats import ShardStats
 from pipeline.read.shardlist import shard_id
 from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
-from pipeline.run.metrics import JobMetrics, job_tag
 from pipeline.run.progress import JobProgress
+from pipeline.run.telemetry import JobMetrics, job_tag
 
-if TYPE_CHECKING:
-    from pipeline.run.driver import JobResult
+
+@dataclass
+class PoolRun:
+    """What the pool did with the shards it was given."""
+
+    retries: int = 0
+    done: list[str] = field(default_factory=list)  # shards labeled
+    failed: list[dict] = field(default_factory=list)  # shards that used up their retries, with the reason
+    stats: list[ShardStats] = field(default_factory=list)  # done shards', and partial ones' that used up their retries
 
 
 @dataclass
@@ -53,7 +63,8 @@ class _Attempt:
 
 def actor_job(cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, device: str, torch_threads: int = 0) -> ActorJob:
     """The frozen job every Labeler actor of this run is built from."""
-    return ActorJob(cfg, tuple(tuple(s) for s in vocab.synonyms), fingerprint["digest"], device, torch_threads)
+    return ActorJob(cfg, tuple(tuple(s) for s in vocab.synonyms), fingerprint["digest"], device, torch_threads,
+                    registered_builder(cfg.engine.name))
 
 
 def cpu_threads(cfg, plan, cluster: dict) -> int:
@@ -64,13 +75,12 @@ def cpu_threads(cfg, plan, cluster: dict) -> int:
 
 
 class ShardPool:
-    def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit, task: str = "label_shard",
-                 task_args: tuple = ()):
-        """`task`: the Labeler method each shard attempt calls, as task(url, attempt, expected
-        samples, *task_args) (label_shard; cache_shard for `nerve tune`). `emit(name, **data)` is
-        told of "dispatch", "progress", "done", "retry", "requeue", "failed" and "shrink"."""
-        self.ray, self.cfg, self.emit = ray, cfg, emit
-        self.task, self.task_args = task, task_args
+    def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit,
+                 task: Callable[..., ShardStats] | None = None):
+        """`task`: None labels each shard (Labeler.label_shard); else a picklable callable the actor
+        runs as task(labeler, url, attempt, expected samples) (the tune cache's). `emit(name, **data)`
+        is told of "dispatch", "progress", "done", "retry", "requeue", "failed" and "shrink"."""
+        self.ray, self.cfg, self.emit, self.task = ray, cfg, emit, task
         self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
         self.job = actor_job(cfg, vocab, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
         self.actors: list = [None] * self.plan.num_actors
@@ -89,11 +99,12 @@ class ShardPool:
             self.started.add(slot)
         return self.actors[slot]
 
-    def run(self, urls: list[str], result: JobResult, counts: dict[str, int]) -> list[dict]:
+    def run(self, urls: list[str], counts: dict[str, int]) -> PoolRun:
+        """Work through `urls` (`counts`: the manifests' sample counts)."""
         ray, rc = self.ray, self.cfg.ray
         queue = deque(_Attempt(u, shard_id(u), 0) for u in urls)
         running: dict = {}  # ref -> _Attempt
-        stats: list[dict] = []
+        result = PoolRun()
         self.counts = counts
         total = sum(counts.values()) if len(counts) == len(urls) else None
         bar = JobProgress(total, len(urls), enabled=self.cfg.progress)
@@ -102,17 +113,17 @@ class ShardPool:
                 self._hand_out(queue, running)
                 for ref, outcome in self._outcomes(running, rc.poll_s):
                     if ref in running:  # else it went with its dead actor, handled already
-                        self._finish(outcome, running.pop(ref), running, queue, result, stats)
+                        self._finish(outcome, running.pop(ref), running, queue, result)
                 if queue and not running and len(self.retired) == self.plan.num_actors:
                     self._fail_all(queue.popleft(), queue, result, "no room left in the Ray cluster for a labeler")
                 self._timeouts(running, queue, result)
-                self._report(bar, running, stats, result)
+                self._report(bar, running, result)
         finally:
             bar.close()
             for actor in self.actors + [self.progress]:
                 if actor is not None:
                     ray.kill(actor)
-        return stats
+        return result
 
     def _hand_out(self, queue: deque, running: dict) -> None:
         """Queued shards to actors: first to those with none, then ahead of running ones."""
@@ -128,8 +139,11 @@ class ShardPool:
     def _dispatch(self, attempt: _Attempt, slot: int, running: dict) -> None:
         attempt.slot, attempt.actor, attempt.started = slot, self.actor(slot), time.monotonic()
         self.held[slot].append(attempt)
-        task = getattr(attempt.actor, self.task)
-        attempt.ref = task.remote(attempt.url, attempt.attempt, self.counts.get(attempt.shard), *self.task_args)
+        args = (attempt.url, attempt.attempt, self.counts.get(attempt.shard))
+        if self.task is None:
+            attempt.ref = attempt.actor.label_shard.remote(*args)
+        else:
+            attempt.ref = attempt.actor.run_task.remote(self.task, *args)
         running[attempt.ref] = attempt
         self.emit("dispatch", shard=attempt.shard, attempt=attempt.attempt, actor=attempt.actor)
 
@@ -158,13 +172,11 @@ class ShardPool:
                 outcomes.append((ref, exc))
         return sorted(outcomes, key=lambda o: isinstance(o[1], Exception))
 
-    def _finish(self, outcome, attempt: _Attempt, running: dict, queue: deque, result: JobResult, stats: list) -> None:
+    def _finish(self, outcome, attempt: _Attempt, running: dict, queue: deque, result: PoolRun) -> None:
         from ray.exceptions import RayActorError
 
-        from pipeline.run.labeler import EngineBuildError
-
         if isinstance(outcome, RayActorError):
-            self._actor_lost(attempt.slot, running, queue, result, f"actor died: {_first_line(outcome)}")
+            self._actor_lost(attempt.slot, running, queue, result, f"actor died: {first_line(outcome)}")
             return
         self._release(attempt)
         if isinstance(outcome, Exception):  # raised inside the actor, which lives on
@@ -173,19 +185,19 @@ class ShardPool:
             else:
                 self._retry_or_fail(attempt, queue, result, _task_error(outcome))
             return
-        shard_stats = outcome
-        if shard_stats.get("partial"):  # rows before the damage are written; try the tar again
-            if self._retry_or_fail(attempt, queue, result, f"partial shard: {shard_stats['read_error']}",
-                                   partial=True, samples=shard_stats["samples"]):
-                stats.append(shard_stats)
+        shard_stats: ShardStats = outcome
+        if shard_stats.partial:  # rows before the damage are written; try the tar again
+            if self._retry_or_fail(attempt, queue, result, f"partial shard: {shard_stats.read_error}",
+                                   partial=True, samples=shard_stats.samples):
+                result.stats.append(shard_stats)
                 self.metrics.shard(shard_stats, done=False)
             return
-        stats.append(shard_stats)
+        result.stats.append(shard_stats)
         self.metrics.shard(shard_stats, done=True)
         result.done.append(attempt.shard)
         self.emit("done", shard=attempt.shard, attempt=attempt.attempt, stats=shard_stats)
 
-    def _actor_lost(self, slot: int, running: dict, queue: deque, result: JobResult, reason: str) -> None:
+    def _actor_lost(self, slot: int, running: dict, queue: deque, result: PoolRun, reason: str) -> None:
         """The slot's actor died or was killed: its first shard is retried (charged); those ahead of it
         go back to the front of the queue, uncharged, to be first on their next actor."""
         held, self.held[slot] = self.held[slot], []
@@ -199,7 +211,7 @@ class ShardPool:
         self._retry_or_fail(held[0], queue, result, reason)
         self._keep_slot(slot)
 
-    def _retry_or_fail(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str, **extra) -> bool:
+    def _retry_or_fail(self, attempt: _Attempt, queue: deque, result: PoolRun, reason: str, **extra) -> bool:
         """Requeue the shard while retries remain; else record it as failed and return True."""
         if attempt.charged < self.cfg.ray.max_retries:
             result.retries += 1
@@ -224,7 +236,7 @@ class ShardPool:
             self.retired.add(slot)
             self.emit("shrink", slot=slot, actors=live - 1)
 
-    def _fail_all(self, attempt: _Attempt, queue: deque, result: JobResult, reason: str) -> None:
+    def _fail_all(self, attempt: _Attempt, queue: deque, result: PoolRun, reason: str) -> None:
         """Every shard would fail the same way (the engine cannot be built, or no labeler can be
         placed any more), so stop now and record them all."""
         for a in [attempt, *queue]:
@@ -233,7 +245,7 @@ class ShardPool:
             self.emit("failed", shard=a.shard, reason=reason)
         queue.clear()
 
-    def _timeouts(self, running: dict, queue: deque, result: JobResult) -> None:
+    def _timeouts(self, running: dict, queue: deque, result: PoolRun) -> None:
         limit = self.cfg.ray.shard_timeout_s
         if limit <= 0:
             return
@@ -242,15 +254,15 @@ class ShardPool:
             if held and now - held[0].started > limit:
                 self._actor_lost(slot, running, queue, result, f"timed out after {limit} s")
 
-    def _report(self, bar: JobProgress, running: dict, stats: list, result: JobResult) -> None:
+    def _report(self, bar: JobProgress, running: dict, result: PoolRun) -> None:
         from ray.exceptions import RayActorError
 
         try:
             counts = self.ray.get(self.progress.snapshot.remote())
         except RayActorError:  # its node is gone: progress restarts from the finished shards
             self.progress, counts = start_progress_counter(), {}
-        images = sum(s["samples"] for s in stats)
-        errors = sum(s["errors"] for s in stats)
+        images = sum(s.samples for s in result.stats)
+        errors = sum(s.errors for s in result.stats)
         for attempt in running.values():
             ok, err = counts.get((attempt.shard, attempt.attempt), (0, 0))
             images, errors = images + ok + err, errors + err
@@ -274,9 +286,4 @@ def _task_error(exc) -> str:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, NerveError):
         return str(cause)
-    return f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return f"{type(cause).__name__}: {cause}" if cause is not None else first_line(exc)

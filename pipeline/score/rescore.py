@@ -5,6 +5,8 @@ per-shard confusion matrices in the stats files are replaced and summary.json is
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from pipeline.output.outputdir import OutputDir
@@ -51,7 +53,5 @@ def rescore(out_dir: str, shards=None) -> dict:
             if row["status"] == "ok" and ident in gts:
                 confusion += confusion_matrix(decode_index_png(row["mask_png"]), gts[ident], k, ignore)
                 scored += 1
-        stats = stats_of[shard]
-        stats.update(confusion=confusion.tolist() if scored else None, gt_images=scored)
-        out.write_stats(shard, stats)
+        out.write_stats(replace(stats_of[shard], confusion=confusion.tolist() if scored else None, gt_images=scored))
     return write_summary(out, class_names, fingerprint)

@@ -203,7 +203,7 @@ def verify_output(out_dir: str, shards=None) -> VerifyReport:
         if shard not in done:
             report.shards_not_done.append(shard)
             if shard in stats_of:
-                report.partial_shards.append(f"{shard}: {stats_of[shard].get('read_error')}")
+                report.partial_shards.append(f"{shard}: {stats_of[shard].read_error}")
         rows = list(out.rows(shard)) if shard in labeled else []
         masks = _check_rows(shard, rows, sizes, report)
         results = out.coco_results(shard)

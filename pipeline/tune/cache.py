@@ -9,7 +9,8 @@ or other refinement settings reuse it.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from contextlib import nullcontext
+from dataclasses import asdict
 
 from omegaconf import OmegaConf
 
@@ -18,8 +19,11 @@ from nerve_core.refine import get_refiner
 from pipeline.job import label_part
 from pipeline.output.fingerprint import job_fingerprint
 from pipeline.output.outputdir import OutputDir
-from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
+from pipeline.output.shard_stats import ShardStats
+from pipeline.read.shardlist import expand_shards, shard_id
+from pipeline.run.pending import JobResult, run_pending
 from pipeline.storage import join
+from pipeline.tune.cache_writer import CacheShard
 from pipeline.tune.space import SearchSpace, digest
 
 
@@ -55,15 +59,6 @@ def cache_job(cfg, space: SearchSpace, root: str):
     return label_part(cfg, {"engine": engine, "output": {"dir": root}})
 
 
-@dataclass
-class CacheRun:
-    shards: int
-    skipped: int
-    failed: list
-    not_done: list
-    summary: dict
-
-
 def open_cache(cfg, space: SearchSpace, root: str, synonyms: list) -> tuple:
     """(typed label job, fingerprint) of the cache at `root`, whose config.yaml is written (a cache
     of another fingerprint is refused unless output.mode=overwrite)."""
@@ -75,38 +70,32 @@ def open_cache(cfg, space: SearchSpace, root: str, synonyms: list) -> tuple:
     return job, fingerprint
 
 
-def build_cache(ray, cfg, space: SearchSpace, root: str, vocab, emit) -> CacheRun:
-    """Fill the cache for every input shard not yet done there, on a pool of label actors."""
-    from pipeline.run.driver import JobResult
-    from pipeline.run.pool import ShardPool
-
+def build_cache(ray, cfg, space: SearchSpace, root: str, vocab, emit) -> JobResult:
+    """Fill the cache for every input shard not yet done there, on a pool of label actors that run
+    the cache's own task (pipeline.tune.cache_writer.CacheShard)."""
     job, fingerprint = open_cache(cfg, space, root, vocab.synonyms)
     urls = expand_shards(cfg.input.shards)
     out = OutputDir(root)
-    done_before = out.done_shards()
-    todo = [u for u in urls if shard_id(u) not in done_before]
-    result = JobResult(shards=len(urls), skipped=len(urls) - len(todo))
     start = time.perf_counter()
-    if todo:
-        pool = ShardPool(ray, job, vocab, fingerprint, emit, task="cache_shard", task_args=(cfg.tune.cache_dtype,))
-        pool.run(todo, result, manifest_counts(todo))
-    out.record_failures(result.failed)
+    result, _ = run_pending(out, urls, lambda: nullcontext(ray), job, vocab, fingerprint, emit,
+                            CacheShard(cfg.tune.cache_dtype))
     wanted = {shard_id(u) for u in urls}
-    stats = [s for s in out.stats().values() if s["shard"] in wanted and not s.get("partial")]
-    summary = cache_summary(stats, fingerprint["digest"], time.perf_counter() - start)
-    out.write_summary(summary)
-    return CacheRun(len(urls), result.skipped, result.failed, sorted(wanted - {s["shard"] for s in stats}), summary)
+    stats = [s for s in out.stats().values() if s.shard in wanted and not s.partial]
+    result.summary = cache_summary(stats, fingerprint["digest"], time.perf_counter() - start)
+    out.write_summary(result.summary)
+    return result
 
 
-def cache_summary(stats: list[dict], fingerprint: str, seconds: float) -> dict:
-    images = [dict(image, shard=s["shard"]) for s in sorted(stats, key=lambda s: s["shard"]) for image in s["images"]]
-    stored = sum(s["bytes"] for s in stats)
+def cache_summary(stats: list[ShardStats], fingerprint: str, seconds: float) -> dict:
+    stats = sorted(stats, key=lambda s: s.shard)
+    images = [dict(image, shard=s.shard) for s in stats for image in s.cache.images]
+    stored = sum(s.cache.bytes for s in stats)
     return {
-        "shards": len(stats), "samples": sum(s["samples"] for s in stats), "errors": sum(s["errors"] for s in stats),
-        "no_gt": sum(s["no_gt"] for s in stats), "images": len(images), "bytes": stored,
+        "shards": len(stats), "samples": sum(s.samples for s in stats), "errors": sum(s.errors for s in stats),
+        "no_gt": sum(s.cache.no_gt for s in stats), "images": len(images), "bytes": stored,
         "bytes_per_image": stored / len(images) if images else None,
-        "qk_dtype": next((s["qk_dtype"] for s in stats), None),
-        "layers": next((s["layers"] for s in stats if s["layers"]), []),
+        "qk_dtype": next((s.cache.qk_dtype for s in stats), None),
+        "layers": next((s.cache.layers for s in stats if s.cache.layers), []),
         "fingerprint": fingerprint, "seconds_this_run": round(seconds, 3), "index": images,
     }
 

@@ -4,24 +4,41 @@ Per image one safetensors file `shards/{shard}/{n:06d}.safetensors` with the cla
 on the CLIP grid (`probs`, float32, exactly what the engine refines), the q and k of every
 captured SD layer (`q.{j}`, `k.{j}`, in the engine's dtype or `cache_dtype`), the ground truth
 (`gt`, uint8) and, when some trial's upsampler is image-guided, the original pixels (`guide`).
-The shard's stats file, written last, is its done-marker and its index: per image the file,
-key, size and class set. Images without ground truth are counted but not stored (a trial cannot
-score them).
+The shard's stats file (a ShardStats with its CacheIndex), written last through OutputDir, is its
+done-marker and its index: per image the file, key, size and class set. Images without ground
+truth are counted but not stored (a trial cannot score them). `CacheShard` is the task the
+label job's actors run for it (pipeline.run.pool.ShardPool's `task`).
 """
 from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 import torch
 
 from nerve_core.engine import image_layers
-from pipeline.output.writers import write_json
+from pipeline.output.outputdir import OutputDir
+from pipeline.output.shard_stats import CacheIndex, ShardStats
+from pipeline.read.shardlist import shard_id
 from pipeline.reasons import reason_of
 from pipeline.run.batch_split import run_bisecting
-from pipeline.storage import filesystem, join
+from pipeline.run.cpuclock import CpuClock
+from pipeline.storage import join
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class CacheShard:
+    """The tune cache's task on a Labeler actor: store one shard's features instead of labeling it."""
+
+    qk_dtype: str = "engine"  # tune.cache_dtype
+
+    def __call__(self, labeler, url: str, attempt: int, expected_samples: int | None) -> ShardStats:
+        cache = ShardCache(labeler.engine, labeler.vocab, labeler.job, shard_id(url), self.qk_dtype, labeler.progress, attempt)
+        read_error = labeler.read_batches(url, expected_samples, cache.add, CpuClock())
+        return cache.close(url, attempt, read_error)
 
 
 class ShardCache:
@@ -29,7 +46,8 @@ class ShardCache:
         self.engine, self.vocab, self.job, self.shard = engine, vocab, job, shard
         self.qk_dtype = DTYPES.get(qk_dtype, engine.dtype)
         self.progress, self.attempt = progress, attempt
-        self.fs, self.root = filesystem(job.config.output.dir)
+        self.out = OutputDir(job.config.output.dir)
+        self.fs, self.root = self.out.fs, self.out.root
         self.fs.makedirs(join(self.root, "shards", shard), exist_ok=True)
         self.images: list[dict] = []
         self.layers: list[dict] = []
@@ -85,18 +103,16 @@ class ShardCache:
         self.images.append({"file": name, "key": sample.key, "occurrence": sample.occurrence, "image_id": sample.image_id,
                             "size": list(prepared.size), "classes": list(classes), "bytes": len(data)})
 
-    def close(self, url: str, attempt: int, read_error: str | None) -> dict:
+    def close(self, url: str, attempt: int, read_error: str | None) -> ShardStats:
         """Write the stats file (done-marker and index) and return it to the driver."""
         errors = sum(self.reasons.values())
-        stats = {
-            "shard": self.shard, "url": url, "attempt": attempt, "samples": self.samples,
-            "ok": self.samples - errors, "errors": errors, "errors_by_reason": dict(self.reasons),
-            "partial": read_error is not None, "no_gt": self.no_gt, "images": self.images, "layers": self.layers,
-            "qk_dtype": str(self.qk_dtype).removeprefix("torch."), "bytes": self.bytes,
-            "seconds": {"engine": self.engine_seconds, "total": time.perf_counter() - self.start},
-            "fingerprint": self.job.fingerprint, "finished_at": time.time(),
-        }
-        if read_error is not None:
-            stats["read_error"] = f"unreadable after {self.samples} samples: {read_error}"
-        write_json(self.fs, join(self.root, "shards", f"{self.shard}.stats.json"), stats)
+        index = CacheIndex(images=self.images, layers=self.layers, qk_dtype=str(self.qk_dtype).removeprefix("torch."),
+                           bytes=self.bytes, no_gt=self.no_gt)
+        stats = ShardStats(
+            shard=self.shard, url=url, attempt=attempt, samples=self.samples, ok=self.samples - errors, errors=errors,
+            errors_by_reason=dict(self.reasons), partial=read_error is not None,
+            read_error=None if read_error is None else f"unreadable after {self.samples} samples: {read_error}",
+            fingerprint=self.job.fingerprint, finished_at=time.time(),
+            seconds={"engine": self.engine_seconds, "total": time.perf_counter() - self.start}, cache=index)
+        self.out.write_stats(stats)
         return stats

@@ -11,8 +11,9 @@ from configs import classes_path
 from nerve_core.errors import ConfigError
 from nerve_core.vocab import Vocabulary
 from pipeline.output.writers import write_json
+from pipeline.run.pending import JobResult
 from pipeline.storage import atomic_write, filesystem, join
-from pipeline.tune.cache import CacheRun, build_cache, image_id
+from pipeline.tune.cache import build_cache, image_id
 from pipeline.tune.config import CACHE_DTYPES, SEARCHES
 from pipeline.tune.diagnostics import walk_diagnostics_of
 from pipeline.tune.outputs import write_outputs
@@ -28,7 +29,7 @@ _PLACEMENT_FIELDS = ("device", "batch_size", "compile")
 
 @dataclass
 class TuneResult:
-    cache: CacheRun
+    cache: JobResult
     search: SearchRun = field(default_factory=SearchRun)
     rows: list[dict] = field(default_factory=list)  # finished trials, best first
 
@@ -87,7 +88,7 @@ def run_tune_job(cfg, on_event=None) -> TuneResult:
     return TuneResult(cache, search, rows)
 
 
-def _context(cfg, engine: dict, space: SearchSpace, vocab: Vocabulary, cache: CacheRun, tune_dir: str,
+def _context(cfg, engine: dict, space: SearchSpace, vocab: Vocabulary, cache: JobResult, tune_dir: str,
              device: str) -> TrialContext:
     """The trials' shared context (their engine on `device`), with the split recorded in OUT/tune/split.json."""
     index = cache.summary["index"]

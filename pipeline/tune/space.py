@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nerve_core.config import EngineConfig
-from nerve_core.errors import ConfigError
+from nerve_core.errors import ConfigError, first_line
 
 TUNABLE_PREFIXES = ("engine.refine.", "engine.background.", "engine.upsample.")
 FIXED_KEYS = ("engine.background.class_id",)
@@ -63,7 +63,7 @@ def _check_key(key: str, values, engine: dict) -> list:
         try:
             OmegaConf.merge(schema, engine_with(engine, {key: value}))
         except OmegaConfBaseException as exc:
-            raise ConfigError(f"tune.space.{key}: invalid value {value!r}: {str(exc).splitlines()[0]}") from exc
+            raise ConfigError(f"tune.space.{key}: invalid value {value!r}: {first_line(exc)}") from exc
     return list(values)
 
 

@@ -63,7 +63,8 @@ def score_settings(context: TrialContext, settings: dict) -> dict:
         return read_json(fs, path)
     import torch
 
-    from nerve_core.engine import Engine, as_engine_config
+    from nerve_core.config import as_engine_config
+    from nerve_core.engine import Engine
 
     if context.threads:
         torch.set_num_threads(context.threads)

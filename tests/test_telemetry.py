@@ -19,7 +19,7 @@ from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
 from pipeline.run.driver import run_label_job
-from pipeline.run.metrics import RateWindow, job_tag
+from pipeline.run.telemetry import RateWindow, job_tag
 from tests import faults as F
 from tests.faults import StallingFifo, wait_until_gone
 from tests.shards import make_demo_shards, write_raw_tar

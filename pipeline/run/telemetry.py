@@ -1,4 +1,4 @@
-"""The label job's live figures through Ray's metrics API, which each node's metrics agent serves
+"""Prometheus telemetry: the label job's live figures through Ray's metrics API, which each node's metrics agent serves
 to Prometheus (names as scraped: `ray_` + the name here, counters with `_total` appended).
 
 The driver counts what the job's summary counts, at the same moments (a shard's stats accepted,
@@ -16,6 +16,8 @@ import os
 import socket
 import time
 from collections import deque
+
+from pipeline.output.shard_stats import ShardStats
 
 PREFIX = "nerve_"
 RATE_WINDOW_S = 10.0  # an actor's images/s and busy share: over its batches of the last this many seconds
@@ -57,16 +59,16 @@ class JobMetrics:
         self.shard_seconds = Histogram(PREFIX + "shard_seconds", description="seconds per shard, reading to stats file",
                                        boundaries=SHARD_SECONDS, tag_keys=("job", "actor"))
 
-    def shard(self, stats: dict, done: bool) -> None:
+    def shard(self, stats: ShardStats, done: bool) -> None:
         """One shard's stats accepted into the job (done, or failed with its rows kept)."""
-        tags = {**self.job, "actor": actor_tag(stats["actor"]) if stats.get("actor") else ""}  # nerve tune's cache stats name none
-        if stats["samples"]:  # Ray's counters take positive increments only
-            self.images.inc(stats["samples"], tags)
-        for reason, count in stats.get("errors_by_reason", {}).items():
+        tags = {**self.job, "actor": actor_tag(stats.actor) if stats.actor else ""}  # nerve tune's cache stats name none
+        if stats.samples:  # Ray's counters take positive increments only
+            self.images.inc(stats.samples, tags)
+        for reason, count in stats.errors_by_reason.items():
             self.errors.inc(count, {**tags, "reason": reason})
         if done:
             self.shards_done.inc(1, tags)
-        self.shard_seconds.observe(stats["seconds"]["total"], tags)
+        self.shard_seconds.observe(stats.seconds["total"], tags)
 
     def retried(self) -> None:
         self.shards_retried.inc(1, self.job)

@@ -1,0 +1,47 @@
+"""The shards not yet done, run on a pool of Labeler actors: one path for the label job and the
+tune cache, which keep the same directory layout (docs/design.md, "The output directory")."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+from pipeline.output.outputdir import OutputDir
+from pipeline.output.shard_stats import ShardStats
+from pipeline.read.shardlist import manifest_counts, shard_id
+from pipeline.run.pool import PoolRun, ShardPool
+
+
+@dataclass
+class JobResult:
+    """How a run went: shard counts, what finished and failed, and the merged summary."""
+
+    shards: int  # input shards
+    skipped: int  # done before this run
+    retries: int = 0
+    done: list[str] = field(default_factory=list)  # labeled by this run
+    failed: list[dict] = field(default_factory=list)  # shards that used up their retries, with the reason
+    not_done: list[str] = field(default_factory=list)  # input shards without a complete stats file
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.not_done
+
+
+def run_pending(out: OutputDir, urls: list[str], connect: Callable[[], AbstractContextManager], cfg, vocab,
+                fingerprint: dict, emit, task=None) -> tuple[JobResult, list[ShardStats]]:
+    """Run every shard of `urls` not done in `out` (ShardPool's `task`, on the Ray that `connect()`
+    yields, entered only when there is work), record the failures; (how it went, the stats this
+    run accepted). The caller writes the summary."""
+    done_before = out.done_shards()
+    todo = [u for u in urls if shard_id(u) not in done_before]
+    run = PoolRun()
+    if todo:
+        with connect() as ray:
+            run = ShardPool(ray, cfg, vocab, fingerprint, emit, task).run(todo, manifest_counts(todo))
+    out.record_failures(run.failed)
+    done_now = out.done_shards()
+    result = JobResult(shards=len(urls), skipped=len(urls) - len(todo), retries=run.retries, done=run.done,
+                       failed=run.failed, not_done=[shard_id(u) for u in urls if shard_id(u) not in done_now])
+    return result, run.stats
