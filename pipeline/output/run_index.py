@@ -1,0 +1,155 @@
+"""The run index, OUT/index/part-NNNNNN.parquet: which shards are done, and their totals, in a few reads.
+
+Deciding what is done and writing the summary used to read every shard's stats file, one request
+each: hours on an object store at a million shards. The driver now appends each finished shard to
+the index, a part of up to PART_SHARDS shards at a time: one row per shard (its name and counts)
+and, in the part's metadata, the `RunTotals` of its shards, so that a summary reads one sum per part
+instead of one confusion matrix per shard. The stats file stays the shard's done-marker, written by
+the actor; the index only records what the markers say (docs/design.md, "The run index").
+
+Only done shards (complete, not partial stats) are indexed. A done-marker the index does not know
+(a driver killed before it wrote the part) is found by one listing and read alone; an indexed shard
+whose marker is gone (removed by hand to relabel it) leaves the index: its part is rewritten from
+the stats of the shards that remain.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.output.run_totals import RunTotals
+from pipeline.output.shard_stats import ShardStats
+from pipeline.storage import atomic_write, join
+
+INDEX_DIR = "index"
+PART_SHARDS = 4096  # shards per part: a part's confusion sum is one matrix whatever the count
+FLUSH_EVERY_S = 300.0  # a part is written at least this often while shards finish: a killed driver's
+                       # next run reads at most that long's done-markers one by one
+_TOTALS_KEY = b"nerve.totals"
+_SCHEMA = pa.schema([("shard", pa.string()), ("url", pa.string()), ("attempt", pa.int32()), ("samples", pa.int64()),
+                     ("ok", pa.int64()), ("errors", pa.int64()), ("finished_at", pa.float64())])
+
+
+def _part_name(number: int) -> str:
+    return f"part-{number:06d}.parquet"
+
+
+class RunIndex:
+    """The index of one output directory: done shards, by part, and each part's totals.
+
+    `read_stats(shards)` returns the stats of those shards that have a complete stats file (read in
+    parallel: OutputDir.read_stats); the index calls it to rebuild a part that lost a shard.
+    """
+
+    def __init__(self, fs, root: str, num_classes: int, read_stats: Callable[[list[str]], dict[str, ShardStats]]):
+        self.fs, self.folder = fs, join(root, INDEX_DIR)
+        self.num_classes, self.read_stats = num_classes, read_stats
+        self.part_of: dict[str, int] = {}  # done shard -> the part that holds it
+        self.parts: dict[int, RunTotals] = {}
+        self.rows: dict[int, pa.Table] = {}  # kept only until a part must be rewritten (see drop)
+        self._pending: list[ShardStats] = []
+        self._pending_names: set[str] = set()
+        self._flushed_at = time.monotonic()
+
+    # ---- reading -------------------------------------------------------------------------------
+    def load(self) -> RunIndex:
+        """Read every part (one listing, then the parts in one batched read)."""
+        self.fs.invalidate_cache(self.folder)
+        if not self.fs.exists(self.folder):
+            return self
+        paths = sorted(p for p in self.fs.ls(self.folder, detail=False) if p.rsplit("/", 1)[-1].startswith("part-")
+                       and p.endswith(".parquet"))
+        for path, data in self.fs.cat(paths, on_error="raise").items() if paths else ():
+            number = int(path.rsplit("/", 1)[-1][len("part-"):-len(".parquet")])
+            table = pq.read_table(io.BytesIO(data))
+            self.parts[number] = RunTotals.from_json(json.loads(table.schema.metadata[_TOTALS_KEY]))
+            self.rows[number] = table.select(["shard"])
+            for shard in table.column("shard").to_pylist():
+                self.part_of[shard] = number
+        return self
+
+    def __contains__(self, shard: str) -> bool:
+        return shard in self.part_of or shard in self._pending_names
+
+    def reconcile(self, markers: set[str]) -> dict[str, ShardStats]:
+        """Bring the index in line with the shards that have a stats file (`markers`, from one
+        listing): indexed shards without one leave it; done markers it lacks are read, in
+        parallel, and indexed. Returns the partial shards' stats, which are never indexed."""
+        self.drop(set(self.part_of) - markers)
+        unindexed = self.read_stats(sorted(markers - set(self.part_of)))
+        for stats in unindexed.values():
+            if not stats.partial:
+                self.add(stats)
+        self.flush()
+        return {shard: s for shard, s in unindexed.items() if s.partial}
+
+    def totals(self) -> RunTotals:
+        """The totals of every indexed shard, pending ones included."""
+        totals = RunTotals(self.num_classes)
+        for part in self.parts.values():
+            totals.merge(part)
+        for stats in self._pending:
+            totals.add(stats)
+        return totals
+
+    # ---- writing -------------------------------------------------------------------------------
+    def add(self, stats: ShardStats) -> None:
+        """Record a done shard; a part is written every PART_SHARDS shards or FLUSH_EVERY_S seconds."""
+        if stats.partial:
+            raise ValueError(f"shard {stats.shard} is partial: only done shards are indexed")
+        if stats.shard in self.part_of:
+            self.drop({stats.shard})  # relabeled: its old figures leave the index
+        self._pending.append(stats)
+        self._pending_names.add(stats.shard)
+        if len(self._pending) >= PART_SHARDS or time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending shards as a new part (atomically: a reader sees all of it or none)."""
+        self._flushed_at = time.monotonic()
+        if not self._pending:
+            return
+        number = max(self.parts, default=-1) + 1
+        totals = RunTotals(self.num_classes)
+        for stats in self._pending:
+            totals.add(stats)
+        self._write(number, self._pending, totals)
+        for stats in self._pending:
+            self.part_of[stats.shard] = number
+        self._pending, self._pending_names = [], set()
+
+    def drop(self, shards: set[str]) -> None:
+        """Take `shards` out of the index: each part that held one is rewritten from the stats of
+        its other shards (or removed when none is left)."""
+        for number in sorted({self.part_of[s] for s in shards if s in self.part_of}):
+            keep = [s for s in self.rows[number].column("shard").to_pylist() if s not in shards]
+            stats = self.read_stats(keep)
+            lost = [s for s in keep if s not in stats or stats[s].partial]
+            kept = [stats[s] for s in keep if s not in lost]
+            for shard in [s for s in self.rows[number].column("shard").to_pylist() if s in shards or s in lost]:
+                del self.part_of[shard]
+            if kept:
+                totals = RunTotals(self.num_classes)
+                for s in kept:
+                    totals.add(s)
+                self._write(number, kept, totals)
+            else:
+                self.fs.rm(join(self.folder, _part_name(number)))
+                del self.parts[number], self.rows[number]
+        self._pending = [s for s in self._pending if s.shard not in shards]
+        self._pending_names -= shards
+
+    def _write(self, number: int, stats: list[ShardStats], totals: RunTotals) -> None:
+        table = pa.Table.from_pylist([{"shard": s.shard, "url": s.url, "attempt": s.attempt, "samples": s.samples,
+                                       "ok": s.ok, "errors": s.errors, "finished_at": s.finished_at} for s in stats],
+                                     schema=_SCHEMA.with_metadata({_TOTALS_KEY: json.dumps(totals.to_json())}))
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        self.fs.makedirs(self.folder, exist_ok=True)
+        atomic_write(self.fs, join(self.folder, _part_name(number)), buffer.getvalue())
+        self.parts[number], self.rows[number] = totals, table.select(["shard"])
