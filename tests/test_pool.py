@@ -131,6 +131,8 @@ def test_a_shard_that_finished_before_its_actor_died_is_done_not_charged(pool):
     from ray.exceptions import ActorDiedError
 
     queue, running, result = _queue("s0", "s1", "s2"), {}, PoolRun()
+    indexed = []
+    pool.on_stats = indexed.append
     pool._hand_out(queue, running)
     first, ahead = pool.held[0]
     # Both outcomes arrive in one tick, the death first: s0's stats must still count.
@@ -141,7 +143,7 @@ def test_a_shard_that_finished_before_its_actor_died_is_done_not_charged(pool):
     for ref, outcome in outcomes:
         if ref in running:
             pool._finish(outcome, running.pop(ref), running, queue, result)
-    assert result.done == ["s0"] and [s.shard for s in result.stats] == ["s0"]
+    assert result.done == ["s0"] and [s.shard for s in indexed] == ["s0"] and result.figures.images == 4
     # s2 was the actor's first shard when it died: charged, like any shard an actor dies on.
     assert [(a.shard, a.charged) for a in queue] == [("s2", 1)] and result.retries == 1 and pool.held[0] == []
 

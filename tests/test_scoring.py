@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+from pipeline.output.run_totals import merge_stats
 from pipeline.output.shard_stats import ShardStats
-from pipeline.output.summary import merge_stats
 from pipeline.score.scoring import confusion_matrix, per_class_iou, reduce_zero_label_ids, scored_gt, summarize_confusion
 from tests.shards import set_iou
 

@@ -36,7 +36,7 @@ def test_release_0_1_0_stats_read_and_write_back_unchanged(path):
 def test_output_dir_reads_the_release_run_as_shard_stats():
     out = OutputDir(str(RELEASE_RUN))
     stats = out.stats()
-    assert sorted(stats) == ["demo-000000", "demo-000001", "demo-000002"] == sorted(out.done_shards(stats))
+    assert sorted(stats) == ["demo-000000", "demo-000001", "demo-000002"] == sorted(out.done_shards())
     assert sum(s.samples for s in stats.values()) == 9 and sum(s.errors for s in stats.values()) == 1
 
 

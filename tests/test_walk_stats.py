@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from nerve_core.config import RefineConfig
-from pipeline.output.walk_stats import WalkStats, merge_walk, walk_warning
+from pipeline.output.walk_stats import WalkStats, walk_warning
+from pipeline.output.walk_totals import fold_walks
 from pipeline.output.writers import ShardResult, parquet_bytes
 from pipeline.report.markdown import render_markdown
 from pipeline.report.model import RunReport
@@ -34,7 +35,7 @@ def test_shard_aggregates_merge_into_mean_and_percentiles():
     for i in range(1000):
         shards[i % 2].add(walk(i / 1000, 0.3, moved=2 * i / 1000))
     shards[0].add(None)  # images without a walk are not counted
-    merged = merge_walk([s.to_json() for s in shards] + [None])
+    merged = fold_walks([s.to_json() for s in shards] + [None]).summary()
     assert merged["images"] == 1000
     kept = merged["global_rows_kept"]
     assert kept["mean"] == pytest.approx(0.4995)
@@ -44,14 +45,14 @@ def test_shard_aggregates_merge_into_mean_and_percentiles():
     assert merged["head_weight_max"]["mean"] == pytest.approx(0.5)
     assert merged["per_head"]["head_weights"] == pytest.approx([0.5, 0.3, 0.2])
     assert merged["per_head"]["negative_fraction"] == pytest.approx([0.3] * 3)
-    assert merge_walk([None]) is None
+    assert fold_walks([None]).summary() is None
 
 
 def test_one_warning_names_the_form_the_share_and_what_to_try():
     stats = WalkStats()
     for _ in range(4):
         stats.add(walk(0.2, 0.45))
-    summary_walk = merge_walk([stats.to_json()])
+    summary_walk = fold_walks([stats.to_json()]).summary()
     warning = walk_warning(summary_walk, RefineConfig(global_affinity="cosine"))
     assert "cosine (sign_handling=guard)" in warning and "20%" in warning and "45%" in warning
     assert "sign_handling=row_sum" in warning and "nerve bench sweep" in warning
@@ -60,7 +61,7 @@ def test_one_warning_names_the_form_the_share_and_what_to_try():
     assert "global_affinity=exp_cosine" in signed
     healthy = WalkStats()
     healthy.add(walk(0.9, 0.45))
-    assert walk_warning(merge_walk([healthy.to_json()]), RefineConfig()) is None
+    assert walk_warning(fold_walks([healthy.to_json()]).summary(), RefineConfig()) is None
     assert walk_warning(None, RefineConfig()) is None
 
 
@@ -68,7 +69,7 @@ def test_report_has_a_random_walk_section():
     stats = WalkStats()
     stats.add(walk(0.2, 0.45))
     summary = {"num_images": 1, "num_errors": 0, "num_shards": 1, "miou": 50.0, "per_class_iou": {"a": 50.0},
-               "class_names": ["a"], "walk": merge_walk([stats.to_json()])}
+               "class_names": ["a"], "walk": fold_walks([stats.to_json()]).summary()}
     text = render_markdown(RunReport("t", "out", summary))
     assert "## Random walk (1 images)" in text
     assert "| global rows kept (share) | 0.200 |" in text

@@ -8,12 +8,14 @@ for a finished shard.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 import yaml
 
 from nerve_core.errors import ConfigError, NerveError, NotFound
+from pipeline.output.run_index import INDEX_DIR, RunIndex
 from pipeline.output.shard_stats import ShardStats
 from pipeline.output.writers import ShardResult, read_json, shard_paths, write_json, write_shard_outputs
 from pipeline.storage import atomic_write, filesystem, join
@@ -75,7 +77,7 @@ class OutputDir:
                     f"{fingerprint['digest']}); use another output.dir or output.mode=overwrite"
                 )
         if mode == "overwrite":
-            for name in ("shards", SUMMARY_FILE, FAILED_FILE, CONFIG_FILE):
+            for name in ("shards", INDEX_DIR, SUMMARY_FILE, FAILED_FILE, CONFIG_FILE):
                 path = join(self.root, name)
                 if self.fs.exists(path):
                     self.fs.rm(path, recursive=True)
@@ -97,20 +99,55 @@ class OutputDir:
         names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
         return sorted(n[: -len(suffix)] for n in names if n.endswith(suffix))
 
-    def stats(self) -> dict[str, ShardStats]:
-        """shard -> its stats, for every shard whose stats file is complete (partial ones included)."""
+    def markers(self) -> set[str]:
+        """Shards with a stats file, complete or not: one listing, nothing read."""
+        return set(self._stems(STATS_SUFFIX))
+
+    def read_stats(self, shards: list[str]) -> dict[str, ShardStats]:
+        """shard -> its stats, for those of `shards` whose stats file is complete (partial ones
+        included): one batched read, which an object store answers in parallel."""
+        paths = {self.paths(shard)["stats"]: shard for shard in shards}
         found = {}
-        for shard in self._stems(STATS_SUFFIX):
+        for path, data in (self.fs.cat(list(paths), on_error="return") if paths else {}).items():
             try:
-                found[shard] = ShardStats.from_json(read_json(self.fs, self.paths(shard)["stats"]), shard)
+                if isinstance(data, BaseException):
+                    raise data
+                found[paths[path]] = ShardStats.from_json(json.loads(data), paths[path])
             except (OSError, ValueError):  # vanished, or not whole: not a marker
                 continue
         return found
 
-    def done_shards(self, stats: dict[str, ShardStats] | None = None) -> set[str]:
-        """Shards whose stats file is complete and not marked partial (`stats`: from `stats()`,
-        when the caller has read them already)."""
-        return {shard for shard, s in (self.stats() if stats is None else stats).items() if not s.partial}
+    def stats(self) -> dict[str, ShardStats]:
+        """shard -> its stats, for every shard whose stats file is complete (partial ones included).
+        Reads every stats file: for what needs each shard's own figures (the tune cache's image
+        index); the run's totals and its done shards are in the run index (`index`)."""
+        return self.read_stats(sorted(self.markers()))
+
+    def index(self, num_classes: int | None = None, writable: bool = False) -> RunIndex:
+        """The run index (pipeline/output/run_index.py), loaded and brought in line with the stats
+        files there; `writable`: the label job's, which writes what it finds missing."""
+        index = RunIndex(self.fs, self.root, num_classes, self.read_stats, writable).load()
+        index.reconcile(self.markers())
+        return index
+
+    def done_for(self, fingerprint: dict, mode: str) -> set[str]:
+        """The shards a run with `fingerprint` will skip here: those done by a run of the same
+        fingerprint, when it resumes (none for a fresh directory, another job's, or overwrite)."""
+        record = self.record()
+        if mode != "resume" or record is None or (record.get("fingerprint") or {}).get("digest") != fingerprint["digest"]:
+            return set()
+        return self.done_shards()
+
+    def clear_index(self) -> None:
+        """Remove the run index (after the stats files were rewritten): the next `index` rebuilds it."""
+        folder = join(self.root, INDEX_DIR)
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)
+
+    def done_shards(self) -> set[str]:
+        """Shards whose stats file is complete and not marked partial, from the run index: a few
+        reads, not one per shard."""
+        return self.index().done()
 
     def labeled_shards(self) -> list[str]:
         """Shards with a Parquet file, done or not."""

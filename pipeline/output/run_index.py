@@ -43,12 +43,16 @@ class RunIndex:
     """The index of one output directory: done shards, by part, and each part's totals.
 
     `read_stats(shards)` returns the stats of those shards that have a complete stats file (read in
-    parallel: OutputDir.read_stats); the index calls it to rebuild a part that lost a shard.
+    parallel: OutputDir.read_stats); the index calls it to rebuild a part that lost a shard. An
+    index that is not `writable` (verify, score, the reports: readers never write OUT) makes the
+    same changes in memory only.
     """
 
-    def __init__(self, fs, root: str, num_classes: int, read_stats: Callable[[list[str]], dict[str, ShardStats]]):
-        self.fs, self.folder = fs, join(root, INDEX_DIR)
+    def __init__(self, fs, root: str, num_classes: int | None, read_stats: Callable[[list[str]], dict[str, ShardStats]],
+                 writable: bool = True):
+        self.fs, self.folder, self.writable = fs, join(root, INDEX_DIR), writable
         self.num_classes, self.read_stats = num_classes, read_stats
+        self.partial: dict[str, ShardStats] = {}  # shards whose stats say partial (from reconcile)
         self.part_of: dict[str, int] = {}  # done shard -> the part that holds it
         self.parts: dict[int, RunTotals] = {}
         self.rows: dict[int, pa.Table] = {}  # kept only until a part must be rewritten (see drop)
@@ -76,24 +80,30 @@ class RunIndex:
     def __contains__(self, shard: str) -> bool:
         return shard in self.part_of or shard in self._pending_names
 
-    def reconcile(self, markers: set[str]) -> dict[str, ShardStats]:
+    def reconcile(self, markers: set[str]) -> None:
         """Bring the index in line with the shards that have a stats file (`markers`, from one
-        listing): indexed shards without one leave it; done markers it lacks are read, in
-        parallel, and indexed. Returns the partial shards' stats, which are never indexed."""
+        listing): indexed shards without one leave it; the markers it lacks are read, in parallel:
+        done ones are indexed, partial ones kept in `partial` (never indexed)."""
         self.drop(set(self.part_of) - markers)
-        unindexed = self.read_stats(sorted(markers - set(self.part_of)))
+        unindexed = self.read_stats(sorted(markers - set(self.part_of) - self._pending_names))
+        self.partial = {shard: s for shard, s in unindexed.items() if s.partial}
         for stats in unindexed.values():
             if not stats.partial:
                 self.add(stats)
-        self.flush()
-        return {shard: s for shard, s in unindexed.items() if s.partial}
+        if self.writable:
+            self.flush()
 
-    def totals(self) -> RunTotals:
-        """The totals of every indexed shard, pending ones included."""
+    def done(self) -> set[str]:
+        """The done shards: indexed, or pending a part."""
+        return set(self.part_of) | self._pending_names
+
+    def totals(self, with_partial: bool = True) -> RunTotals:
+        """The totals of every indexed shard, pending ones included, and of the partial shards
+        found by `reconcile` (their rows are counted, as summary.json always did)."""
         totals = RunTotals(self.num_classes)
         for part in self.parts.values():
             totals.merge(part)
-        for stats in self._pending:
+        for stats in [*self._pending, *(self.partial.values() if with_partial else ())]:
             totals.add(stats)
         return totals
 
@@ -106,7 +116,8 @@ class RunIndex:
             self.drop({stats.shard})  # relabeled: its old figures leave the index
         self._pending.append(stats)
         self._pending_names.add(stats.shard)
-        if len(self._pending) >= PART_SHARDS or time.monotonic() - self._flushed_at >= FLUSH_EVERY_S:
+        self.partial.pop(stats.shard, None)
+        if self.writable and (len(self._pending) >= PART_SHARDS or time.monotonic() - self._flushed_at >= FLUSH_EVERY_S):
             self.flush()
 
     def flush(self) -> None:
@@ -139,7 +150,8 @@ class RunIndex:
                     totals.add(s)
                 self._write(number, kept, totals)
             else:
-                self.fs.rm(join(self.folder, _part_name(number)))
+                if self.writable:
+                    self.fs.rm(join(self.folder, _part_name(number)))
                 del self.parts[number], self.rows[number]
         self._pending = [s for s in self._pending if s.shard not in shards]
         self._pending_names -= shards
@@ -148,8 +160,9 @@ class RunIndex:
         table = pa.Table.from_pylist([{"shard": s.shard, "url": s.url, "attempt": s.attempt, "samples": s.samples,
                                        "ok": s.ok, "errors": s.errors, "finished_at": s.finished_at} for s in stats],
                                      schema=_SCHEMA.with_metadata({_TOTALS_KEY: json.dumps(totals.to_json())}))
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        self.fs.makedirs(self.folder, exist_ok=True)
-        atomic_write(self.fs, join(self.folder, _part_name(number)), buffer.getvalue())
+        if self.writable:
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer, compression="zstd")
+            self.fs.makedirs(self.folder, exist_ok=True)
+            atomic_write(self.fs, join(self.folder, _part_name(number)), buffer.getvalue())
         self.parts[number], self.rows[number] = totals, table.select(["shard"])

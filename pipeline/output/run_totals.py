@@ -18,8 +18,8 @@ from pipeline.score.scoring import summarize_confusion
 
 
 class RunTotals:
-    def __init__(self, num_classes: int):
-        self.num_classes = num_classes
+    def __init__(self, num_classes: int | None = None):
+        self.num_classes = num_classes  # None: taken from the first confusion matrix folded
         self.shards = self.images = self.ok = self.errors = self.gt_images = 0
         self.errors_by_reason: Counter = Counter()
         self.confusion: np.ndarray | None = None  # None until a scored shard is folded
@@ -48,6 +48,8 @@ class RunTotals:
         self.walk.merge(other.walk)
 
     def _add_confusion(self, confusion: np.ndarray) -> None:
+        if self.num_classes is None:
+            self.num_classes = confusion.shape[0]
         if confusion.shape != (self.num_classes, self.num_classes + 1):
             raise ValueError(f"confusion matrix {confusion.shape} does not fit {self.num_classes} classes")
         self.confusion = confusion.copy() if self.confusion is None else self.confusion + confusion

@@ -2,9 +2,9 @@
 
 Each Parquet row carries its image's diagnostics (`WALK_TYPE`, null without a walk). Each shard's
 stats.json carries mergeable aggregates (`WalkStats.to_json`: per-image figures as fixed-bin
-histograms, per-head sums), summary.json their merge (`merge_walk`: mean, p5, p95 per figure,
-per-head means), and a job whose images lose most of their global rows ends with one warning
-(`walk_warning`).
+histograms, per-head sums), summary.json their merge (pipeline/output/walk_totals.py: mean, p5,
+p95 per figure, per-head means), and a job whose images lose most of their global rows ends with
+one warning (`walk_warning`).
 """
 from __future__ import annotations
 
@@ -65,56 +65,6 @@ class WalkStats:
                         for name, _ in FIGURES},
             "head_sums": None if self.heads_differ else {key: v.tolist() for key, v in self.head_sums.items()},
         }
-
-
-def _percentile(hist: np.ndarray, top: float, share: float) -> float:
-    """The value below which `share` of the counted images lie, linear within a bin."""
-    target = share * hist.sum()
-    cumulative = np.cumsum(hist)
-    b = int(np.searchsorted(cumulative, target, side="left"))
-    before = cumulative[b - 1] if b else 0
-    inside = (target - before) / hist[b] if hist[b] else 0.0
-    return float((b + inside) * top / BINS)
-
-
-def _summed_hist(parts: list[dict], name: str) -> np.ndarray:
-    """The BINS-bin histogram of figure `name` summed over the shards' sparse ones."""
-    hist = np.zeros(BINS, dtype=np.int64)
-    for p in parts:
-        for b, count in p["figures"][name]["hist"].items():
-            hist[int(b)] += count
-    return hist
-
-
-def merged_histograms(walks: list[dict | None], bins: int = 20) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """figure -> (bin edges, image counts) over the shards' `walk` sections (None: no walk), the BINS
-    bins summed into `bins` (BINS must be a multiple of it); figures no image has are left out. For
-    the report's histograms."""
-    parts, found = [w for w in walks if w], {}
-    for name, top in FIGURES:
-        hist = _summed_hist(parts, name)
-        if hist.sum():
-            found[name] = (np.linspace(0.0, top, bins + 1), hist.reshape(bins, -1).sum(axis=1))
-    return found
-
-
-def merge_walk(walks: list[dict | None]) -> dict | None:
-    """summary.json's `walk` section from the shards' `walk` sections (None when no image was walked)."""
-    parts = [w for w in walks if w]
-    images = sum(p["images"] for p in parts)
-    if not images:
-        return None
-    merged: dict = {"images": images}
-    for name, top in FIGURES:
-        hist = _summed_hist(parts, name)
-        if hist.sum():
-            merged[name] = {"mean": sum(p["figures"][name]["sum"] for p in parts) / hist.sum(),
-                            "p5": _percentile(hist, top, 0.05), "p95": _percentile(hist, top, 0.95)}
-    shapes = {len(p["head_sums"]["head_weights"]) if p.get("head_sums") else None for p in parts}
-    if len(shapes) == 1 and None not in shapes:
-        merged["per_head"] = {key: (sum(np.asarray(p["head_sums"][key]) for p in parts) / images).tolist()
-                              for key in HEAD_KEYS}
-    return merged
 
 
 def walk_warning(walk: dict | None, refine) -> str | None:

@@ -105,3 +105,11 @@ def _percentile(hist: np.ndarray, top: float, share: float) -> float:
     before = cumulative[b - 1] if b else 0
     inside = (target - before) / hist[b] if hist[b] else 0.0
     return float((b + inside) * top / BINS)
+
+
+def fold_walks(walks: list[dict | None]) -> WalkTotals:
+    """The totals of shards' `walk` sections (None: no image walked there)."""
+    totals = WalkTotals()
+    for walk in walks:
+        totals.add(walk)
+    return totals

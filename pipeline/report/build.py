@@ -12,8 +12,7 @@ from html import escape
 from pathlib import Path
 
 from pipeline.output.outputdir import CONFIG_FILE, SUMMARY_FILE, OutputDir
-from pipeline.output.summary import merge_stats
-from pipeline.output.walk_stats import merged_histograms
+from pipeline.output.run_totals import merge_stats
 from pipeline.output.writers import read_json
 from pipeline.read.reader import DEFAULT_MAX_PIXELS
 from pipeline.read.shardlist import expand_shards, shard_id
@@ -50,8 +49,8 @@ def attach_gallery(report: RunReport, folder: Path, shards=None, limit: int = 0,
     fingerprint; write the thumbnails and the gallery's files into `folder`. Returns thumbnail counts."""
     out = OutputDir(report.out_dir)
     record = out.existing_record()
-    stats = out.stats()
-    done = sorted(out.done_shards(stats))
+    index = out.index(len(record["fingerprint"]["classes"]))
+    done = sorted(index.done())
     rows = read_rows(out, done)
     report.ok_rows = len(rows.cards)
     if limit > 0:
@@ -61,7 +60,7 @@ def attach_gallery(report: RunReport, folder: Path, shards=None, limit: int = 0,
                    int(record["config"].get("input", {}).get("max_image_pixels", DEFAULT_MAX_PIXELS)), record["config"]["dataset"])
     counts = make_thumbnails(job, rows.cards, folder, progress=progress)
     report.rows, report.fingerprint = rows, record["fingerprint"]
-    report.walk_histograms = merged_histograms([stats[s].walk for s in done])
+    report.walk_histograms = index.totals(with_partial=False).walk.histograms()
     write_gallery_files(folder, rows, class_names, report.summary.get("num_images", 0))
     return counts
 

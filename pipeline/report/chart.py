@@ -41,7 +41,7 @@ def iou_bar_chart(per_class: dict[str, float | None], baseline: dict[str, float 
 
 
 def walk_histograms(histograms: dict[str, tuple], labels: dict[str, str], head_weights: list[float] | None) -> str:
-    """One panel per walk figure (images per bin of its value; `histograms` from walk_stats.merged_histograms,
+    """One panel per walk figure (images per bin of its value; `histograms` from WalkTotals.histograms,
     `labels` their titles) and one of the mean weight of each attention head."""
     panels = len(histograms) + (1 if head_weights else 0)
     columns = min(3, panels)

@@ -22,7 +22,7 @@ class RunReport:
     legend_image: str = ""  # the legend as a PNG, relative to the report directory (Markdown shows it)
     rows: RunRows | None = None  # the gallery's cards and the error rows (HTML only)
     ok_rows: int = 0  # ok rows of the run: more than the gallery's cards when it shows only the worst
-    walk_histograms: dict = field(default_factory=dict)  # walk_stats.merged_histograms of the run's shards
+    walk_histograms: dict = field(default_factory=dict)  # WalkTotals.histograms of the run's done shards (pipeline/output/walk_totals.py)
     fingerprint: dict | None = None  # the run's fingerprint as config.yaml records it (digest and parts)
 
     @property

@@ -23,7 +23,6 @@ from pipeline.output.fingerprint import job_fingerprint
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.summary import write_summary
 from pipeline.read.shardlist import expand_shards
-from pipeline.run.busy import busy_seconds
 from pipeline.run.pending import JobResult, run_pending
 from pipeline.run.preflight import check_job, check_ray_settings, writing_output
 
@@ -120,24 +119,12 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None, session=ray_
     resolved, vocab, fingerprint = job_description(cfg)
     urls = expand_shards(cfg.input.shards)
     check_ray_settings(cfg.ray)
-    check_job(cfg.engine.device, urls)
+    check_job(cfg.engine.device, urls, out.done_for(fingerprint, cfg.output.mode))
     with writing_output(cfg.output.dir):
         out.prepare(resolved, fingerprint, cfg.output.mode)
     start = time.perf_counter()
     connect = partial(session, cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose, cfg.ray.metrics_export_port)
-    result, stats = run_pending(out, urls, connect, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
-    seconds = time.perf_counter() - start
-    images = sum(s.samples for s in stats)
-    engine_seconds = sum(s.seconds["engine"] for s in stats)
-    shard_seconds = sum(busy_seconds(stats).values())  # per actor, engine builds excluded
-    run = {
-        "shards_labeled": len(stats), "shards_skipped": result.skipped, "shards_failed": len(result.failed),
-        "retries": result.retries, "images": images, "seconds": round(seconds, 3),
-        "images_per_second": images / seconds if images else None,  # Ray and model start included
-        # Reading, decoding, engine, encoding and writing, once actors are up (summed over actors).
-        "labeling_images_per_second": images / shard_seconds if shard_seconds else None,
-        # The engine alone on the same images: its batches' wall time summed over actors.
-        "engine_images_per_second": sum(s.ok for s in stats) / engine_seconds if engine_seconds else None,
-    }
-    result.summary = write_summary(out, vocab.names, fingerprint, run)
+    result, figures, index = run_pending(out, urls, connect, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
+    run = figures.last_run(time.perf_counter() - start, result.skipped, len(result.failed), result.retries)
+    result.summary = write_summary(out, vocab.names, fingerprint, run, index)
     return result

@@ -7,8 +7,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from pipeline.output.outputdir import OutputDir
-from pipeline.output.shard_stats import ShardStats
+from pipeline.output.run_index import RunIndex
 from pipeline.read.shardlist import manifest_counts, shard_id
+from pipeline.run.figures import RunFigures
 from pipeline.run.pool import PoolRun, ShardPool
 
 
@@ -30,18 +31,27 @@ class JobResult:
 
 
 def run_pending(out: OutputDir, urls: list[str], connect: Callable[[], AbstractContextManager], cfg, vocab,
-                fingerprint: dict, emit, task=None) -> tuple[JobResult, list[ShardStats]]:
+                fingerprint: dict, emit, task=None) -> tuple[JobResult, RunFigures, RunIndex]:
     """Run every shard of `urls` not done in `out` (ShardPool's `task`, on the Ray that `connect()`
-    yields, entered only when there is work), record the failures; (how it went, the stats this
-    run accepted). The caller writes the summary."""
-    done_before = out.done_shards()
+    yields, entered only when there is work), record the failures; (how it went, this run's
+    figures, the run index with every done shard). The caller writes the summary.
+
+    What is done comes from the run index, not from reading every stats file; each shard done here
+    joins the index as its stats arrive, and the index is brought in line with the stats files once
+    more at the end (one listing), so that partial shards and anything the pool did not see count."""
+    index = out.index(len(vocab), writable=True)
+    done_before = index.done()
     todo = [u for u in urls if shard_id(u) not in done_before]
     run = PoolRun()
-    if todo:
-        with connect() as ray:
-            run = ShardPool(ray, cfg, vocab, fingerprint, emit, task).run(todo, manifest_counts(todo))
+    try:
+        if todo:
+            with connect() as ray:
+                run = ShardPool(ray, cfg, vocab, fingerprint, emit, task).run(todo, manifest_counts(todo), index.add)
+    finally:
+        index.flush()  # what finished is recorded even when the run stops on an error
     out.record_failures(run.failed)
-    done_now = out.done_shards()
+    index.reconcile(out.markers())
+    done_now = index.done()
     result = JobResult(shards=len(urls), skipped=len(urls) - len(todo), retries=run.retries, done=run.done,
                        failed=run.failed, not_done=[shard_id(u) for u in urls if shard_id(u) not in done_now])
-    return result, run.stats
+    return result, run.figures, index

@@ -31,8 +31,11 @@ from pipeline.job import ActorJob, EngineBuildError
 from pipeline.output.shard_stats import ShardStats
 from pipeline.read.shardlist import shard_id
 from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
+from pipeline.run.figures import RunFigures
 from pipeline.run.progress import JobProgress
 from pipeline.run.telemetry import JobMetrics, job_tag
+
+PROGRESS_EVERY_S = 1.0  # the driver asks the progress counter at most this often
 
 
 @dataclass
@@ -42,7 +45,7 @@ class PoolRun:
     retries: int = 0
     done: list[str] = field(default_factory=list)  # shards labeled
     failed: list[dict] = field(default_factory=list)  # shards that used up their retries, with the reason
-    stats: list[ShardStats] = field(default_factory=list)  # done shards', and partial ones' that used up their retries
+    figures: RunFigures = field(default_factory=RunFigures)  # done shards', and partial ones' that used up their retries
 
 
 @dataclass
@@ -90,6 +93,8 @@ class ShardPool:
         self.counts: dict[str, int] = {}  # manifest sample counts: progress totals, short tars caught
         self.metrics = JobMetrics(job_tag(cfg.output.dir))
         self.started: set[int] = set()  # slots that have had an actor: a new one there is a restart
+        self.on_stats: Callable[[ShardStats], None] = lambda stats: None
+        self._progress_at, self._progress_counts = float("-inf"), {}
 
     def actor(self, slot: int):
         if self.actors[slot] is None:
@@ -99,9 +104,12 @@ class ShardPool:
             self.started.add(slot)
         return self.actors[slot]
 
-    def run(self, urls: list[str], counts: dict[str, int]) -> PoolRun:
-        """Work through `urls` (`counts`: the manifests' sample counts)."""
+    def run(self, urls: list[str], counts: dict[str, int], on_stats: Callable[[ShardStats], None] | None = None) -> PoolRun:
+        """Work through `urls` (`counts`: the manifests' sample counts); `on_stats` is handed each
+        done shard's stats as it arrives (the run index records it)."""
         ray, rc = self.ray, self.cfg.ray
+        if on_stats is not None:
+            self.on_stats = on_stats
         queue = deque(_Attempt(u, shard_id(u), 0) for u in urls)
         running: dict = {}  # ref -> _Attempt
         result = PoolRun()
@@ -189,11 +197,12 @@ class ShardPool:
         if shard_stats.partial:  # rows before the damage are written; try the tar again
             if self._retry_or_fail(attempt, queue, result, f"partial shard: {shard_stats.read_error}",
                                    partial=True, samples=shard_stats.samples):
-                result.stats.append(shard_stats)
+                result.figures.add(shard_stats)
                 self.metrics.shard(shard_stats, done=False)
             return
-        result.stats.append(shard_stats)
+        result.figures.add(shard_stats)
         self.metrics.shard(shard_stats, done=True)
+        self.on_stats(shard_stats)
         result.done.append(attempt.shard)
         self.emit("done", shard=attempt.shard, attempt=attempt.attempt, stats=shard_stats)
 
@@ -255,20 +264,30 @@ class ShardPool:
                 self._actor_lost(slot, running, queue, result, f"timed out after {limit} s")
 
     def _report(self, bar: JobProgress, running: dict, result: PoolRun) -> None:
-        from ray.exceptions import RayActorError
-
-        try:
-            counts = self.ray.get(self.progress.snapshot.remote())
-        except RayActorError:  # its node is gone: progress restarts from the finished shards
-            self.progress, counts = start_progress_counter(), {}
-        images = sum(s.samples for s in result.stats)
-        errors = sum(s.errors for s in result.stats)
+        """The bar: finished shards' images from this run's figures, running ones' from the progress
+        counter, asked at most every PROGRESS_EVERY_S about the running attempts alone (it forgets
+        the others), so that a tick costs the same at the millionth shard as at the first."""
+        counts = self._running_counts(running)
+        images, errors = result.figures.images, result.figures.errors
         for attempt in running.values():
             ok, err = counts.get((attempt.shard, attempt.attempt), (0, 0))
             images, errors = images + ok + err, errors + err
             if ok + err:
                 self.emit("progress", shard=attempt.shard, attempt=attempt.attempt, images=ok + err, actor=attempt.actor)
         bar.update(images, errors, len(result.done), result.retries)
+
+
+    def _running_counts(self, running: dict) -> dict:
+        from ray.exceptions import RayActorError
+
+        if time.monotonic() - self._progress_at < PROGRESS_EVERY_S:
+            return self._progress_counts
+        self._progress_at = time.monotonic()
+        try:
+            self._progress_counts = self.ray.get(self.progress.snapshot.remote([(a.shard, a.attempt) for a in running.values()]))
+        except RayActorError:  # its node is gone: progress restarts from the finished shards
+            self.progress, self._progress_counts = start_progress_counter(), {}
+        return self._progress_counts
 
 
 def _take(queue: deque, ahead: bool) -> _Attempt | None:

@@ -12,7 +12,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from nerve_core.devices import check_device_name
 from nerve_core.errors import ConfigError, NerveError, NotFound
-from pipeline.read.shardlist import DirectoryListings
+from pipeline.read.shardlist import DirectoryListings, shard_id
 from pipeline.storage import filesystem
 
 _SHOWN = 5  # paths named in the message; the rest are counted
@@ -47,9 +47,11 @@ def check_ray_settings(ray) -> None:
         raise ConfigError(f"ray.metrics_export_port must be a port number (0 = Ray picks one), got {ray.metrics_export_port}")
 
 
-def check_job(device: str, urls: list[str]) -> None:
-    """Raise a NerveError naming what is wrong with the device name or the input shards."""
+def check_job(device: str, urls: list[str], done: set[str] = frozenset()) -> None:
+    """Raise a NerveError naming what is wrong with the device name or the input shards; shards in
+    `done` (labeled by an earlier run of the same job) are not read again, so they are not asked about."""
     check_device_name(device)
+    urls = [u for u in urls if shard_id(u) not in done]
     missing = unreadable_shards(urls)
     if missing:
         shown = ", ".join(missing[:_SHOWN]) + (f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else "")

@@ -1,5 +1,5 @@
 """The progress counter actor: per-(shard, attempt) image counts that Labeler actors push and the
-driver polls for its progress bar.
+driver polls for its progress bar, for the attempts that are running.
 
 A module of its own, importing neither torch nor the shard reader: the actor's process imports
 this module and nothing else of the labeler's (the labeler module would cost every job start a
@@ -19,5 +19,9 @@ class ProgressCounter:
         count[0] += ok
         count[1] += errors
 
-    def snapshot(self) -> dict:
+    def snapshot(self, running: list[tuple[str, int]]) -> dict:
+        """The counts of the `running` attempts; every other attempt is forgotten (it finished, and
+        the driver counts it from its stats), so the counter never holds more than the running ones."""
+        wanted = set(running)
+        self.counts = {k: v for k, v in self.counts.items() if k in wanted}
         return {k: tuple(v) for k, v in self.counts.items()}

@@ -40,8 +40,7 @@ def rescore(out_dir: str, shards=None) -> dict:
     ignore = int(record["config"]["dataset"]["ignore_index"])
     k = len(class_names)
     urls = expand_shards(shards if shards is not None else record["config"]["input"]["shards"])
-    stats_of = out.stats()
-    done = out.done_shards(stats_of)
+    done = out.done_shards()
     for url in urls:
         shard = shard_id(url)
         if shard not in done:
@@ -53,5 +52,7 @@ def rescore(out_dir: str, shards=None) -> dict:
             if row["status"] == "ok" and ident in gts:
                 confusion += confusion_matrix(decode_index_png(row["mask_png"]), gts[ident], k, ignore)
                 scored += 1
-        out.write_stats(replace(stats_of[shard], confusion=confusion.tolist() if scored else None, gt_images=scored))
+        stats = out.read_stats([shard])[shard]
+        out.write_stats(replace(stats, confusion=confusion.tolist() if scored else None, gt_images=scored))
+    out.clear_index()  # its totals hold the old matrices: the summary rebuilds it from the stats files
     return write_summary(out, class_names, fingerprint)

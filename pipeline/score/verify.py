@@ -190,8 +190,8 @@ def verify_output(out_dir: str, shards=None) -> VerifyReport:
     out = OutputDir(out_dir)
     urls = expand_shards(shards if shards is not None else out.config()["input"]["shards"])
     report = VerifyReport(shards=len(urls))
-    stats_of = out.stats()
-    done, labeled = out.done_shards(stats_of), set(out.labeled_shards())
+    index = out.index()
+    done, labeled = index.done(), set(out.labeled_shards())
     counts = manifest_counts(urls)
     inputs = {}
     for url in urls:
@@ -202,8 +202,8 @@ def verify_output(out_dir: str, shards=None) -> VerifyReport:
             report.short_shards.append(f"{shard}: {len(sizes)} samples in the tar, {counts[shard]} in manifest.json")
         if shard not in done:
             report.shards_not_done.append(shard)
-            if shard in stats_of:
-                report.partial_shards.append(f"{shard}: {stats_of[shard].read_error}")
+            if shard in index.partial:
+                report.partial_shards.append(f"{shard}: {index.partial[shard].read_error}")
         rows = list(out.rows(shard)) if shard in labeled else []
         masks = _check_rows(shard, rows, sizes, report)
         results = out.coco_results(shard)
