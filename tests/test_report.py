@@ -18,13 +18,14 @@ import pytest
 from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
-from pipeline.config import LabelJobConfig
+from pipeline.config import DatasetConfig, LabelJobConfig
 from pipeline.evaluate.compare import dataset_row
 from pipeline.evaluate.compare import evaluation as evaluation_record
 from pipeline.evaluate.outputs import write_evaluation
 from pipeline.evaluate.papers import PaperTable
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import encode_index_png
+from pipeline.output.run_record import RunRecord
 from pipeline.output.writers import ShardResult
 from pipeline.report.cards import read_rows
 from pipeline.report.thumbnails import ThumbJob, draw, thumb_name
@@ -176,13 +177,17 @@ def test_cards_sort_by_miou_else_confidence_else_key(tmp_path):
     assert by_key.score_field is None and [c.key for c in by_key.cards] == ["a", "b"]
 
 
+def _record(digest: str, **dataset) -> RunRecord:
+    return RunRecord(LabelJobConfig(dataset=DatasetConfig(**dataset)), {"digest": digest, "classes": [["a"], ["b"]]})
+
+
 def test_thumbnail_names_change_with_the_fingerprint_the_mask_or_the_source(tmp_path):
     out = _output_with(tmp_path, {"a": None})
     card = read_rows(out, ["s-000000"]).cards[0]
-    job = ThumbJob(out, "fingerprint-1", [0] * 768, {"s-000000": "/shards/s-000000.tar"}, 0, {"ignore_index": 255})
+    job = ThumbJob(out, _record("fingerprint-1"), [0] * 768, {"s-000000": "/shards/s-000000.tar"})
     name = thumb_name(job, card, b"mask")
     assert thumb_name(job, card, b"mask") == name
-    assert thumb_name(replace(job, fingerprint="fingerprint-2"), card, b"mask") != name
+    assert thumb_name(replace(job, record=_record("fingerprint-2")), card, b"mask") != name
     assert thumb_name(job, card, b"other mask") != name
     assert thumb_name(replace(job, sources={}), card, b"mask") != name
 
@@ -194,8 +199,8 @@ def test_thumbnails_draw_the_ground_truth_as_the_run_scored_it(tmp_path):
     pred = np.tile(np.arange(4, dtype=np.uint8), (4, 1))
     stored = np.array([[0, 1, 2, 3]] * 4, dtype=np.uint8)
     palette = list(range(256)) * 3
-    reduced = ThumbJob(out, "f", palette, {}, 0, {"ignore_index": 255, "reduce_zero_label": True})
-    plain = replace(reduced, dataset={"ignore_index": 255})
+    reduced = ThumbJob(out, _record("f", reduce_zero_label=True), palette, {})
+    plain = replace(reduced, record=_record("f"))
     shifted = np.array([[255, 0, 1, 2]] * 4, dtype=np.uint8)
     mask = encode_index_png(pred)
     assert draw(mask, None, encode_index_png(stored), reduced) == draw(mask, None, encode_index_png(shifted), plain)
