@@ -28,6 +28,7 @@ from pipeline.output.pngcodec import encode_index_png
 from pipeline.output.run_record import RunRecord
 from pipeline.output.writers import ShardResult
 from pipeline.report.cards import read_rows
+from pipeline.report.gallery import CARD_COLUMNS
 from pipeline.report.thumbnails import ThumbJob, draw, thumb_name
 from pipeline.run.driver import run_label_job
 from tests import faults as F
@@ -115,7 +116,7 @@ def test_rerun_reuses_thumbnails_and_limit_keeps_the_worst(demo_out, capsys):
     after = _cards(folder)["cards"]
     assert after == before[:2]
     assert sorted(p.relative_to(folder / "thumbs").as_posix() for p in (folder / "thumbs").glob("*/*")) == sorted(
-        c[-1] for c in after)  # thumbnails no card shows are removed
+        c[CARD_COLUMNS.index("thumb")] for c in after)  # thumbnails no card shows are removed
     html = (folder / "index.html").read_text()
     assert "the 2 worst of 6" in html
     assert not re.search(r'<script src="(https?:)?//', html)  # nothing from the network
@@ -148,6 +149,27 @@ def test_bad_report_arguments_are_one_line_errors(tmp_path, capsys):
     assert nerve(["report", "output.dir=s3://bucket/out"]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "not an output directory" in err and "set to=DIR" in err
+
+
+def test_input_shards_that_name_none_of_the_runs_fail_in_one_line_and_moved_ones_say_so(demo_out, tmp_path, capsys):
+    """A misspelt input.shards= used to give a report without pictures and without a word."""
+    shards = demo_out.parent / "shards"
+    misspelt = str(shards).replace("shards", "shard")
+    assert nerve(["report", f"output.dir={demo_out}", f"input.shards={misspelt}", f"to={tmp_path / 'a'}"]) == 2
+    tars = sorted(p.name for p in shards.glob("*.tar"))
+    assert nerve(["report", f"output.dir={demo_out}", f"input.shards=[{tmp_path}/{tars[0]}]", f"to={tmp_path / 'b'}"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("nerve: input.shards=") and "names none of the run's 2 done shards" in err[0]
+    assert err[1].startswith("nerve: input.shards: 1 shards do not exist or cannot be read")
+    moved = tmp_path / "moved"
+    shutil.copytree(demo_out, moved, ignore=shutil.ignore_patterns("report"))
+    shutil.move(shards, tmp_path / "elsewhere")
+    try:
+        assert nerve(["report", f"output.dir={moved}", "progress=false"]) == 0
+    finally:
+        shutil.move(tmp_path / "elsewhere", shards)
+    html = (moved / "report" / "index.html").read_text()
+    assert "No pictures" in html and "give input.shards=..." in html
 
 
 def _output_with(tmp_path, scores: dict[str, dict | None]):
