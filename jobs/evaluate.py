@@ -42,6 +42,7 @@ def dataset_jobs(cfg, args: ParsedArgs) -> dict:
 
 @command
 def main(argv: list[str]) -> int:
+    from nerve_core.models.random_weights import random_weight_models
     from pipeline.evaluate.compare import dataset_row, evaluation
     from pipeline.evaluate.inputs import check_dataset_inputs
     from pipeline.evaluate.outputs import write_evaluation
@@ -66,7 +67,8 @@ def main(argv: list[str]) -> int:
             rows.append(dataset_row(name, OutputDir(job.output.dir).summary(), job.output.dir, result.ok, tables))
             print(f"  {rows[-1]['images']} images ({result.skipped} of {result.shards} shards done before), "
                   f"mIoU {fmt(rows[-1]['miou'])}, paper {fmt(rows[-1]['paper_miou'], 1)}")
-    record = evaluation(cfg.engine.name, cfg.models, rows, tables)
+    random_weights = sorted({m for job in jobs.values() for m in random_weight_models(job.engine)})
+    record = evaluation(cfg.engine.name, cfg.models, random_weights, rows, tables)
     files = write_evaluation(cfg.output.dir, record)
     avg = record["average"]
     print(f"engine {cfg.engine.name}: mIoU {fmt(avg['miou'])} against the paper's {fmt(avg['paper_miou'])} "

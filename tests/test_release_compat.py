@@ -43,6 +43,9 @@ def test_report_and_exports_read_it(release):
     data = (folder / "run" / "report" / "data.js").read_text()
     cards = json.loads(data[data.index("{"): data.rindex("}") + 1])["cards"]
     assert len(cards) == RECORDED["num_images"] - RECORDED["num_errors"] == 8
+    # labeled with models=real but the tiny models' paths: their files say the weights are random
+    assert "RANDOM weights (clip: models/clip/nerve-tiny-clip.safetensors; sd: models/sd)" in (
+        folder / "run" / "report" / "index.html").read_text()
     assert nerve(["export", "png", "output.dir=run", "to=png", "progress=false"]) == 0
     assert len(list((folder / "png").glob("*.png"))) == 8
     assert nerve(["export", "coco", "output.dir=run", "to=coco.json"]) == 0

@@ -130,7 +130,7 @@ def test_an_evaluation_directory_gets_one_report_per_run_and_an_index(demo_out, 
     table = PaperTable(paper="a paper", table="Table 1", miou={"demo": 42.0}, name="made-up")
     rows = [dataset_row(name, json.loads((evaluation / name / "summary.json").read_text()), str(evaluation / name),
                         True, [table]) for name in ("bad", "demo")]
-    write_evaluation(str(evaluation), evaluation_record("tiny-engine", "tiny", rows, [table]))
+    write_evaluation(str(evaluation), evaluation_record("tiny-engine", "tiny", [], rows, [table]))
     assert nerve(["report", f"output.dir={evaluation}", "progress=false"]) == 0
     index = evaluation / "report" / "index.html"
     assert all((evaluation / "report" / name / "index.html").is_file() for name in ("bad", "demo"))

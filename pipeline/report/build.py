@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 
 from nerve_core.errors import ConfigError, NerveError, NotFound
+from nerve_core.models.random_weights import random_weight_models
 from pipeline.output.outputdir import CONFIG_FILE, SUMMARY_FILE, OutputDir
 from pipeline.output.run_record import RunRecord
 from pipeline.output.summary import merge_stats
@@ -21,7 +22,7 @@ from pipeline.read.shardlist import expand_shards, shard_id
 from pipeline.report.cards import read_rows
 from pipeline.report.gallery import write_gallery_files
 from pipeline.report.html import page, render_html
-from pipeline.report.model import RunReport, fmt
+from pipeline.report.model import RunReport, fmt, random_weights_note
 from pipeline.report.palette import class_palette
 from pipeline.report.thumbnails import ThumbJob, make_thumbnails
 from pipeline.run.preflight import unreadable_shards
@@ -69,6 +70,9 @@ def attach_gallery(report: RunReport, folder: Path, shards=None, limit: int = 0,
     fingerprint; write the thumbnails and the gallery's files into `folder`. Returns thumbnail counts."""
     out = OutputDir(report.out_dir)
     record = out.existing_record()
+    warning = random_weights_note(random_weight_models(record.config.engine))
+    if warning and warning not in report.notes:
+        report.notes.insert(0, warning)
     stats = out.stats()
     done = sorted(out.done_shards(stats))
     rows = read_rows(out, done)
