@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from omegaconf.errors import OmegaConfBaseException
+
 from jobs.config import ConfigError, ParsedArgs, command, parse_argv, preset_names
 from jobs.models import load_labeling_config
 from jobs.outcome import report_failures, stop_if_fatal
@@ -32,11 +34,18 @@ def dataset_jobs(cfg, args: ParsedArgs) -> dict:
         raise ConfigError("nerve evaluate reads each dataset's shards from evaluate.datasets: leave input.shards unset")
     if not cfg.output.dir:
         raise ConfigError("output.dir is required (each dataset is labeled into output.dir/{dataset}/)")
+    stray = [name for name in cfg.evaluate.engine if name not in datasets]
+    if stray:
+        raise ConfigError(f"evaluate.engine names {', '.join(map(repr, stray))}, not in evaluate.datasets")
     jobs = {}
     for name, shards in datasets.items():
         layered = load_labeling_config(EvaluateJobConfig, ParsedArgs(args.config_file, [*args.overrides, f"dataset={name}"],
                                                                      set(), []))
-        jobs[name] = label_part(layered, {"input": {"shards": shards}, "output": {"dir": join(cfg.output.dir, name)}})
+        try:
+            jobs[name] = label_part(layered, {"input": {"shards": shards}, "output": {"dir": join(cfg.output.dir, name)},
+                                              "engine": cfg.evaluate.engine.get(name) or {}})
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"evaluate.engine.{name}: {str(exc).splitlines()[0]}") from exc
     return jobs
 
 

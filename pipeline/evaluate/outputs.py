@@ -7,7 +7,8 @@ from pipeline.report.chart import paired_bar_chart
 from pipeline.report.model import fmt, random_weights_note
 from pipeline.storage import atomic_write, filesystem, join
 
-FILES = ("evaluation.json", "evaluation.md", "evaluation.png")
+# The one place their names are given (`nerve report` reads the record and the chart back).
+EVALUATION_JSON, EVALUATION_MD, EVALUATION_CHART = FILES = ("evaluation.json", "evaluation.md", "evaluation.png")
 
 
 def _signed(value: float | None) -> str:

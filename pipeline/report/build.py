@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nerve_core.errors import ConfigError, NerveError, NotFound
 from nerve_core.models.random_weights import random_weight_models
+from pipeline.evaluate.outputs import EVALUATION_CHART, EVALUATION_JSON
 from pipeline.output.outputdir import CONFIG_FILE, SUMMARY_FILE, OutputDir
 from pipeline.output.run_record import RunRecord
 from pipeline.output.summary import merge_stats
@@ -29,7 +30,6 @@ from pipeline.run.preflight import unreadable_shards
 from pipeline.storage import join, read_bytes
 
 INDEX_FILE = "index.html"
-EVALUATION_FILE, EVALUATION_CHART = "evaluation.json", "evaluation.png"  # what `nerve evaluate` writes beside its runs
 
 
 def run_summary(out: OutputDir, stats: dict[str, dict]) -> dict:
@@ -114,7 +114,7 @@ def write_evaluation_report(root_url: str, names: list[str], folder, limit: int 
     """One run report per dataset (folder/{name}/index.html) and an index linking them, with each run's
     figures beside the papers' (OUT/evaluation.json and its chart, when `nerve evaluate` wrote them)."""
     root, folder = OutputDir(root_url), Path(folder)
-    evaluation = join(root.root, EVALUATION_FILE)
+    evaluation = join(root.root, EVALUATION_JSON)
     record = read_json(root.fs, evaluation) if root.fs.exists(evaluation) else {}
     papers = {r["dataset"]: r for r in record.get("rows", [])}
     rows = []
@@ -134,7 +134,7 @@ def write_evaluation_report(root_url: str, names: list[str], folder, limit: int 
         (folder / EVALUATION_CHART).write_bytes(read_bytes(root.fs, chart))
         body.append(f'<img src="{EVALUATION_CHART}" alt="mIoU per dataset beside the paper\'s">')
     if record:
-        body.append(f"<details><summary>{EVALUATION_FILE}</summary><pre>{escape(json.dumps(record, indent=1))}</pre></details>")
+        body.append(f"<details><summary>{EVALUATION_JSON}</summary><pre>{escape(json.dumps(record, indent=1))}</pre></details>")
     path = folder / INDEX_FILE
     path.write_text(page(f"nerve report: {root_url}", body), encoding="utf-8")
     return path
