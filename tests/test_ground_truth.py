@@ -12,8 +12,11 @@ from jobs.cli import main as nerve
 from pipeline.config import InputConfig, LabelJobConfig
 from pipeline.output.run_record import RunRecord
 from pipeline.read.reader import DEFAULT_MAX_PIXELS
+from pipeline.report.model import RunReport
+from pipeline.report.write import write_report
 from pipeline.score.rescore import shard_ground_truth
 from tests import faults as F
+from tests.browser import open_page
 from tests.release_run import copy_release_run, replace_member
 from tests.shards import write_raw_tar
 
@@ -35,7 +38,7 @@ def test_gt_over_the_default_pixel_limit_is_read_with_the_runs_own(tmp_path):
     assert not limited.gts and limited.unreadable["big", 0].startswith("too_large: ")
 
 
-def test_an_undecodable_gt_is_reported_by_score_and_on_its_report_card(tmp_path, monkeypatch, capsys):
+def test_an_undecodable_gt_is_reported_by_score_and_on_its_report_card(tmp_path, monkeypatch, capsys, browser):
     copy_release_run(tmp_path / "release", models=False)
     monkeypatch.chdir(tmp_path / "release")
     replace_member(tmp_path / "release" / "shards" / "demo-000001.tar", "demo000004.seg.png", b"not a png")
@@ -50,3 +53,12 @@ def test_an_undecodable_gt_is_reported_by_score_and_on_its_report_card(tmp_path,
     notes = {card[report["card_columns"].index("key")]: card[report["card_columns"].index("note")] for card in report["cards"]}
     assert notes.pop("demo000004").startswith("ground truth: decode_seg: ")
     assert set(notes.values()) == {""}
+    report = RunReport("regress", "run", json.loads((tmp_path / "release" / "run" / "summary.json").read_text()))
+    write_report(report, tmp_path / "sheet", samples=8)
+    left_out = [n for n in report.notes if n.startswith("Samples:")]
+    assert len(left_out) == 1 and left_out[0].startswith(
+        "Samples: demo-000001/demo000004 left out, it no longer decodes (decode_seg: UnidentifiedImageError")
+    assert sorted(e.key for e in report.sheet) == sorted(set(notes) - {"demo000004"})  # every other ok sample
+    opened = open_page(browser, tmp_path / "release" / "run" / "report" / "index.html")
+    note = opened.page.locator(".card", has_text="demo000004").locator(".note")
+    assert note.inner_text().startswith("ground truth: decode_seg: ") and opened.problems == []

@@ -59,8 +59,9 @@ def _pick(counts: list[int], total: int) -> list[int]:
     return take
 
 
-def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[SheetEntry]:
-    """Write {key}.image.png / .gt.png / .pred.png under report_dir/images; return what was written."""
+def write_contact_sheet(out_dir: str, report_dir, num_samples: int, notes: list[str]) -> list[SheetEntry]:
+    """Write {key}.image.png / .gt.png / .pred.png under report_dir/images; return what was written.
+    A chosen sample that no longer decodes as the run decoded it is left out, and `notes` says why."""
     if num_samples <= 0:
         return []
     out = OutputDir(out_dir)
@@ -78,12 +79,16 @@ def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[Shee
         written = 0
         for raw in raw_samples(url) if n else ():
             sample = run_sample(raw, record) if raw["__key__"] in wanted else None
-            if sample is not None and sample.ok:
+            if sample is None:
+                continue
+            if sample.ok:
                 entries.append(_write_entry(sample, shard_id(url), wanted[sample.key], images, num_classes,
                                             record.config.dataset.ignore_index, palette))
-                written += 1
-                if written == n:
-                    break
+            else:  # an ok row whose sample fails now: the shards changed since the run
+                notes.append(f"Samples: {shard_id(url)}/{sample.key} left out, it no longer decodes ({sample.error})")
+            written += 1
+            if written == n:
+                break
     return entries
 
 
