@@ -49,6 +49,6 @@ def main(argv: list[str]) -> int:
     from pipeline.bench.report import write_report
 
     results = importlib.import_module(schema.__module__).run(cfg)
-    paths = write_report(results, cfg.output)
+    paths = write_report(results, cfg, cfg.output)
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return 0

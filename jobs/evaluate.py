@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from omegaconf.errors import OmegaConfBaseException
+
 from jobs.config import ConfigError, ParsedArgs, command, parse_argv, preset_names
 from jobs.models import load_labeling_config
 from jobs.outcome import report_failures, stop_if_fatal
@@ -32,16 +34,24 @@ def dataset_jobs(cfg, args: ParsedArgs) -> dict:
         raise ConfigError("nerve evaluate reads each dataset's shards from evaluate.datasets: leave input.shards unset")
     if not cfg.output.dir:
         raise ConfigError("output.dir is required (each dataset is labeled into output.dir/{dataset}/)")
+    stray = [name for name in cfg.evaluate.engine if name not in datasets]
+    if stray:
+        raise ConfigError(f"evaluate.engine names {', '.join(map(repr, stray))}, not in evaluate.datasets")
     jobs = {}
     for name, shards in datasets.items():
         layered = load_labeling_config(EvaluateJobConfig, ParsedArgs(args.config_file, [*args.overrides, f"dataset={name}"],
                                                                      set(), []))
-        jobs[name] = label_part(layered, {"input": {"shards": shards}, "output": {"dir": join(cfg.output.dir, name)}})
+        try:
+            jobs[name] = label_part(layered, {"input": {"shards": shards}, "output": {"dir": join(cfg.output.dir, name)},
+                                              "engine": cfg.evaluate.engine.get(name) or {}})
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"evaluate.engine.{name}: {str(exc).splitlines()[0]}") from exc
     return jobs
 
 
 @command
 def main(argv: list[str]) -> int:
+    from nerve_core.models.random_weights import random_weight_models
     from pipeline.evaluate.compare import dataset_row, evaluation
     from pipeline.evaluate.inputs import check_dataset_inputs
     from pipeline.evaluate.outputs import write_evaluation
@@ -66,7 +76,8 @@ def main(argv: list[str]) -> int:
             rows.append(dataset_row(name, OutputDir(job.output.dir).summary(), job.output.dir, result.ok, tables))
             print(f"  {rows[-1]['images']} images ({result.skipped} of {result.shards} shards done before), "
                   f"mIoU {fmt(rows[-1]['miou'])}, paper {fmt(rows[-1]['paper_miou'], 1)}")
-    record = evaluation(cfg.engine.name, cfg.models, rows, tables)
+    random_weights = sorted({m for job in jobs.values() for m in random_weight_models(job.engine)})
+    record = evaluation(cfg.engine.name, cfg.models, random_weights, rows, tables)
     files = write_evaluation(cfg.output.dir, record)
     avg = record["average"]
     print(f"engine {cfg.engine.name}: mIoU {fmt(avg['miou'])} against the paper's {fmt(avg['paper_miou'])} "

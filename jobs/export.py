@@ -100,8 +100,7 @@ class RunShards:
     def has_confidence(self) -> bool:
         """Whether the run stored confidence maps: output.confidence as OUT/config.yaml records it (the
         column exists, all null, in a run without them)."""
-        recorded = self.out.config().get("output") or {}
-        return self.has_column("confidence_png") and bool(recorded.get("confidence", True))
+        return self.has_column("confidence_png") and self.out.existing_record().config.output.confidence
 
 
 def _skip(row: dict, reason: str, detail: str = "") -> dict:
@@ -144,12 +143,12 @@ def export_png(run: RunShards, target: Path, threshold: float = 0.0, progress: b
     return {"written": written, "skipped": skipped}
 
 
-def shard_categories(config: dict) -> dict[int, dict] | None:
-    """class id -> {"id", "name"} from the input shards' manifest.json (`nerve shards coco`), or
-    None when the shards carry no category mapping or cannot be listed any more."""
+def shard_categories(shards) -> dict[int, dict] | None:
+    """class id -> {"id", "name"} from the manifest.json of the input shards `shards` (`nerve shards
+    coco`), or None when they carry no category mapping or cannot be listed any more."""
     try:
-        urls = expand_shards(config["input"]["shards"])
-    except (KeyError, TypeError, ValueError, OSError):
+        urls = expand_shards(shards)
+    except (TypeError, ValueError, OSError):
         return None
     tables = {json.dumps(m["coco_categories"], sort_keys=True) for m in read_manifests(urls) if "coco_categories" in m}
     if len(tables) > 1:
@@ -162,10 +161,10 @@ def shard_categories(config: dict) -> dict[int, dict] | None:
 def run_categories(out: OutputDir) -> dict[int, dict]:
     """class id -> COCO category {"id", "name"} for every class of the run's vocabulary but background."""
     record = out.existing_record()
-    names = [synonyms[0] for synonyms in record["fingerprint"]["classes"]]
-    background = int(record["config"].get("engine", {}).get("background", {}).get("class_id", 0))
+    names = record.class_names
+    background = record.config.engine.background.class_id
     wanted = [c for c in range(len(names)) if c != background]
-    mapping = shard_categories(record["config"])
+    mapping = shard_categories(record.config.input.shards)
     if mapping is None:
         return {c: {"id": c, "name": names[c]} for c in wanted}
     if sorted(mapping) != wanted:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from omegaconf import MISSING
 
@@ -121,27 +122,30 @@ def _demo(cfg: DemoShards, skips: SkipLog) -> Made:
     return demo_samples(cfg.num_samples, seed=cfg.seed), {}
 
 
-MAKERS: dict[str, tuple[type, Callable]] = {
-    "voc": (VocShards, _from_root(voc_samples)),
-    "coco": (CocoShards, _coco),
-    "ade": (AdeShards, _from_root(ade_samples)),
-    "cityscapes": (CityscapesShards, _from_root(cityscapes_samples)),
-    "coco_stuff": (CocoStuffShards, _from_root(coco_stuff_samples)),
-    "context": (ContextShards, _from_root(context_samples)),
-    "folder": (FolderShards, _folder),
-    "demo": (DemoShards, _demo),
+class Maker(NamedTuple):
+    schema: type  # its typed keys
+    make: Callable  # (cfg, skips) -> Made
+    about: str  # one line for `nerve shards --help`
+
+
+# The one table of shard makers: the command, `--help` and the README's key lists all read it.
+MAKERS: dict[str, Maker] = {
+    "voc": Maker(VocShards, _from_root(voc_samples),
+                 "PASCAL VOC 2012 (train, val, or train_aug with SegmentationClassAug)"),
+    "coco": Maker(CocoShards, _coco, "COCO instances as semantic masks in the 81-class coco_object order"),
+    "ade": Maker(AdeShards, _from_root(ade_samples),
+                 "ADE20K SceneParsing (ADEChallengeData2016), 0 = other and the 150 classes, as stored"),
+    "cityscapes": Maker(CityscapesShards, _from_root(cityscapes_samples),
+                        "Cityscapes fine GT, label ids converted to the 19 train ids"),
+    "coco_stuff": Maker(CocoStuffShards, _from_root(coco_stuff_samples),
+                        "COCO-Stuff 164k stuffthingmaps converted to the 171 coco_stuff classes"),
+    "context": Maker(ContextShards, _from_root(context_samples),
+                     "PASCAL Context (mmsegmentation layout), 0 = background and 59 classes (pc60, pc59)"),
+    "folder": Maker(FolderShards, _folder, "a folder of images, with an optional parallel folder of class-id masks"),
+    "demo": Maker(DemoShards, _demo, "synthetic images of coloured shapes with ground truth"),
 }
 USAGE = "usage: nerve shards {" + ",".join(MAKERS) + "} output=DIR [key=value ...]"
-SUBCOMMANDS = {
-    "voc": (VocShards, "PASCAL VOC 2012 (train, val, or train_aug with SegmentationClassAug)"),
-    "coco": (CocoShards, "COCO instances as semantic masks in the 81-class coco_object order"),
-    "ade": (AdeShards, "ADE20K SceneParsing (ADEChallengeData2016), 0 = other and the 150 classes, as stored"),
-    "cityscapes": (CityscapesShards, "Cityscapes fine GT, label ids converted to the 19 train ids"),
-    "coco_stuff": (CocoStuffShards, "COCO-Stuff 164k stuffthingmaps converted to the 171 coco_stuff classes"),
-    "context": (ContextShards, "PASCAL Context (mmsegmentation layout), 0 = background and 59 classes (pc60, pc59)"),
-    "folder": (FolderShards, "a folder of images, with an optional parallel folder of class-id masks"),
-    "demo": (DemoShards, "synthetic images of coloured shapes with ground truth"),
-}
+SUBCOMMANDS = {name: (maker.schema, maker.about) for name, maker in MAKERS.items()}
 
 
 @command
@@ -149,10 +153,10 @@ def main(argv: list[str]) -> int:
     args = parse_argv(argv)
     if len(args.positionals) != 1 or args.positionals[0] not in MAKERS:
         raise ConfigError(f"nerve shards needs one of {', '.join(MAKERS)}; {USAGE}")
-    schema, make_samples = MAKERS[args.positionals[0]]
-    cfg = load_object(schema, args.overrides, args.config_file)
+    maker = MAKERS[args.positionals[0]]
+    cfg = load_object(maker.schema, args.overrides, args.config_file)
     skips = SkipLog()
-    samples, manifest_extra = make_samples(cfg, skips)
+    samples, manifest_extra = maker.make(cfg, skips)
     manifest = write_shards(samples, cfg.output, prefix=cfg.prefix, per_shard=cfg.per_shard,
                             progress=cfg.progress, overwrite=cfg.overwrite, manifest_extra=manifest_extra)
     fs, root = filesystem(cfg.output)

@@ -26,6 +26,13 @@ def picture(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
     return image.crop((0, 0, width, height))
 
 
+def parquet_rows(out: Path, shard: str) -> list[dict]:
+    """Every row of one shard's Parquet file in an output directory, in order."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(out / "shards" / f"{shard}.parquet").to_pylist()
+
+
 def png(image: Image.Image) -> bytes:
     return _save(image, "PNG")
 

@@ -8,18 +8,20 @@ from contextlib import contextmanager
 import pytest
 import yaml
 
-from configs import CONFIG_DIR
+from configs import CONFIG_DIR, classes_path
 from jobs.config import parse_argv, preset_names
 from jobs.evaluate import dataset_jobs
 from jobs.evaluate import main as evaluate
 from jobs.models import load_labeling_config
 from nerve_core.models.tiny import dotlist
+from nerve_core.vocab import Vocabulary
 from pipeline.evaluate.config import EvaluateJobConfig
 from pipeline.evaluate.papers import engine_tables, load_table, paper_figure, table_names, tables_for
+from pipeline.output.fingerprint import job_fingerprint
 from pipeline.run import driver
 from tests.shards import make_demo_shards
 
-JOB_CONFIGS = ["evaluate-nerve", "evaluate-naclip", "evaluate-wsss"]
+JOB_CONFIGS = ["evaluate-nerve", "evaluate-naclip", "evaluate-dslo", "evaluate-wsss"]
 
 
 def test_paper_tables_load_and_name_only_dataset_presets():
@@ -67,6 +69,34 @@ def test_ready_made_configs_give_each_dataset_its_preset_and_a_paper_figure(conf
         assert job.engine.name == cfg.engine.name and job.output.dir == f"{tmp_path}/{name}"
         assert job.input.shards == cfg.evaluate.datasets[name]
         assert paper_figure(tables, name)[0] is not None, name
+
+
+def _fingerprints(config: str, tmp_path) -> tuple[dict[str, str], dict]:
+    args = parse_argv(["--config", config, f"output.dir={tmp_path}"])
+    jobs = dataset_jobs(load_labeling_config(EvaluateJobConfig, args), args)
+    return {name: job_fingerprint(job, Vocabulary.from_file(classes_path(job.dataset.classes)).synonyms)["digest"]
+            for name, job in jobs.items()}, jobs
+
+
+def test_naclips_cityscapes_protocol_changes_that_datasets_fingerprint_only(tmp_path):
+    """evaluate-naclip.yaml labels Cityscapes at a short side of 560 (NACLIP's protocol), the rest at 336."""
+    ours, jobs = _fingerprints("evaluate-naclip", tmp_path)
+    assert {name: job.engine.clip.image_size for name, job in jobs.items()} == {
+        name: 560 if name == "cityscapes" else 336 for name in jobs}
+    without = yaml.safe_load((CONFIG_DIR / "jobs" / "evaluate-naclip.yaml").read_text())
+    del without["evaluate"]["engine"]
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(without))
+    plain, _ = _fingerprints(str(tmp_path / "plain.yaml"), tmp_path)
+    assert [name for name in ours if ours[name] != plain[name]] == ["cityscapes"]
+
+
+def test_per_dataset_engine_keys_must_name_a_dataset_and_real_keys(tmp_path, capsys):
+    datasets = f"evaluate.datasets={{voc21: {tmp_path}}}"
+    assert evaluate([datasets, "evaluate.engine={ade: {clip: {image_size: 560}}}", f"output.dir={tmp_path}"]) == 2
+    assert "evaluate.engine names 'ade', not in evaluate.datasets" in capsys.readouterr().err
+    assert evaluate([datasets, "evaluate.engine={voc21: {clip: {image_sise: 560}}}", f"output.dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nerve: evaluate.engine.voc21: ") and "image_sise" in err
 
 
 def test_unknown_dataset_preset_and_stray_input_shards_are_one_line_errors(tmp_path, capsys):
@@ -150,7 +180,9 @@ def test_rows_equal_each_datasets_summary_beside_the_papers(evaluated):
     assert record["average"]["datasets"] == ["demo"]
     assert record["average"]["miou"] == demo["miou"] and record["average"]["paper_miou"] == 50.0
     md = (out / "evaluation.md").read_text()
-    assert "| demo | 4 | 0 |" in md and "| 50.0 |" in md and "models" not in md  # real models' run: no warning
+    assert "| demo | 4 | 0 |" in md and "| 50.0 |" in md
+    # models=real with the tiny models' paths: the files say their weights are random, and so does the table
+    assert len(record["random_weights"]) == 2 and "> RANDOM weights (clip: " in md
     assert (out / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -64,8 +64,9 @@ def write_shard(shard_dir: Path, shard: str, rows: list[dict], done: bool = True
 def write_record(out: Path, classes: str = "voc21") -> None:
     """OUT/config.yaml as the label job writes it (the parts export reads)."""
     names = Vocabulary.from_file(classes_path(classes)).names
-    record = {"config": {"dataset": {"classes": classes}, "engine": {"background": {"class_id": 0}}},
-              "fingerprint": {"classes": [[n] for n in names]}}
+    record = {"config": {"dataset": {"classes": classes}, "engine": {"background": {"class_id": 0}},
+                         "output": {"confidence": True}},
+              "fingerprint": {"digest": "export-test", "classes": [[n] for n in names]}}
     (out / "config.yaml").write_text(yaml.safe_dump(record))
 
 

@@ -30,7 +30,8 @@ def test_a_done_shard_has_a_complete_stats_file_not_marked_partial(tmp_path):
     assert sorted(out.stats()) == ["done", "partial"]
     assert out.labeled_shards() == ["done", "partial", "running", "torn"]
     assert [r["key"] for r in out.rows("done", ["key", "no_such_column"])] == ["done-a"]
-    assert out.config() == {"input": {"shards": []}}
+    record = out.existing_record()  # the typed job: keys config.yaml lacks take the schema's defaults
+    assert record.config.input.shards == [] and record.config.dataset.name == "demo" and record.digest == "d"
 
 
 @pytest.mark.parametrize("command", [["verify"], ["score"], ["export", "coco", "to=x.json"], ["export", "png", "to=x"]])
@@ -46,9 +47,20 @@ def test_a_fresh_directory_has_no_record(tmp_path):
     out = OutputDir(str(tmp_path / "new"))
     assert out.record() is None and out.done_shards() == set() and out.failures() == []
     with pytest.raises(NotAnOutputDir):
-        out.config()
+        out.existing_record()
     (tmp_path / "new").mkdir()
     out.record_failures([{"shard": "s", "reason": "r"}])
     assert json.loads((tmp_path / "new" / "failed_shards.json").read_text()) == {"failed": [{"shard": "s", "reason": "r"}]}
     out.record_failures([])
     assert out.failures() == [] and not (tmp_path / "new" / "failed_shards.json").exists()
+
+
+def test_a_record_that_does_not_fit_the_job_schema_is_one_line(tmp_path, capsys):
+    out = OutputDir(str(tmp_path))
+    out.prepare({"input": {"shardz": "x"}}, {"digest": "d"}, "resume")  # a key this release does not know
+    assert nerve(["verify", f"output.dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"nerve: {tmp_path}/config.yaml does not fit this release's job schema")
+    (tmp_path / "config.yaml").write_text("config: {}\n")
+    assert nerve(["score", f"output.dir={tmp_path}"]) == 2
+    assert "is not a run record" in capsys.readouterr().err

@@ -83,7 +83,7 @@ def test_planted_partition_flat_forms_do_not_separate_regions(results):
 
 
 def test_a_tiny_sweep_ranks_every_form_and_names_the_best_worst_case():
-    from pipeline.bench.report import sweep_table
+    from pipeline.bench.report_models import sweep_table
     from pipeline.bench.sweep import NoiseLevel, SweepBenchConfig, run
 
     cfg = SweepBenchConfig(side=12, block=3, regions=3, seeds=[0, 1], noise_heads=[0, 2], partition_heads=2,
@@ -96,4 +96,4 @@ def test_a_tiny_sweep_ranks_every_form_and_names_the_best_worst_case():
         assert len(row["scores"]) == 4 and row["worst"] <= row["median"] <= row["best"]
     best = max(results["rows"], key=lambda r: (r["worst"], r["median"]))
     assert results["chosen"]["form"] == best["form"] and results["chosen"]["worst"] == best["worst"]
-    assert f"best worst case: {best['form']}" in sweep_table(results)
+    assert f"best worst case: {best['form']}" in sweep_table(results, cfg)

@@ -18,16 +18,18 @@ import pytest
 from jobs.cli import main as nerve
 from jobs.config import load_config
 from nerve_core.models.tiny import dotlist
-from pipeline.config import LabelJobConfig
+from pipeline.config import DatasetConfig, LabelJobConfig
 from pipeline.evaluate.compare import dataset_row
 from pipeline.evaluate.compare import evaluation as evaluation_record
 from pipeline.evaluate.outputs import write_evaluation
 from pipeline.evaluate.papers import PaperTable
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import encode_index_png
+from pipeline.output.run_record import RunRecord
 from pipeline.output.shard_stats import ShardStats
 from pipeline.output.writers import ShardResult
 from pipeline.report.cards import read_rows
+from pipeline.report.gallery import CARD_COLUMNS
 from pipeline.report.thumbnails import ThumbJob, draw, thumb_name
 from pipeline.run.driver import run_label_job
 from tests import faults as F
@@ -115,7 +117,7 @@ def test_rerun_reuses_thumbnails_and_limit_keeps_the_worst(demo_out, capsys):
     after = _cards(folder)["cards"]
     assert after == before[:2]
     assert sorted(p.relative_to(folder / "thumbs").as_posix() for p in (folder / "thumbs").glob("*/*")) == sorted(
-        c[-1] for c in after)  # thumbnails no card shows are removed
+        c[CARD_COLUMNS.index("thumb")] for c in after)  # thumbnails no card shows are removed
     html = (folder / "index.html").read_text()
     assert "the 2 worst of 6" in html
     assert not re.search(r'<script src="(https?:)?//', html)  # nothing from the network
@@ -129,7 +131,7 @@ def test_an_evaluation_directory_gets_one_report_per_run_and_an_index(demo_out, 
     table = PaperTable(paper="a paper", table="Table 1", miou={"demo": 42.0}, name="made-up")
     rows = [dataset_row(name, json.loads((evaluation / name / "summary.json").read_text()), str(evaluation / name),
                         True, [table]) for name in ("bad", "demo")]
-    write_evaluation(str(evaluation), evaluation_record("tiny-engine", "tiny", rows, [table]))
+    write_evaluation(str(evaluation), evaluation_record("tiny-engine", "tiny", [], rows, [table]))
     assert nerve(["report", f"output.dir={evaluation}", "progress=false"]) == 0
     index = evaluation / "report" / "index.html"
     assert all((evaluation / "report" / name / "index.html").is_file() for name in ("bad", "demo"))
@@ -148,6 +150,27 @@ def test_bad_report_arguments_are_one_line_errors(tmp_path, capsys):
     assert nerve(["report", "output.dir=s3://bucket/out"]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "not an output directory" in err and "set to=DIR" in err
+
+
+def test_input_shards_that_name_none_of_the_runs_fail_in_one_line_and_moved_ones_say_so(demo_out, tmp_path, capsys):
+    """A misspelt input.shards= used to give a report without pictures and without a word."""
+    shards = demo_out.parent / "shards"
+    misspelt = str(shards).replace("shards", "shard")
+    assert nerve(["report", f"output.dir={demo_out}", f"input.shards={misspelt}", f"to={tmp_path / 'a'}"]) == 2
+    tars = sorted(p.name for p in shards.glob("*.tar"))
+    assert nerve(["report", f"output.dir={demo_out}", f"input.shards=[{tmp_path}/{tars[0]}]", f"to={tmp_path / 'b'}"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("nerve: input.shards=") and "names none of the run's 2 done shards" in err[0]
+    assert err[1].startswith("nerve: input.shards: 1 shards do not exist or cannot be read")
+    moved = tmp_path / "moved"
+    shutil.copytree(demo_out, moved, ignore=shutil.ignore_patterns("report"))
+    shutil.move(shards, tmp_path / "elsewhere")
+    try:
+        assert nerve(["report", f"output.dir={moved}", "progress=false"]) == 0
+    finally:
+        shutil.move(tmp_path / "elsewhere", shards)
+    html = (moved / "report" / "index.html").read_text()
+    assert "No pictures" in html and "give input.shards=..." in html
 
 
 def _output_with(tmp_path, scores: dict[str, dict | None]):
@@ -178,13 +201,17 @@ def test_cards_sort_by_miou_else_confidence_else_key(tmp_path):
     assert by_key.score_field is None and [c.key for c in by_key.cards] == ["a", "b"]
 
 
+def _record(digest: str, **dataset) -> RunRecord:
+    return RunRecord(LabelJobConfig(dataset=DatasetConfig(**dataset)), {"digest": digest, "classes": [["a"], ["b"]]})
+
+
 def test_thumbnail_names_change_with_the_fingerprint_the_mask_or_the_source(tmp_path):
     out = _output_with(tmp_path, {"a": None})
     card = read_rows(out, ["s-000000"]).cards[0]
-    job = ThumbJob(out, "fingerprint-1", [0] * 768, {"s-000000": "/shards/s-000000.tar"}, 0, {"ignore_index": 255})
+    job = ThumbJob(out, _record("fingerprint-1"), [0] * 768, {"s-000000": "/shards/s-000000.tar"})
     name = thumb_name(job, card, b"mask")
     assert thumb_name(job, card, b"mask") == name
-    assert thumb_name(replace(job, fingerprint="fingerprint-2"), card, b"mask") != name
+    assert thumb_name(replace(job, record=_record("fingerprint-2")), card, b"mask") != name
     assert thumb_name(job, card, b"other mask") != name
     assert thumb_name(replace(job, sources={}), card, b"mask") != name
 
@@ -196,8 +223,8 @@ def test_thumbnails_draw_the_ground_truth_as_the_run_scored_it(tmp_path):
     pred = np.tile(np.arange(4, dtype=np.uint8), (4, 1))
     stored = np.array([[0, 1, 2, 3]] * 4, dtype=np.uint8)
     palette = list(range(256)) * 3
-    reduced = ThumbJob(out, "f", palette, {}, 0, {"ignore_index": 255, "reduce_zero_label": True})
-    plain = replace(reduced, dataset={"ignore_index": 255})
+    reduced = ThumbJob(out, _record("f", reduce_zero_label=True), palette, {})
+    plain = replace(reduced, record=_record("f"))
     shifted = np.array([[255, 0, 1, 2]] * 4, dtype=np.uint8)
     mask = encode_index_png(pred)
     assert draw(mask, None, encode_index_png(stored), reduced) == draw(mask, None, encode_index_png(shifted), plain)

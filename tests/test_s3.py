@@ -91,6 +91,7 @@ def test_label_retry_resume_verify_and_export_on_s3(bucket, ray_session, tiny_mo
     # The browsable report reads OUT and the shards from the bucket and is written locally.
     assert nerve(["report", f"output.dir={out}", f"to={tmp_path / 'report'}", "progress=false"]) == 0
     data = (tmp_path / "report" / "data.js").read_text()
-    cards = json.loads(data[data.index("{"): data.rindex("}") + 1])["cards"]
-    assert len(cards) == 4 and all(c[5] is not None and c[6] is not None for c in cards)  # mIoU, confidence
-    assert all((tmp_path / "report" / "thumbs" / c[-1]).is_file() for c in cards)
+    gallery = json.loads(data[data.index("{"): data.rindex("}") + 1])
+    cards = [dict(zip(gallery["card_columns"], c)) for c in gallery["cards"]]
+    assert len(cards) == 4 and all(c["miou"] is not None and c["confidence"] is not None for c in cards)
+    assert all((tmp_path / "report" / "thumbs" / c["thumb"]).is_file() for c in cards)

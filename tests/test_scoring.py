@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from pipeline.config import DatasetConfig
+from pipeline.output.run_record import RunRecord
 from pipeline.output.run_totals import merge_stats
 from pipeline.output.shard_stats import ShardStats
 from pipeline.score.scoring import confusion_matrix, per_class_iou, reduce_zero_label_ids, scored_gt, summarize_confusion
@@ -110,8 +112,10 @@ def test_reduce_zero_label_ids_drops_zero_and_shifts_image_labels_like_the_mask(
 
 def test_scored_gt_follows_the_runs_dataset_settings():
     gt = np.array([[0, 1, 255, 150]], dtype=np.uint8)
-    assert scored_gt(gt, {"ignore_index": 255, "reduce_zero_label": True}).tolist() == [[255, 0, 255, 149]]
-    assert scored_gt(gt, {"ignore_index": 255}) is gt  # outputs written before the key: stored as is
+    assert scored_gt(gt, DatasetConfig(reduce_zero_label=True)).tolist() == [[255, 0, 255, 149]]
+    # outputs written before the key: their record reads it as the schema's default, stored as is
+    record = RunRecord.from_data({"config": {"dataset": {"ignore_index": 255}}, "fingerprint": {"digest": "d"}}, "x")
+    assert scored_gt(gt, record.config.dataset) is gt
 
 
 def test_every_dataset_preset_loads_into_the_label_job_schema():

@@ -18,13 +18,14 @@ import torch
 
 from nerve_core.config import ClipConfig
 from nerve_core.models.errors import ModelNotFoundError
+from nerve_core.models.random_weights import CLIP_RANDOM
 
 log = logging.getLogger(__name__)
 
 HF_HUB_PREFIX = "hf-hub:"
 # `pretrained` value for a randomly initialised model: the real architecture at the real cost,
 # for timing without weights. Never the default.
-RANDOM_WEIGHTS = "random"
+RANDOM_WEIGHTS = CLIP_RANDOM
 
 
 def load_clip(cfg: ClipConfig, device, dtype: torch.dtype):

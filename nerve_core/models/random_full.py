@@ -12,10 +12,11 @@ import shutil
 from pathlib import Path
 
 from nerve_core.models.clip_loader import RANDOM_WEIGHTS
+from nerve_core.models.random_weights import SD_MARKER, mark_sd_directory
 from nerve_core.models.tiny_sd import random_sd_models, save_sd_directory
 
 DEFAULT_CACHE = Path("~/.cache/nerve").expanduser()
-MARKER = "nerve_random_weights.json"  # written last: its presence means the directory is complete
+MARKER = SD_MARKER  # written last: says the weights are random, and its presence that the directory is complete
 SD21_BASE_IMAGE_SIZE = 512  # latent 64 x 64: the 4096-node grid of the captured layers
 # Random weights for whichever CLIP architecture the engine config names (ViT-L-14-336 by default,
 # ViT-B-16 in the NACLIP and DSLO presets): only the weights change, never the architecture.
@@ -34,7 +35,7 @@ def write_random_sd21_base(path, seed: int = 0) -> dict:
         partial = path.with_name(path.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         save_sd_directory(random_sd_models(seed=seed, full_size=True), partial)
-        (partial / MARKER).write_text(json.dumps(marker))
+        mark_sd_directory(partial, marker)
         shutil.rmtree(path, ignore_errors=True)
         partial.rename(path)
     return {"model": str(path), "image_size": SD21_BASE_IMAGE_SIZE}

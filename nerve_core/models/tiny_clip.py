@@ -14,6 +14,8 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
+from nerve_core.models.random_weights import clip_metadata
+
 TINY_CLIP_NAME = "nerve-tiny-clip"
 TINY_IMAGE_SIZE = 64
 TINY_PATCH_SIZE = 8
@@ -45,7 +47,7 @@ def write_tiny_clip(path, seed: int = 0) -> dict:
         torch.manual_seed(seed)
         model = open_clip.CLIP(**TINY_CLIP_CONFIG)
     checkpoint = root / f"{TINY_CLIP_NAME}.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(checkpoint))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(checkpoint), metadata=clip_metadata())
 
     # Sliding windows (resize=short_side): stride half the window as in NACLIP's 224/112; a
     # 6-patch window is smaller than the 64-pixel short side, so windows really slide.

@@ -18,6 +18,7 @@ from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNe
 from open_clip.tokenizer import bytes_to_unicode, default_bpe
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from nerve_core.models.random_weights import mark_sd_directory
 from nerve_core.models.sd_loader import SDModels
 
 # Public config values of SD2.1-base (unet/, vae/, text_encoder/, scheduler/ config.json).
@@ -170,4 +171,5 @@ def write_tiny_sd(path, seed: int = 0) -> dict:
     Returns the `SDConfig` overrides that load it: {"model": str(path), "image_size": 128}.
     """
     save_sd_directory(random_sd_models(seed=seed), path)
+    mark_sd_directory(path, {"architecture": "nerve-tiny-sd", "seed": int(seed)})
     return {"model": str(path), "image_size": TINY_IMAGE_SIZE}

@@ -21,13 +21,15 @@ def dataset_row(dataset: str, summary: dict, out_dir: str, done: bool, tables: l
             "paper_table": table, "done": done, "output": out_dir}
 
 
-def evaluation(engine: str, models: str, rows: list[dict], tables: list[PaperTable]) -> dict:
-    """The whole record: the engine, the tables compared with, the rows and their shared average."""
+def evaluation(engine: str, models: str, random_weights: list[str], rows: list[dict], tables: list[PaperTable]) -> dict:
+    """The whole record: the engine, the `models=` switch and the models whose files hold random
+    weights (nerve_core/models/random_weights.py), the tables compared with, the rows and their average."""
     both = [r for r in rows if r["miou"] is not None and r["paper_miou"] is not None]
     ours, paper = _mean([r["miou"] for r in both]), _mean([r["paper_miou"] for r in both])
     return {
         "engine": engine,
         "models": models,
+        "random_weights": random_weights,
         "paper_tables": [{"name": t.name, "paper": t.paper, "table": t.table, "average": t.average} for t in tables],
         "rows": rows,
         "average": {"datasets": [r["dataset"] for r in both], "miou": ours, "paper_miou": paper,

@@ -15,6 +15,10 @@ class EvaluateConfig:
     # the paper table to compare with: a file name of configs/paper_tables/ without .yaml (nerve,
     # naclip-pamr, ...), or a YAML path; "" = the engine preset's own tables (configs/paper_tables/engines.yaml)
     paper: str = ""
+    # dataset preset name -> engine keys for that dataset alone, over the engine of the command line
+    # (e.g. {cityscapes: {clip: {image_size: 560}}}, NACLIP's Cityscapes protocol); they enter that
+    # dataset's fingerprint only, so the other datasets' runs resume as before
+    engine: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pipeline.output.writers import write_json
 from pipeline.report.chart import paired_bar_chart
-from pipeline.report.model import fmt
+from pipeline.report.model import fmt, random_weights_note
 from pipeline.storage import atomic_write, filesystem, join
 
-FILES = ("evaluation.json", "evaluation.md", "evaluation.png")
+# The one place their names are given (`nerve report` reads the record and the chart back).
+EVALUATION_JSON, EVALUATION_MD, EVALUATION_CHART = FILES = ("evaluation.json", "evaluation.md", "evaluation.png")
 
 
 def _signed(value: float | None) -> str:
@@ -16,8 +17,9 @@ def _signed(value: float | None) -> str:
 
 def render_markdown(record: dict) -> str:
     lines = [f"# nerve evaluate: engine `{record['engine']}`", ""]
-    if record["models"] != "real":
-        lines += [f"> models={record['models']}: random-weight test models, so the mIoU means nothing.", ""]
+    warning = random_weights_note(record.get("random_weights"))  # absent in records of release 0.1.0
+    if warning:
+        lines += [f"> {warning}", ""]
     for t in record["paper_tables"]:
         lines.append(f"- paper table `{t['name']}`: {t['paper']}, {t['table']}")
     if not record["paper_tables"]:
@@ -37,7 +39,7 @@ def render_markdown(record: dict) -> str:
 
 def chart(record: dict) -> bytes:
     rows = record["rows"]
-    title = f"{record['engine']}" + ("" if record["models"] == "real" else f" (models={record['models']})")
+    title = f"{record['engine']}" + (" (RANDOM weights)" if record.get("random_weights") else "")
     return paired_bar_chart([r["dataset"] for r in rows], [r["miou"] for r in rows],
                             [r["paper_miou"] for r in rows], "paper", title)
 

@@ -16,6 +16,7 @@ import yaml
 
 from nerve_core.errors import ConfigError, NerveError, NotFound
 from pipeline.output.run_index import INDEX_DIR, RunIndex
+from pipeline.output.run_record import RunRecord
 from pipeline.output.shard_stats import ShardStats
 from pipeline.output.writers import ShardResult, read_json, shard_paths, write_json, write_shard_outputs
 from pipeline.storage import atomic_write, filesystem, join
@@ -46,29 +47,30 @@ class OutputDir:
         self.fs, self.root = filesystem(self.url)
 
     # ---- the job record ------------------------------------------------------------------------
-    def record(self) -> dict | None:
-        """{"config": ..., "fingerprint": ...} from config.yaml, or None for a fresh directory."""
+    def _record_data(self) -> dict | None:
+        """config.yaml as parsed YAML, or None for a fresh directory."""
         path = join(self.root, CONFIG_FILE)
         if not self.fs.exists(path):
             return None
         with self.fs.open(path, "r") as f:
             return yaml.safe_load(f)
 
-    def existing_record(self) -> dict:
+    def record(self) -> RunRecord | None:
+        """The typed job, class names and fingerprint that labeled this directory; None for a fresh one."""
+        data = self._record_data()
+        return None if data is None else RunRecord.from_data(data, join(self.url, CONFIG_FILE))
+
+    def existing_record(self) -> RunRecord:
         record = self.record()
         if record is None:
             raise NotAnOutputDir(f"{self.url} has no {CONFIG_FILE}: not an output directory")
         return record
 
-    def config(self) -> dict:
-        """The resolved job config that labeled this directory."""
-        return self.existing_record()["config"]
-
     def prepare(self, config: dict, fingerprint: dict, mode: str) -> None:
         """Refuse a directory labeled with another fingerprint unless mode=overwrite, which clears it."""
         if mode not in ("resume", "overwrite"):
             raise ConfigError(f"output.mode must be resume or overwrite, not {mode!r}")
-        previous = self.record()
+        previous = self._record_data()  # only its digest: a record of another release may not fit the schema
         if previous is not None and mode == "resume":
             old = (previous.get("fingerprint") or {}).get("digest")
             if old != fingerprint["digest"]:
@@ -133,8 +135,8 @@ class OutputDir:
     def done_for(self, fingerprint: dict, mode: str) -> set[str]:
         """The shards a run with `fingerprint` will skip here: those done by a run of the same
         fingerprint, when it resumes (none for a fresh directory, another job's, or overwrite)."""
-        record = self.record()
-        if mode != "resume" or record is None or (record.get("fingerprint") or {}).get("digest") != fingerprint["digest"]:
+        previous = self._record_data()  # its digest only, as `prepare` reads it
+        if mode != "resume" or previous is None or (previous.get("fingerprint") or {}).get("digest") != fingerprint["digest"]:
             return set()
         return self.done_shards()
 

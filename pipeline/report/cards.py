@@ -22,6 +22,7 @@ class Card:
     classes: list[int]
     scores: dict  # the row's image_scores (empty for outputs written before the column existed)
     thumb: str = ""  # file name under thumbs/, set when the thumbnail is made
+    note: str = ""  # why the thumbnail lacks its image or GT panel (thumbnails.py), "" when it does not
 
     def score(self, field: str | None) -> float | None:
         return None if field is None else self.scores.get(field)

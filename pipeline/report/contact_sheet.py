@@ -16,10 +16,11 @@ from PIL import Image
 
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
-from pipeline.read.reader import decode_sample, raw_samples
+from pipeline.read.reader import raw_samples
 from pipeline.read.shardlist import expand_shards, shard_id
 from pipeline.report.palette import class_palette, colorize
-from pipeline.score.scoring import confusion_matrix, image_scores, scored_gt
+from pipeline.score.ground_truth import run_sample
+from pipeline.score.scoring import confusion_matrix, image_scores
 
 THUMB = 256  # longest side of a sheet image, in pixels
 
@@ -58,17 +59,16 @@ def _pick(counts: list[int], total: int) -> list[int]:
     return take
 
 
-def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[SheetEntry]:
-    """Write {key}.image.png / .gt.png / .pred.png under report_dir/images; return what was written."""
+def write_contact_sheet(out_dir: str, report_dir, num_samples: int, notes: list[str]) -> list[SheetEntry]:
+    """Write {key}.image.png / .gt.png / .pred.png under report_dir/images; return what was written.
+    A chosen sample that no longer decodes as the run decoded it is left out, and `notes` says why."""
     if num_samples <= 0:
         return []
     out = OutputDir(out_dir)
     record = out.existing_record()
-    class_names = [synonyms[0] for synonyms in record["fingerprint"]["classes"]]
-    num_classes, palette = len(class_names), class_palette(class_names)
-    dataset = record["config"]["dataset"]
+    num_classes, palette = len(record.class_names), class_palette(record.class_names)
     done = out.done_shards()
-    urls = [u for u in expand_shards(record["config"]["input"]["shards"]) if shard_id(u) in done]
+    urls = [u for u in expand_shards(record.config.input.shards) if shard_id(u) in done]
     preds = [_predictions(out, shard_id(u), num_samples) for u in urls]
     take = _pick([len(p) for p in preds], num_samples)
     images = Path(report_dir) / "images"
@@ -78,15 +78,17 @@ def write_contact_sheet(out_dir: str, report_dir, num_samples: int) -> list[Shee
         wanted = dict(list(shard_preds.items())[:n])
         written = 0
         for raw in raw_samples(url) if n else ():
-            sample = decode_sample(raw) if raw["__key__"] in wanted else None
-            if sample is not None and sample.ok:
-                if sample.gt is not None:
-                    sample.gt = scored_gt(sample.gt, dataset)
+            sample = run_sample(raw, record) if raw["__key__"] in wanted else None
+            if sample is None:
+                continue
+            if sample.ok:
                 entries.append(_write_entry(sample, shard_id(url), wanted[sample.key], images, num_classes,
-                                            int(dataset["ignore_index"]), palette))
-                written += 1
-                if written == n:
-                    break
+                                            record.config.dataset.ignore_index, palette))
+            else:  # an ok row whose sample fails now: the shards changed since the run
+                notes.append(f"Samples: {shard_id(url)}/{sample.key} left out, it no longer decodes ({sample.error})")
+            written += 1
+            if written == n:
+                break
     return entries
 
 

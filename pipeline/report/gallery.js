@@ -3,7 +3,8 @@
 (function () {
   "use strict";
   const R = window.NERVE_REPORT;
-  const CARD = {shard: 0, key: 1, occurrence: 2, score: 3, accuracy: 4, miou: 5, confidence: 6, classes: 7, thumb: 8};
+  // field name -> index in a card's row: the order is data.js's card_columns (pipeline/report/gallery.py)
+  const CARD = Object.fromEntries(R.card_columns.map((name, i) => [name, i]));
   const state = {cls: -1, lo: null, hi: null, page: 0};
   const $ = (id) => document.getElementById(id);
 
@@ -61,6 +62,12 @@
     classes.className = "classes";
     classes.append(...c[CARD.classes].map(swatch));
     cap.append(key, score, classes);
+    if (c[CARD.note]) {
+      const note = document.createElement("div");
+      note.className = "note";
+      note.textContent = c[CARD.note];
+      cap.append(note);
+    }
     fig.append(cap);
     return fig;
   }

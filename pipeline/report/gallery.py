@@ -18,6 +18,9 @@ PAGE_SIZE = 100
 DATA_FILE, SCRIPT_FILE = "data.js", "gallery.js"
 MAX_ERROR_ROWS = 1000  # listed on the page; every one is in data.js
 SCORE_LABELS = {"miou": "per-image mIoU (%)", "mean_confidence": "mean confidence (%)"}
+# A card's fields in data.js, in order. data.js carries this list and gallery.js looks every field up
+# in it, so the order is decided here alone.
+CARD_COLUMNS = ("shard", "key", "occurrence", "score", "accuracy", "miou", "confidence", "classes", "thumb", "note")
 
 
 def _card_row(card, shard_index: int, field: str | None) -> list:
@@ -25,8 +28,10 @@ def _card_row(card, shard_index: int, field: str | None) -> list:
     score = card.score(field)
     if field == "mean_confidence" and score is not None:
         score = round(100 * score, 4)  # the filter's range is 0..100 whatever the score
-    return [shard_index, card.key, card.occurrence, score, s.get("pixel_accuracy"), s.get("miou"),
-            s.get("mean_confidence"), card.classes, card.thumb]
+    values = {"shard": shard_index, "key": card.key, "occurrence": card.occurrence, "score": score,
+              "accuracy": s.get("pixel_accuracy"), "miou": s.get("miou"), "confidence": s.get("mean_confidence"),
+              "classes": card.classes, "thumb": card.thumb, "note": card.note}
+    return [values[name] for name in CARD_COLUMNS]
 
 
 def gallery_data(rows: RunRows, class_names: list[str], num_images: int) -> dict:
@@ -38,6 +43,7 @@ def gallery_data(rows: RunRows, class_names: list[str], num_images: int) -> dict
         "num_images": num_images,
         "shards": shards,
         "classes": [[name, hex_colour(rgb)] for name, rgb in legend(class_names)[:-1]],
+        "card_columns": list(CARD_COLUMNS),
         "cards": [_card_row(c, index[c.shard], rows.score_field) for c in rows.cards],
         "errors": [[index[e.shard], e.key, e.occurrence, e.reason, e.detail] for e in rows.errors],
     }
@@ -62,7 +68,7 @@ def gallery_section(rows: RunRows, shown_of: int) -> str:
                     'step="any" size="5"></label>')
     return (f'<h2 id="gallery">Images ({scope} labeled images, {order})</h2>'
             '<p>Each card: the image with its mask overlaid, beside the ground truth overlaid '
-            'when the shards hold one.</p>'
+            'when the shards hold one (a card says why when its image or ground truth does not decode).</p>'
             '<div class="controls"><label>class <select id="class-filter"><option value="-1">any class</option>'
             f"</select></label> {score_inputs} "
             '<button id="prev" type="button">previous</button> <span id="page-info"></span> '

@@ -51,5 +51,14 @@ class RunReport:
         return self.summary.get("class_names") or list(self.summary["per_class_iou"])
 
 
+def random_weights_note(models: list[str]) -> str | None:
+    """The warning every report carries when its run loaded random weights (`models`: what
+    nerve_core.models.random_weights.random_weight_models found in the model files), else None."""
+    if not models:
+        return None
+    return (f"RANDOM weights ({'; '.join(models)}): test models, so the masks and mIoU are meaningless. "
+            "They only show that every stage runs.")
+
+
 def fmt(value, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)

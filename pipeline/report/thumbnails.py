@@ -4,7 +4,9 @@ One small JPEG per card (longest side of each panel SIDE pixels), drawn on a thr
 decoders, resizes and encoders release the GIL) while the shard's tar is read in order, with a
 progress bar. A thumbnail's file name is a digest of the run's fingerprint, the row (shard, key,
 occurrence), its mask's bytes and the shard it was drawn from: a rerun finds the ones it already
-made, and a relabeled run, whose masks or fingerprint differ, never shows stale ones.
+made, and a relabeled run, whose masks or fingerprint differ, never shows stale ones. An image or
+GT that does not decode leaves its panel out and its reason on the card (a note file beside the
+thumbnail keeps the reason for reruns that reuse it).
 """
 from __future__ import annotations
 
@@ -23,15 +25,17 @@ from tqdm import tqdm
 from nerve_core.imageprep import to_rgb
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
-from pipeline.read.reader import IMAGE_EXTS, decode_label_png, open_checked, raw_samples
+from pipeline.output.run_record import RunRecord
+from pipeline.read.reader import IMAGE_EXTS, open_checked, raw_samples
 from pipeline.report.cards import Card
 from pipeline.report.palette import colorize
-from pipeline.score.scoring import scored_gt
+from pipeline.score.ground_truth import UnreadableGroundTruth, run_ground_truth
 
 SIDE = 160  # longest side of each panel, in pixels
 DRAWING = "1"  # part of every name: change it when the drawing changes, so old files are not reused
 FOLDER = "thumbs"
 _OVERLAY = 0.55  # weight of the mask's colours over the image
+NOTE_SUFFIX = ".txt"  # beside a thumbnail whose image or GT panel is missing: why
 
 
 @dataclass
@@ -39,11 +43,9 @@ class ThumbJob:
     """What the thumbnails of one run are drawn from."""
 
     out: OutputDir
-    fingerprint: str  # the run's fingerprint digest
+    record: RunRecord  # its pixel limit and dataset settings: image and GT are drawn as the run read and scored them
     palette: list[int]
     sources: dict[str, str]  # shard -> its tar's URL (shards absent here get mask-only thumbnails)
-    max_pixels: int
-    dataset: dict  # the run's dataset settings: the GT is drawn as it was scored (pipeline/score/scoring.py: scored_gt)
 
 
 def fit(size: tuple[int, int], side: int = SIDE) -> tuple[int, int]:
@@ -58,31 +60,36 @@ def _colours(labels: np.ndarray, size: tuple[int, int], palette: list[int]) -> I
     return colorize(small, palette)
 
 
-def _picture(data: bytes, size: tuple[int, int], max_pixels: int) -> Image.Image | None:
-    """The image, EXIF-oriented RGB like the labeler saw it, at `size`; None when it does not decode.
-    JPEGs are decoded at a reduced scale (draft), which is most of the speed of a gallery of photos."""
-    try:
-        with open_checked(data, max_pixels) as img:
-            img.draft("RGB", size)
-            img.load()
-            return to_rgb(img).resize(size, Image.BILINEAR)
-    except Exception:  # the labeler decoded it; a copy that now fails just loses its picture
-        return None
+def _picture(data: bytes, size: tuple[int, int], max_pixels: int) -> Image.Image:
+    """The image, EXIF-oriented RGB like the labeler saw it, at `size`. JPEGs are decoded at a
+    reduced scale (draft), which is most of the speed of a gallery of photos."""
+    with open_checked(data, max_pixels) as img:
+        img.draft("RGB", size)
+        img.load()
+        return to_rgb(img).resize(size, Image.BILINEAR)
 
 
-def draw(mask_png: bytes, image: bytes | None, seg: bytes | None, job: ThumbJob) -> bytes:
-    """JPEG bytes: prediction over the image, and ground truth over the image when `seg` is given."""
+def draw(mask_png: bytes, image: bytes | None, seg: bytes | None, job: ThumbJob) -> tuple[bytes, str]:
+    """(JPEG bytes, note): prediction over the image, and ground truth over the image when `seg` is
+    given; the note says why the image or GT is missing from a thumbnail that should show it ("" if none).
+    The labeler decoded both for an ok row, so a failure here means the shards changed since."""
     labels = decode_index_png(mask_png)
     size = fit((labels.shape[1], labels.shape[0]))
-    picture = None if image is None else _picture(image, size, job.max_pixels)
-    panels = [_colours(labels, size, job.palette)]
+    panels, notes, picture = [_colours(labels, size, job.palette)], [], None
+    if image is not None:
+        try:
+            picture = _picture(image, size, job.record.config.input.max_image_pixels)
+        except Exception as exc:  # PIL raises many types for corrupt files
+            notes.append(f"image: {type(exc).__name__}: {exc}")
     if seg is not None:
         try:
-            gt = scored_gt(decode_label_png(seg, job.max_pixels), job.dataset)
+            gt = run_ground_truth(seg, job.record)
             if gt.shape == labels.shape:
                 panels.append(_colours(gt, size, job.palette))
-        except Exception:
-            pass  # a GT the labeler refused made the row an error row; never reached for ok rows
+            else:
+                notes.append(f"ground truth: {gt.shape[1]}x{gt.shape[0]}, mask {labels.shape[1]}x{labels.shape[0]}")
+        except UnreadableGroundTruth as exc:
+            notes.append(f"ground truth: {exc}")
     if picture is not None:
         panels = [Image.blend(picture, p, _OVERLAY) for p in panels]
     sheet = Image.new("RGB", (size[0] * len(panels) + 4 * (len(panels) - 1), size[1]), "white")
@@ -90,11 +97,11 @@ def draw(mask_png: bytes, image: bytes | None, seg: bytes | None, job: ThumbJob)
         sheet.paste(panel, (i * (size[0] + 4), 0))
     buf = io.BytesIO()
     sheet.save(buf, format="JPEG", quality=82)
-    return buf.getvalue()
+    return buf.getvalue(), "; ".join(notes)
 
 
 def thumb_name(job: ThumbJob, card: Card, mask_png: bytes) -> str:
-    ident = json.dumps([DRAWING, job.fingerprint, card.shard, card.key, card.occurrence, job.sources.get(card.shard, "")])
+    ident = json.dumps([DRAWING, job.record.digest, card.shard, card.key, card.occurrence, job.sources.get(card.shard, "")])
     digest = hashlib.sha256(ident.encode("utf-8") + hashlib.sha256(mask_png).digest()).hexdigest()[:20]
     return f"{digest[:2]}/{digest}.jpg"
 
@@ -125,7 +132,7 @@ def make_thumbnails(job: ThumbJob, cards: list[Card], folder: Path, workers: int
                 pending.difference_update(done)
                 for f in done:
                     f.result()
-            pending.add(pool.submit(_write, root / card.thumb, mask_png, image, seg, job, bar))
+            pending.add(pool.submit(_write, card, root / card.thumb, mask_png, image, seg, job, bar))
 
         for shard, wanted in by_shard.items():
             todo = _missing(job, shard, wanted, root, bar)
@@ -154,6 +161,8 @@ def _missing(job: ThumbJob, shard: str, wanted: dict, root: Path, bar) -> dict[t
             continue
         card.thumb = thumb_name(job, card, row["mask_png"])
         if (root / card.thumb).is_file():
+            note = (root / card.thumb).with_suffix(NOTE_SUFFIX)
+            card.note = note.read_text(encoding="utf-8") if note.is_file() else ""
             bar.update(1)
         else:
             todo[ident] = (card, row["mask_png"])
@@ -170,18 +179,24 @@ def _samples(url: str | None):
         return
 
 
-def _write(path: Path, mask_png: bytes, image, seg, job: ThumbJob, bar) -> None:
-    data = draw(mask_png, image, seg, job)
+def _write(card: Card, path: Path, mask_png: bytes, image, seg, job: ThumbJob, bar) -> None:
+    data, card.note = draw(mask_png, image, seg, job)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if card.note:  # before the JPEG: a thumbnail found on a rerun has its note with it
+        _replace(path.with_suffix(NOTE_SUFFIX), card.note.encode("utf-8"))
+    _replace(path, data)
+    bar.update(1)
+
+
+def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_bytes(data)
-    tmp.replace(path)  # a rerun after an interruption never finds half a JPEG under the final name
-    bar.update(1)
+    tmp.replace(path)  # a rerun after an interruption never finds half a file under the final name
 
 
 def _remove_unused(root: Path, used: set[str]) -> None:
     if not root.is_dir():
         return
     for path in root.glob("*/*"):
-        if path.relative_to(root).as_posix() not in used:
+        if path.relative_to(root).with_suffix(".jpg").as_posix() not in used:  # a note goes with its JPEG
             path.unlink()

@@ -24,7 +24,7 @@ def write_report(report: RunReport, report_dir, samples: int = 8, seconds: float
     folder = Path(report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder / "images", ignore_errors=True)  # a rerun's sheet must not show stale images
-    report.sheet = write_contact_sheet(report.out_dir, folder, samples)
+    report.sheet = write_contact_sheet(report.out_dir, folder, samples, report.notes)
     attach_gallery(report, folder, progress=progress)
     report.legend_image = LEGEND_FILE
     write_legend_png(report.legend(), folder / LEGEND_FILE)

@@ -1,58 +1,79 @@
 """Re-score an existing output directory against the GT in its input shards (`nerve score`).
 
 The masks are read back from the Parquet files, so this scores exactly what was written; the
-per-shard confusion matrices in the stats files are replaced and summary.json is merged again.
+per-shard confusion matrices in the stats files are replaced and summary.json is merged again. GT is
+read as the run scored it (pipeline/score/ground_truth.py); an ok row whose GT no longer decodes is
+returned with its reason, never dropped in silence.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
+from pipeline.output.run_record import RunRecord
 from pipeline.output.summary import write_summary
-from pipeline.read.reader import decode_label_png, raw_samples
+from pipeline.read.reader import raw_samples
 from pipeline.read.shardlist import expand_shards, shard_id
-from pipeline.score.scoring import confusion_matrix, scored_gt
+from pipeline.score.ground_truth import UnreadableGroundTruth, run_ground_truth
+from pipeline.score.scoring import confusion_matrix
 
 
-def shard_ground_truth(url: str, dataset: dict) -> dict[tuple[str, int], np.ndarray]:
-    """(key, occurrence) -> GT class ids for the samples of a shard that carry a readable seg.png
+@dataclass
+class ShardGroundTruth:
+    """One shard's GT: (key, occurrence) -> class ids as scored, and -> the reason it does not decode
     (a key repeated in the shard names several samples, each with its own GT)."""
-    gts = {}
+
+    gts: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    unreadable: dict[tuple[str, int], str] = field(default_factory=dict)
+
+
+def shard_ground_truth(url: str, record: RunRecord) -> ShardGroundTruth:
+    found = ShardGroundTruth()
     for raw in raw_samples(url):
         if "seg.png" in raw:
+            ident = (raw["__key__"], raw["__occurrence__"])
             try:
-                gt = decode_label_png(raw["seg.png"])
-                gts[raw["__key__"], raw["__occurrence__"]] = scored_gt(gt, dataset)
-            except Exception:
-                continue  # the labeler recorded this sample as an error row
-    return gts
+                found.gts[ident] = run_ground_truth(raw["seg.png"], record)
+            except UnreadableGroundTruth as exc:
+                found.unreadable[ident] = str(exc)
+    return found
 
 
-def rescore(out_dir: str, shards=None) -> dict:
-    """Recompute every done shard's confusion matrix from its written masks; return the summary."""
+@dataclass
+class Rescored:
+    summary: dict
+    unscored: list[dict]  # ok rows whose GT does not decode: {"shard", "key", "occurrence", "reason"}
+
+
+def rescore(out_dir: str, shards=None) -> Rescored:
+    """Recompute every done shard's confusion matrix from its written masks; the summary and what
+    could not be scored. Error rows are never scored: the labeler already recorded why."""
     out = OutputDir(out_dir)
     record = out.existing_record()
-    fingerprint = record["fingerprint"]
-    class_names = [synonyms[0] for synonyms in fingerprint["classes"]]
-    ignore = int(record["config"]["dataset"]["ignore_index"])
-    k = len(class_names)
-    urls = expand_shards(shards if shards is not None else record["config"]["input"]["shards"])
+    k = len(record.class_names)
+    urls = expand_shards(shards if shards is not None else record.config.input.shards)
     done = out.done_shards()
+    unscored = []
     for url in urls:
         shard = shard_id(url)
         if shard not in done:
             continue
-        gts = shard_ground_truth(url, record["config"]["dataset"])
+        truth = shard_ground_truth(url, record)
         confusion, scored = np.zeros((k, k + 1), dtype=np.int64), 0
         for row in out.rows(shard):
             ident = (row["key"], row.get("occurrence") or 0)  # outputs older than the column: 0
-            if row["status"] == "ok" and ident in gts:
-                confusion += confusion_matrix(decode_index_png(row["mask_png"]), gts[ident], k, ignore)
+            if row["status"] != "ok":
+                continue
+            if ident in truth.gts:
+                confusion += confusion_matrix(decode_index_png(row["mask_png"]), truth.gts[ident], k,
+                                              record.config.dataset.ignore_index)
                 scored += 1
+            elif ident in truth.unreadable:
+                unscored.append({"shard": shard, "key": ident[0], "occurrence": ident[1], "reason": truth.unreadable[ident]})
         stats = out.read_stats([shard])[shard]
         out.write_stats(replace(stats, confusion=confusion.tolist() if scored else None, gt_images=scored))
     out.clear_index()  # its totals hold the old matrices: the summary rebuilds it from the stats files
-    return write_summary(out, class_names, fingerprint)
+    return Rescored(write_summary(out, record.class_names, record.fingerprint), unscored)

@@ -19,10 +19,10 @@ def reduce_zero_label(gt: np.ndarray, ignore_index: int = 255) -> np.ndarray:
     return out.astype(gt.dtype)
 
 
-def scored_gt(gt: np.ndarray, dataset: dict) -> np.ndarray:
-    """A shard's GT as a run scored it, from the run's dataset settings (config.yaml's `dataset`):
-    what rescoring and every picture of the GT must show, so that they agree with the labeler."""
-    return reduce_zero_label(gt, int(dataset["ignore_index"])) if dataset.get("reduce_zero_label") else gt
+def scored_gt(gt: np.ndarray, dataset) -> np.ndarray:
+    """Decoded GT as a run scored it, by the run's typed dataset settings (pipeline.config.DatasetConfig);
+    pipeline/score/ground_truth.py applies it to a sample's seg.png with the run's record."""
+    return reduce_zero_label(gt, dataset.ignore_index) if dataset.reduce_zero_label else gt
 
 
 def reduce_zero_label_ids(labels: list) -> list:

@@ -188,7 +188,7 @@ def _check_coco(shard: str, results: list[dict], masks: list[tuple[int, np.ndarr
 def verify_output(out_dir: str, shards=None) -> VerifyReport:
     """Check `out_dir` against `shards` (default: the input recorded in OUT/config.yaml)."""
     out = OutputDir(out_dir)
-    urls = expand_shards(shards if shards is not None else out.config()["input"]["shards"])
+    urls = expand_shards(shards if shards is not None else out.existing_record().config.input.shards)
     report = VerifyReport(shards=len(urls))
     index = out.index()
     done, labeled = index.done(), set(out.labeled_shards())
