@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pipeline.output.writers import write_json
 from pipeline.report.chart import paired_bar_chart
-from pipeline.report.model import fmt, random_weights_note
+from pipeline.report.model import EVALUATION_FILES, fmt, random_weights_note
 from pipeline.storage import atomic_write, filesystem, join
-
-# The one place their names are given (`nerve report` reads the record and the chart back).
-EVALUATION_JSON, EVALUATION_MD, EVALUATION_CHART = FILES = ("evaluation.json", "evaluation.md", "evaluation.png")
 
 
 def _signed(value: float | None) -> str:
@@ -48,8 +45,8 @@ def write_evaluation(out_url: str, record: dict) -> list[str]:
     """The three files under `out_url`; returns their paths."""
     fs, root = filesystem(out_url)
     fs.makedirs(root, exist_ok=True)
-    json_path, md_path, png_path = (join(root, name) for name in FILES)
+    json_path, md_path, png_path = (join(root, name) for name in EVALUATION_FILES)
     write_json(fs, json_path, record)
     atomic_write(fs, md_path, render_markdown(record).encode("utf-8"))
     atomic_write(fs, png_path, chart(record))
-    return [join(str(out_url), name) for name in FILES]
+    return [join(str(out_url), name) for name in EVALUATION_FILES]

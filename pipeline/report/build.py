@@ -13,7 +13,6 @@ from pathlib import Path
 
 from nerve_core.errors import ConfigError, NerveError, NotFound
 from nerve_core.models.random_weights import random_weight_models
-from pipeline.evaluate.outputs import EVALUATION_CHART, EVALUATION_JSON
 from pipeline.output.outputdir import CONFIG_FILE, SUMMARY_FILE, OutputDir
 from pipeline.output.run_record import RunRecord
 from pipeline.output.writers import read_json
@@ -21,7 +20,7 @@ from pipeline.read.shardlist import expand_shards, shard_id
 from pipeline.report.cards import read_rows
 from pipeline.report.gallery import write_gallery_files
 from pipeline.report.html import page, render_html
-from pipeline.report.model import RunReport, fmt, random_weights_note
+from pipeline.report.model import EVALUATION_CHART, EVALUATION_JSON, RunReport, fmt, random_weights_note
 from pipeline.report.palette import class_palette
 from pipeline.report.thumbnails import ThumbJob, make_thumbnails
 from pipeline.run.preflight import unreadable_shards

@@ -8,6 +8,9 @@ from pipeline.report.cards import RunRows
 from pipeline.report.contact_sheet import SheetEntry
 from pipeline.report.palette import legend
 
+# `nerve evaluate`'s files beside its runs, named once: it writes them, `nerve report` reads them back.
+EVALUATION_JSON, EVALUATION_MD, EVALUATION_CHART = EVALUATION_FILES = ("evaluation.json", "evaluation.md", "evaluation.png")
+
 
 @dataclass
 class RunReport:
