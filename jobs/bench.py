@@ -1,4 +1,4 @@
-"""`nerve bench refine|engine|pipeline|gpu|sweep|shards [--config FILE] [key=value ...]`: the performance harness
+"""`nerve bench refine|engine|pipeline|gpu|sweep|shards|store [--config FILE] [key=value ...]`: the performance harness
 (sweep: the walk's robustness over planted problems).
 
 Every sweep dimension is a config key, so the defaults stay small enough for a laptop and the
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "sweep": ("pipeline.bench.sweep", "SweepBenchConfig"),  # robustness of the walk's forms and settings
     "gpu": ("pipeline.bench.gpu", "GpuBenchConfig"),
     "shards": ("pipeline.bench.shards", "ShardsBenchConfig"),  # every shard maker's ms per image against voc's
+    "store": ("pipeline.bench.store", "StoreBenchConfig"),  # a label job and its reruns on a slow object store
 }
 USAGE = "usage: nerve bench {" + ",".join(BENCHMARKS) + "} [--config FILE] [key=value ...]"
 
@@ -36,6 +37,7 @@ SUBCOMMANDS = {
     "engine": (partial(config_class, "engine"), "the engine per stage (CLIP, VAE, UNet, refine, upsample) and batch size"),
     "pipeline": (partial(config_class, "pipeline"), "nerve label end to end against its engine alone on the same images"),
     "shards": (partial(config_class, "shards"), "every nerve shards maker's wall and CPU ms per image, against voc's"),
+    "store": (partial(config_class, "store"), "a label job on a slow object store (moto + a delaying proxy), then its reruns"),
 }
 
 

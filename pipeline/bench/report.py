@@ -20,6 +20,7 @@ from pipeline.bench.report_models import (
     sweep_plot,
     sweep_table,
 )
+from pipeline.bench.report_store import store_plot, store_table
 
 REPORTS = {
     "refine": (refine_table, refine_plot),
@@ -28,6 +29,7 @@ REPORTS = {
     "sweep": (sweep_table, sweep_plot),
     "gpu": (gpu_table, gpu_plot),
     "shards": (shards_table, shards_plot),
+    "store": (store_table, store_plot),
 }
 TABLE_SUFFIX = {"gpu": ".md"}  # the others are plain-text tables
 

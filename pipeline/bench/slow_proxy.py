@@ -1,4 +1,4 @@
-"""A reverse proxy on loopback that adds a fixed delay to every request and counts them by method.
+"""A reverse proxy on loopback that adds a fixed delay to every request and counts them by kind.
 
 Put in front of a local S3 server (moto), it makes the store behave like a distant one: each
 request costs `delay_s` more, as one to an object store across a network does, so that a run's
@@ -16,11 +16,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "content-length"}
 
 
+def request_kind(method: str, path: str) -> str:
+    """S3's kind of request: a GET with a listing query is a LIST."""
+    query = path.partition("?")[2]
+    listing = any(key in query for key in ("list-type=", "prefix=", "delimiter="))
+    return "LIST" if method == "GET" and listing else method
+
+
 class SlowProxy:
     """`with SlowProxy(upstream_port, delay_s) as proxy:` serves on 127.0.0.1:proxy.port."""
 
     def __init__(self, upstream_port: int, delay_s: float):
-        self.requests: Counter = Counter()
+        self.requests: Counter = Counter()  # by kind: LIST, GET, HEAD, PUT, POST, DELETE
+        self.paths: list[str] = []  # every request, in order
         self._lock = threading.Lock()
         proxy = self
 
@@ -32,7 +40,8 @@ class SlowProxy:
                 body = self.rfile.read(length) if length else None
                 time.sleep(delay_s)
                 with proxy._lock:
-                    proxy.requests[self.command] += 1
+                    proxy.requests[request_kind(self.command, self.path)] += 1
+                    proxy.paths.append(f"{self.command} {self.path}")
                 upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
@@ -45,7 +54,9 @@ class SlowProxy:
                 for key, value in reply.getheaders():
                     if key.lower() not in _HOP_HEADERS:
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
+                # HEAD answers carry the object's length, with no body
+                length = reply.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+                self.send_header("Content-Length", length)
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
