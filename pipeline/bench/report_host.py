@@ -54,15 +54,25 @@ def short_trials(results: dict, seconds: float) -> list[float]:
                    if t.get("images", 0) < 0.5 * t["images_per_second"] * seconds})
 
 
-def pipeline_plot(results: dict, cfg, path: Path) -> None:
-    names = list(results["measured"])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar(names, [results["measured"][n]["images_per_second"] for n in names])
-    ax.set_ylabel("images / second")
-    ax.set_title(f"pipeline vs engine alone, overhead x{fmt(results['overhead_ratio'])}")
+def bar_plot(path: Path, labels: list[str], values: list[float], unit: str, title: str, horizontal: bool = False) -> None:
+    """One bar per label (horizontal ones for long labels), saved as a PNG."""
+    fig, ax = plt.subplots(figsize=(7, 3) if horizontal else (6, 4))
+    if horizontal:
+        ax.barh(labels, values)
+        ax.set_xlabel(unit)
+    else:
+        ax.bar(labels, values)
+        ax.set_ylabel(unit)
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def pipeline_plot(results: dict, cfg, path: Path) -> None:
+    names = list(results["measured"])
+    bar_plot(path, names, [results["measured"][n]["images_per_second"] for n in names], "images / second",
+             f"pipeline vs engine alone, overhead x{fmt(results['overhead_ratio'])}")
 
 
 # ---- shards ----------------------------------------------------------------------------------

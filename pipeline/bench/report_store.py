@@ -1,31 +1,25 @@
-"""`nerve bench store`'s table and plot: each step's wall seconds and requests to the store."""
+"""`nerve bench store`'s table and plot: each step's wall seconds and requests to the store, by kind."""
 from __future__ import annotations
 
-import matplotlib
+from pathlib import Path
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from pipeline.bench.report_host import bar_plot
+from pipeline.bench.tables import format_table
+
+KINDS = ("LIST", "GET", "HEAD", "PUT", "POST", "DELETE")
 
 
 def store_table(results: dict, cfg) -> str:
-    lines = [f"{cfg.shards} one-sample shards on S3 (moto) with {cfg.delay_ms:g} ms added to every request",
-             f"{'step':<32} {'seconds':>8}  requests"]
-    for step, figures in results["steps"].items():
-        requests = ", ".join(f"{method} {n}" for method, n in sorted(figures["requests"].items()))
-        lines.append(f"{step:<32} {figures['seconds']:>8}  {requests}")
-    lines.append(f"rerun with every shard done: {results['rerun_skipped']} skipped, {results['rerun_labeled']} labeled")
-    lines.append(f"rerun after removing {len(results['removed'])} markers relabeled exactly those: "
-                 f"{results['relabeled_exactly_removed']}")
-    lines.append("load average: " + " ".join(f"{v:.2f}" for v in results["load_average"]))
-    return "\n".join(lines)
+    rows = [[step, f["seconds"], *(f["requests"].get(kind, 0) for kind in KINDS)] for step, f in results["steps"].items()]
+    return "\n".join([
+        f"{cfg.shards} one-sample shards on S3 (moto); the reruns with {cfg.delay_ms:g} ms added to every request",
+        format_table(["step", "seconds", *KINDS], rows),
+        f"rerun with every shard done: {results['rerun_skipped']} skipped, {results['rerun_labeled']} labeled",
+        f"rerun after removing {len(results['removed'])} markers relabeled exactly those: {results['relabeled_exactly_removed']}",
+        "load average: " + " ".join(f"{v:.2f}" for v in results["load_average"])])
 
 
-def store_plot(results: dict, cfg, path) -> None:
+def store_plot(results: dict, cfg, path: Path) -> None:
     steps = list(results["steps"])
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.barh(steps, [results["steps"][s]["seconds"] for s in steps])
-    ax.set_xlabel("seconds")
-    ax.set_title(f"{cfg.shards} shards, {cfg.delay_ms:g} ms per request")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    bar_plot(path, steps, [results["steps"][s]["seconds"] for s in steps], "seconds",
+             f"{cfg.shards} shards, {cfg.delay_ms:g} ms per request", horizontal=True)

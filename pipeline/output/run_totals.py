@@ -26,26 +26,22 @@ class RunTotals:
         self.walk = WalkTotals()
 
     def add(self, stats: ShardStats) -> None:
-        self.shards += 1
-        self.images += stats.samples
-        self.ok += stats.ok
-        self.errors += stats.errors
-        self.gt_images += stats.gt_images
-        self.errors_by_reason.update(stats.errors_by_reason)
-        if stats.confusion is not None:
-            self._add_confusion(np.asarray(stats.confusion, dtype=np.int64))
+        self._count(1, stats.samples, stats.ok, stats.errors, stats.gt_images, stats.errors_by_reason,
+                    None if stats.confusion is None else np.asarray(stats.confusion, dtype=np.int64))
         self.walk.add(stats.walk)
 
     def merge(self, other: RunTotals) -> None:
-        self.shards += other.shards
-        self.images += other.images
-        self.ok += other.ok
-        self.errors += other.errors
-        self.gt_images += other.gt_images
-        self.errors_by_reason.update(other.errors_by_reason)
-        if other.confusion is not None:
-            self._add_confusion(other.confusion)
+        self._count(other.shards, other.images, other.ok, other.errors, other.gt_images, other.errors_by_reason,
+                    other.confusion)
         self.walk.merge(other.walk)
+
+    def _count(self, shards: int, images: int, ok: int, errors: int, gt_images: int, reasons: dict,
+               confusion: np.ndarray | None) -> None:
+        self.shards, self.images, self.ok = self.shards + shards, self.images + images, self.ok + ok
+        self.errors, self.gt_images = self.errors + errors, self.gt_images + gt_images
+        self.errors_by_reason.update(reasons)
+        if confusion is not None:
+            self._add_confusion(confusion)
 
     def _add_confusion(self, confusion: np.ndarray) -> None:
         if self.num_classes is None:
