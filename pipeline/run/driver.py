@@ -25,6 +25,7 @@ from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.run.busy import busy_seconds
 from pipeline.run.pool import ShardPool
 from pipeline.run.preflight import check_job, check_ray_settings, writing_output
+from pipeline.run.stopping import StopRequest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +41,7 @@ class JobResult:
     failed: list[dict] = field(default_factory=list)  # shards that used up their retries, with the reason
     not_done: list[str] = field(default_factory=list)  # input shards without a complete stats file
     summary: dict = field(default_factory=dict)
+    stopped: str = ""  # the signal that stopped the run early (pipeline.run.stopping); a rerun resumes
 
     @property
     def ok(self) -> bool:
@@ -144,10 +146,14 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None, session=ray_
     result = JobResult(shards=len(urls), skipped=len(urls) - len(todo))
     start = time.perf_counter()
     stats = []
+    stop = StopRequest(cfg.ray.stop_grace_s)
     if todo:
-        with session(cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose, cfg.ray.metrics_export_port) as ray:
-            pool = ShardPool(ray, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
+        # The handlers go in after Ray's start: ray.init sets a SIGTERM handler of its own.
+        with session(cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose, cfg.ray.metrics_export_port) as ray, \
+                stop.handling():
+            pool = ShardPool(ray, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None), stop=stop)
             stats = pool.run(todo, result, manifest_counts(todo))
+    result.stopped = stop.signal_name
     out.record_failures(result.failed)
     done_now = out.done_shards()
     result.not_done = [shard_id(u) for u in urls if shard_id(u) not in done_now]

@@ -30,6 +30,7 @@ from pipeline.read.shardlist import shard_id
 from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
 from pipeline.run.metrics import JobMetrics, job_tag
 from pipeline.run.progress import JobProgress
+from pipeline.run.stopping import StopRequest
 
 if TYPE_CHECKING:
     from pipeline.run.driver import JobResult
@@ -65,11 +66,13 @@ def cpu_threads(cfg, plan, cluster: dict) -> int:
 
 class ShardPool:
     def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit, task: str = "label_shard",
-                 task_args: tuple = ()):
+                 task_args: tuple = (), stop: StopRequest | None = None):
         """`task`: the Labeler method each shard attempt calls, as task(url, attempt, expected
         samples, *task_args) (label_shard; cache_shard for `nerve tune`). `emit(name, **data)` is
-        told of "dispatch", "progress", "done", "retry", "requeue", "failed" and "shrink"."""
+        told of "dispatch", "progress", "done", "retry", "requeue", "failed" and "shrink". `stop`: a
+        signal's request to wind down (pipeline.run.stopping)."""
         self.ray, self.cfg, self.emit = ray, cfg, emit
+        self.stop = stop or StopRequest()
         self.task, self.task_args = task, task_args
         self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
         self.job = actor_job(cfg, vocab, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
@@ -99,6 +102,10 @@ class ShardPool:
         bar = JobProgress(total, len(urls), enabled=self.cfg.progress)
         try:
             while queue or running:
+                if self.stop.requested:
+                    self._wind_down(queue, running, result)
+                    if self.stop.overdue or not running:
+                        break
                 self._hand_out(queue, running)
                 for ref, outcome in self._outcomes(running, rc.poll_s):
                     if ref in running:  # else it went with its dead actor, handled already
@@ -124,6 +131,16 @@ class ShardPool:
                     if attempt is None:
                         break
                     self._dispatch(attempt, slot, running)
+
+    def _wind_down(self, queue: deque, running: dict, result: JobResult) -> None:
+        """After a stop signal: hand out nothing more and wait only for the shards being labeled;
+        those handed over ahead of them, not started yet, are let go (a rerun labels them)."""
+        queue.clear()
+        for held in self.held:
+            for attempt in held[1:]:
+                running.pop(attempt.ref, None)
+            del held[1:]
+        self.stop.announce(len(running), len(result.done))
 
     def _dispatch(self, attempt: _Attempt, slot: int, running: dict) -> None:
         attempt.slot, attempt.actor, attempt.started = slot, self.actor(slot), time.monotonic()
