@@ -96,7 +96,7 @@ def test_a_bad_key_fails_the_job_with_nerve_exit_status_2_and_one_line(slurm, tm
 
 
 def test_term_mid_run_stops_within_the_grace_and_the_requeued_job_finishes(slurm, tiny_models, tmp_path, capsys):
-    shards, out, grace = 40, tmp_path / "out", 30
+    shards, out, grace = 24, tmp_path / "out", 30
     make_demo_shards(tmp_path / "shards", 2 * shards, per_shard=2, max_size=64)
     submitted = time.time()
     job_id, log = _submit(slurm, tmp_path, [f"--cpus-per-task={slurm.cpus}"],
@@ -109,12 +109,16 @@ def test_term_mid_run_stops_within_the_grace_and_the_requeued_job_finishes(slurm
     _until(lambda: requeued.items() <= slurm.job(job_id).items(), 120, "the job did not requeue itself")
     first = log.read_text()
     exited = float(re.search(r"nerve exited with 75 at (\S+)", first)[1])
+    ray_stopped = float(re.search(r"Ray stopped at (\S+)", first)[1])
     assert "nerve: stopped by SIGTERM: " in first and "rerun the same command to resume" in first, first
     labeling, before = map(int, re.search(r"for the (\d+) being labeled \((\d+) labeled by this run", first).groups())
     done = _done(out)
     assert 0 < len(done) < shards and exited - termed < grace
     relabeled = max(0, labeling - (len(done) - before))  # being labeled at TERM, not done when the run ended
-    # SLURM holds a requeued job for two minutes before it may start again; release it now.
+    # SLURM holds a requeued job for two minutes before it may start again. Release it now, but not
+    # within the second of the requeue: slurmd refuses a job whose credential was revoked that second.
+    _until(lambda: not _ray_processes(job_id, slurm), 60, "the first run's Ray did not stop")
+    time.sleep(2)
     slurm.client("scontrol", "update", f"JobId={job_id}", "StartTime=now")
     job = slurm.wait(job_id, timeout=300)
     assert (job["JobState"], job["ExitCode"], job["Restarts"]) == ("COMPLETED", "0:0", "1"), log.read_text()
@@ -125,9 +129,9 @@ def test_term_mid_run_stops_within_the_grace_and_the_requeued_job_finishes(slurm
     assert verify_output(str(out)).ok and relabeled == 0
     first_shard = min(done.values()) / 1e9 - submitted
     with capsys.disabled():
-        print(f"\nSLURM: sbatch to the first labeled shard {first_shard:.1f} s; TERM to nerve's exit (Ray stopped) "
-              f"{exited - termed:.1f} s; {len(done)} of {shards} shards done at the stop, {labeling} being labeled "
-              f"at TERM, {relabeled} relabeled by the requeued run")
+        print(f"\nSLURM: sbatch to the first labeled shard {first_shard:.1f} s; TERM to nerve's exit "
+              f"{exited - termed:.1f} s (to Ray stopped: {ray_stopped - termed:.1f} s); {len(done)} of {shards} shards "
+              f"done at the stop, {labeling} being labeled at TERM, {relabeled} relabeled by the requeued run")
 
 
 def test_nightly_scrontab_entry_submits_nerve_regress_into_a_dated_folder(slurm, tmp_path):
