@@ -8,6 +8,7 @@ script's multi-node branch: a Ray worker started by srun on the second node join
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -46,7 +47,11 @@ def slurm_conf(root: Path, host: str, cpus: int) -> str:
     ctld, *node_ports = _free_ports(1 + len(NODES))
     nodes = "\n".join(f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={port} CPUs={cpus} "
                       f"RealMemory=2000 State=UNKNOWN" for name, port in zip(NODES, node_ports))
+    # Random job ids: the sbatch script derives Ray's port from the job id, so two test sessions on one
+    # machine do not collide.
+    first_job = random.randrange(1000, 19000)
     return f"""ClusterName=nerve-test
+FirstJobId={first_job}
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ctld}
 SlurmUser=root
