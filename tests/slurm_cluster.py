@@ -126,7 +126,8 @@ class SlurmCluster:
             time.sleep(0.2)
 
     def logs(self) -> str:
-        return "\n".join(f"== {p.name}\n{p.read_text()[-2000:]}" for p in sorted(self.root.glob("*.log")))
+        files = sorted([*self.root.glob("*.log"), *self.root.glob("*.out")])
+        return "\n".join(f"== {p.name}\n{p.read_text()[-1500:]}" for p in files)
 
     def stop(self) -> None:
         """Cancel what still runs (its processes end with their job), then stop each daemon by its PID."""

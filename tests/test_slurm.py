@@ -33,9 +33,16 @@ pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 
 @pytest.fixture(scope="module")
 def slurm():
-    cluster = SlurmCluster()
+    for last in (False, True):  # a port found free may be taken before a daemon binds it: one more try
+        cluster = SlurmCluster()
+        try:
+            cluster.start()
+            break
+        except RuntimeError:
+            cluster.stop()
+            if last:
+                raise
     try:
-        cluster.start()
         yield cluster
     finally:
         cluster.stop()
