@@ -1,13 +1,15 @@
 """`nerve <command> [--config FILE] [key=value ...]`: dispatch to one module per command.
 
 Expected failures (`NerveError`: a wrong key, a missing file or model, a conflicting output
-directory) print one line, `nerve: ...`, and exit 2; anything else is a bug and keeps its traceback.
+directory) print one line, `nerve: ...`, and exit 2; a job a signal stopped prints one line and exits
+75 (jobs.outcome); anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import importlib
 import sys
 
+from jobs.outcome import RESUME_EXIT, JobInterrupted
 from nerve_core.errors import NerveError
 
 # command -> module exposing `main(argv: list[str]) -> int`
@@ -65,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except NerveError as exc:
         print(f"nerve: {exc}", file=sys.stderr)
         return 2
+    except JobInterrupted as exc:
+        print(f"nerve: {exc}", file=sys.stderr)
+        return RESUME_EXIT
 
 
 if __name__ == "__main__":

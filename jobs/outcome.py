@@ -1,9 +1,10 @@
-"""What the commands that label (label, demo, regress) say about shards that failed.
+"""What the commands that label (label, demo, regress, evaluate) say about shards that failed.
 
 A job whose every shard failed the same way (the engine cannot be built, e.g. a missing model; no
-room for a labeler) is an expected failure with one cause: one line, exit 2. Other failed shards
-are listed with their reasons, so that a command never reports only a consequence of them
-(an mIoU of nothing, "no ground truth was scored").
+room for a labeler) is an expected failure with one cause: one line, exit 2. A job a signal stopped
+(pipeline.run.stopping) says so in one line and exits RESUME_EXIT, which batch systems tell apart
+from a failure. Other failed shards are listed with their reasons, so that a command never reports
+only a consequence of them (an mIoU of nothing, "no ground truth was scored").
 """
 from __future__ import annotations
 
@@ -11,13 +12,25 @@ import sys
 
 from nerve_core.errors import NerveError
 
+# sysexits.h's EX_TEMPFAIL, "try again later": what the sbatch script (configs/slurm/nerve.sbatch) requeues on.
+RESUME_EXIT = 75
+
 
 class JobStopped(NerveError):
     """The job stopped early: every remaining shard would have failed for the same reason."""
 
 
+class JobInterrupted(Exception):
+    """A stop signal ended the job before every shard was done; rerunning the command resumes it.
+    Not a NerveError: it is no failure of the user's, and it has its own exit status."""
+
+
 def stop_if_fatal(result, out_dir: str) -> None:
-    """Raise JobStopped when the driver gave up on the job (its failures are marked fatal)."""
+    """Raise JobInterrupted when a signal stopped the job before the end, JobStopped when the driver
+    gave up on it (its failures are marked fatal)."""
+    if result.stopped and not result.ok:
+        raise JobInterrupted(f"stopped by {result.stopped}: {len(result.not_done)} of {result.shards} shards are not "
+                             f"done in {out_dir}; rerun the same command to resume")
     fatal = [f for f in result.failed if f.get("fatal")]
     if fatal:
         raise JobStopped(f"{fatal[0]['reason']} ({len(result.failed)} of {result.shards} shards not labeled; "

@@ -62,6 +62,10 @@ class RayConfig:
     max_retries: int = 2  # extra attempts for a shard whose actor died or raised
     shard_timeout_s: float = 0.0  # > 0: a shard labeling longer (timed from when it is its actor's first) is killed and retried
     poll_s: float = 0.5  # driver loop tick (progress refresh, dead-actor checks)
+    # After a first SIGTERM or SIGINT (SLURM's time limit, scancel or preemption; a deleted RayJob;
+    # Ctrl-C) no more shards are handed out and those being labeled get this long to finish; then,
+    # or at a second signal, the job stops, writes its summary and exits 75 (a rerun resumes).
+    stop_grace_s: float = 60.0
     verbose: bool = False  # show Ray's own log lines (start-up notices, worker output) on the terminal
     # Prometheus port of a local Ray's metrics agent (the nerve_* metrics, see docs/operations.md); 0 = a
     # port Ray picks. Joining a cluster (ray.address set) it does nothing: the cluster's own

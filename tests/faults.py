@@ -159,9 +159,9 @@ def in_process_labeler(tiny_models: dict, out_dir, *overrides: str):
     from nerve_core.models.tiny import dotlist
     from pipeline.config import LabelJobConfig
     from pipeline.job import label_job
+    from pipeline.run.actors import actor_job
     from pipeline.run.driver import job_description
     from pipeline.run.labeler import Labeler
-    from pipeline.run.pool import actor_job
 
     cfg = label_job(load_config(LabelJobConfig, ["dataset=demo", *dotlist(tiny_models), "engine.device=cpu",
                                                  f"output.dir={out_dir}", "ray.decode_threads=1", *overrides]))

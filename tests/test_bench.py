@@ -82,7 +82,7 @@ def test_actors_get_the_standin_builder_with_their_job_and_nothing_else_does():
     process that never imported the bench (a `nerve label` naming `standin:R`) has no entry."""
     driver = ("import pickle, sys; import pipeline.bench.standin; from jobs.config import load_config; "
               "from nerve_core.vocab import Vocabulary; from pipeline.config import LabelJobConfig; "
-              "from pipeline.job import label_job; from pipeline.run.pool import actor_job; "
+              "from pipeline.job import label_job; from pipeline.run.actors import actor_job; "
               "cfg = label_job(load_config(LabelJobConfig, ['dataset=demo', 'engine.name=standin:5'])); "
               "sys.stdout.buffer.write(pickle.dumps(actor_job(cfg, Vocabulary.coerce(['a']), {'digest': 'd'}, 'cpu')))")
     job = subprocess.run([sys.executable, "-c", driver], capture_output=True, check=True).stdout

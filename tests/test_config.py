@@ -57,8 +57,7 @@ def test_fingerprint_mismatch_is_refused_unless_overwrite(tmp_path, capsys):
 
 
 def test_cpu_actors_get_the_cores_that_their_ray_reservation_leaves_idle():
-    from pipeline.run.actors import plan_actors
-    from pipeline.run.pool import cpu_threads
+    from pipeline.run.actors import cpu_threads, plan_actors
 
     cfg = label_job(load_config(LabelJobConfig, []))
     cluster = {"CPU": 2.0}
@@ -78,7 +77,7 @@ def test_the_job_reaches_the_actor_typed_and_frozen_and_both_fingerprints_ignore
 
     from nerve_core.identity import engine_identity
     from pipeline.job import ActorJob
-    from pipeline.run.pool import actor_job
+    from pipeline.run.actors import actor_job
 
     def described(*overrides):
         job = label_job(load_config(LabelJobConfig, ["dataset=demo", f"output.dir={tmp_path}", *overrides]))

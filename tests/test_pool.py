@@ -15,8 +15,9 @@ from pipeline.config import LabelJobConfig
 from pipeline.job import label_job
 from pipeline.output.shard_stats import ShardStats
 from pipeline.run import pool as pool_module
+from pipeline.run.attempts import Attempt, take_next
 from pipeline.run.busy import busy_seconds
-from pipeline.run.pool import PoolRun, ShardPool, _Attempt, _take
+from pipeline.run.pool import PoolRun, ShardPool
 from tests.faults import in_process_labeler
 from tests.shards import make_demo_shards
 
@@ -81,7 +82,7 @@ def pool(monkeypatch):
 
 
 def _queue(*shards):
-    return deque(_Attempt(f"/in/{s}.tar", s, 0) for s in shards)
+    return deque(Attempt(f"/in/{s}.tar", s, 0) for s in shards)
 
 
 def test_hand_out_fills_idle_actors_first_then_one_ahead_each(pool):
@@ -124,7 +125,7 @@ def test_a_dead_actor_charges_its_first_shard_and_requeues_the_one_ahead_uncharg
     running.pop(("a1", "/in/s1.tar", 0))
     pool._hand_out(queue, running)
     assert [a.shard for a in pool.held[1]] == ["s2", "s4"] and [a.shard for a in queue] == ["s0"]
-    assert _take(deque(), ahead=False) is None
+    assert take_next(deque(), ahead=False) is None
 
 
 def test_a_shard_that_finished_before_its_actor_died_is_done_not_charged(pool):

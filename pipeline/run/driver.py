@@ -25,6 +25,7 @@ from pipeline.output.summary import write_summary
 from pipeline.read.shardlist import expand_shards
 from pipeline.run.pending import JobResult, run_pending
 from pipeline.run.preflight import check_job, check_ray_settings, writing_output
+from pipeline.run.stopping import StopRequest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,7 +125,9 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None, session=ray_
         out.prepare(resolved, fingerprint, cfg.output.mode)
     start = time.perf_counter()
     connect = partial(session, cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose, cfg.ray.metrics_export_port)
-    result, figures, index = run_pending(out, urls, connect, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None))
+    stop = StopRequest(cfg.ray.stop_grace_s)
+    result, figures, index = run_pending(out, urls, connect, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None),
+                                         stop=stop)
     run = figures.last_run(time.perf_counter() - start, result.skipped, len(result.failed), result.retries)
     result.summary = write_summary(out, vocab.names, fingerprint, run, index)
     return result

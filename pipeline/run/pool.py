@@ -24,15 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nerve_core.errors import NerveError, first_line
-from nerve_core.registry import registered_builder
 from nerve_core.vocab import Vocabulary
 from pipeline.config import LabelJobConfig
-from pipeline.job import ActorJob, EngineBuildError
+from pipeline.job import EngineBuildError
 from pipeline.output.shard_stats import ShardStats
 from pipeline.read.shardlist import shard_id
-from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
+from pipeline.run.actors import actor_job, cpu_threads, plan_actors, start_labeler, start_progress_counter
+from pipeline.run.attempts import Attempt, take_next
 from pipeline.run.figures import RunFigures
 from pipeline.run.progress import JobProgress
+from pipeline.run.stopping import StopRequest
 from pipeline.run.telemetry import JobMetrics, job_tag
 
 PROGRESS_EVERY_S = 1.0  # the driver asks the progress counter at most this often
@@ -48,46 +49,19 @@ class PoolRun:
     figures: RunFigures = field(default_factory=RunFigures)  # done shards', and partial ones' that used up their retries
 
 
-@dataclass
-class _Attempt:
-    url: str
-    shard: str
-    attempt: int  # tries so far (names this try in its stats and progress counts)
-    charged: int = 0  # failed tries that count against ray.max_retries
-    first: bool = False  # must be the first shard of its actor (it was ahead on an actor that died)
-    slot: int = -1
-    actor: object = None
-    ref: object = None
-    started: float = 0.0  # when it became its actor's first shard (monotonic)
-
-    def next_try(self, charged: bool, first: bool = False) -> _Attempt:
-        return _Attempt(self.url, self.shard, self.attempt + 1, self.charged + charged, first)
-
-
-def actor_job(cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, device: str, torch_threads: int = 0) -> ActorJob:
-    """The frozen job every Labeler actor of this run is built from."""
-    return ActorJob(cfg, tuple(tuple(s) for s in vocab.synonyms), fingerprint["digest"], device, torch_threads,
-                    registered_builder(cfg.engine.name))
-
-
-def cpu_threads(cfg, plan, cluster: dict) -> int:
-    """torch threads for each CPU actor (0 for GPU actors: their CPU work is light)."""
-    if plan.device != "cpu":
-        return 0
-    return cfg.ray.torch_threads or max(1, int(cluster.get("CPU", 1) // plan.num_actors))
-
-
 class ShardPool:
     def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit,
-                 task: Callable[..., ShardStats] | None = None):
+                 task: Callable[..., ShardStats] | None = None, stop: StopRequest | None = None):
         """`task`: None labels each shard (Labeler.label_shard); else a picklable callable the actor
         runs as task(labeler, url, attempt, expected samples) (the tune cache's). `emit(name, **data)`
-        is told of "dispatch", "progress", "done", "retry", "requeue", "failed" and "shrink"."""
+        is told of "dispatch", "progress", "done", "retry", "requeue", "failed" and "shrink". `stop`: a
+        signal's request to wind down (pipeline.run.stopping)."""
         self.ray, self.cfg, self.emit, self.task = ray, cfg, emit, task
+        self.stop = stop or StopRequest()
         self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
         self.job = actor_job(cfg, vocab, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
         self.actors: list = [None] * self.plan.num_actors
-        self.held: list[list[_Attempt]] = [[] for _ in range(self.plan.num_actors)]  # each actor's shards, in hand-over order
+        self.held: list[list[Attempt]] = [[] for _ in range(self.plan.num_actors)]  # each actor's shards, in hand-over order
         self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
         self.progress = start_progress_counter()
         self.counts: dict[str, int] = {}  # manifest sample counts: progress totals, short tars caught
@@ -110,14 +84,18 @@ class ShardPool:
         ray, rc = self.ray, self.cfg.ray
         if on_stats is not None:
             self.on_stats = on_stats
-        queue = deque(_Attempt(u, shard_id(u), 0) for u in urls)
-        running: dict = {}  # ref -> _Attempt
+        queue = deque(Attempt(u, shard_id(u), 0) for u in urls)
+        running: dict = {}  # ref -> Attempt
         result = PoolRun()
         self.counts = counts
         total = sum(counts.values()) if len(counts) == len(urls) else None
         bar = JobProgress(total, len(urls), enabled=self.cfg.progress)
         try:
             while queue or running:
+                if self.stop.requested:
+                    self._wind_down(queue, running, result)
+                    if self.stop.overdue or not running:
+                        break
                 self._hand_out(queue, running)
                 for ref, outcome in self._outcomes(running, rc.poll_s):
                     if ref in running:  # else it went with its dead actor, handled already
@@ -139,12 +117,22 @@ class ShardPool:
         for depth in range(1 + self.cfg.ray.shards_ahead):
             for slot in live:
                 if len(self.held[slot]) == depth:
-                    attempt = _take(queue, ahead=depth > 0)
+                    attempt = take_next(queue, ahead=depth > 0)
                     if attempt is None:
                         break
                     self._dispatch(attempt, slot, running)
 
-    def _dispatch(self, attempt: _Attempt, slot: int, running: dict) -> None:
+    def _wind_down(self, queue: deque, running: dict, result: PoolRun) -> None:
+        """After a stop signal: hand out nothing more and wait only for the shards being labeled;
+        those handed over ahead of them, not started yet, are let go (a rerun labels them)."""
+        queue.clear()
+        for held in self.held:
+            for attempt in held[1:]:
+                running.pop(attempt.ref, None)
+            del held[1:]
+        self.stop.announce(len(running), len(result.done))
+
+    def _dispatch(self, attempt: Attempt, slot: int, running: dict) -> None:
         attempt.slot, attempt.actor, attempt.started = slot, self.actor(slot), time.monotonic()
         self.held[slot].append(attempt)
         args = (attempt.url, attempt.attempt, self.counts.get(attempt.shard))
@@ -155,7 +143,7 @@ class ShardPool:
         running[attempt.ref] = attempt
         self.emit("dispatch", shard=attempt.shard, attempt=attempt.attempt, actor=attempt.actor)
 
-    def _release(self, attempt: _Attempt) -> None:
+    def _release(self, attempt: Attempt) -> None:
         """`attempt` no longer runs on its actor; the next shard there, if any, is now first."""
         held = self.held[attempt.slot]
         was_first = held[0] is attempt
@@ -180,7 +168,7 @@ class ShardPool:
                 outcomes.append((ref, exc))
         return sorted(outcomes, key=lambda o: isinstance(o[1], Exception))
 
-    def _finish(self, outcome, attempt: _Attempt, running: dict, queue: deque, result: PoolRun) -> None:
+    def _finish(self, outcome, attempt: Attempt, running: dict, queue: deque, result: PoolRun) -> None:
         from ray.exceptions import RayActorError
 
         if isinstance(outcome, RayActorError):
@@ -220,7 +208,7 @@ class ShardPool:
         self._retry_or_fail(held[0], queue, result, reason)
         self._keep_slot(slot)
 
-    def _retry_or_fail(self, attempt: _Attempt, queue: deque, result: PoolRun, reason: str, **extra) -> bool:
+    def _retry_or_fail(self, attempt: Attempt, queue: deque, result: PoolRun, reason: str, **extra) -> bool:
         """Requeue the shard while retries remain; else record it as failed and return True."""
         if attempt.charged < self.cfg.ray.max_retries:
             result.retries += 1
@@ -245,7 +233,7 @@ class ShardPool:
             self.retired.add(slot)
             self.emit("shrink", slot=slot, actors=live - 1)
 
-    def _fail_all(self, attempt: _Attempt, queue: deque, result: PoolRun, reason: str) -> None:
+    def _fail_all(self, attempt: Attempt, queue: deque, result: PoolRun, reason: str) -> None:
         """Every shard would fail the same way (the engine cannot be built, or no labeler can be
         placed any more), so stop now and record them all."""
         for a in [attempt, *queue]:
@@ -288,15 +276,6 @@ class ShardPool:
         except RayActorError:  # its node is gone: progress restarts from the finished shards
             self.progress, self._progress_counts = start_progress_counter(), {}
         return self._progress_counts
-
-
-def _take(queue: deque, ahead: bool) -> _Attempt | None:
-    """The next queued attempt for an actor with no shard, or to hand over `ahead` of a running one.
-    Nothing goes ahead while the head of the queue must be first on its actor: the next actor to
-    finish its shard takes it, rather than it waiting behind every other shard."""
-    if not queue or (ahead and queue[0].first):
-        return None
-    return queue.popleft()
 
 
 def _task_error(exc) -> str:

@@ -40,7 +40,8 @@ def unreadable_shards(urls: list[str]) -> list[str]:
 
 def check_ray_settings(ray) -> None:
     """ray.* counts that would leave actors with nothing to do (or a loop that never hands out a shard)."""
-    for key, least in (("decode_threads", 1), ("prefetch", 1), ("shards_ahead", 0), ("max_retries", 0)):
+    for key, least in (("decode_threads", 1), ("prefetch", 1), ("shards_ahead", 0), ("max_retries", 0),
+                       ("stop_grace_s", 0)):
         if getattr(ray, key) < least:
             raise ConfigError(f"ray.{key} must be >= {least}, got {getattr(ray, key)}")
     if not 0 <= ray.metrics_export_port <= 65535:
