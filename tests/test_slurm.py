@@ -153,7 +153,7 @@ def test_nightly_scrontab_entry_submits_nerve_regress_into_a_dated_folder(slurm,
     words = shlex.split(command)
     assert words[:3] == ["exec", "configs/slurm/nerve.sbatch", "regress"], "exec: the script receives the job's signals"
     assert (ROOT / words[words.index("--config") + 1]).is_file()
-    assert re.search(r" report=\S+/\$\(date -u \+%Y-%m-%d\)$", command), "each night's report in its own folder"
+    assert re.search(r" report=\S+/\$\(date -u -I\)$", command), "each night's report in its own folder (no %: cron's newline)"
     assert {"--requeue", "--signal=B:TERM@90"} <= set(options)
     # scrontab submits the entry as a batch job with these options (src/scrontab in Slurm); sbatch
     # checks them here, bar the site's paths and the GPUs and CPUs, more than this cluster's nodes have.
