@@ -40,8 +40,8 @@ def label(tiny_models, shards: list[str], out, *extra: str):
 
 def merged_from_every_stats_file(out) -> dict:
     record = OutputDir(str(out)).existing_record()
-    names = [s[0] for s in record["fingerprint"]["classes"]]
-    return json.loads(json.dumps(merge_stats(list(OutputDir(str(out)).stats().values()), names, record["fingerprint"])))
+    return json.loads(json.dumps(merge_stats(list(OutputDir(str(out)).stats().values()), record.class_names,
+                                             record.fingerprint)))
 
 
 def marker_times(out) -> dict[str, int]:

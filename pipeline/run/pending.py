@@ -3,7 +3,7 @@ tune cache, which keep the same directory layout (docs/design.md, "The output di
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from pipeline.output.outputdir import OutputDir
@@ -41,16 +41,16 @@ def run_pending(out: OutputDir, urls: list[str], connect: Callable[[], AbstractC
     What is done comes from the run index, not from reading every stats file; each shard done here
     joins the index as its stats arrive, and the index is brought in line with the stats files once
     more at the end (one listing), so that partial shards and anything the pool did not see count.
-    `stop`: takes SIGTERM and SIGINT while the pool runs (pipeline/run/stopping.py)."""
+    `stop`: takes SIGTERM and SIGINT while the pool runs (pipeline/run/stopping.py; None: the
+    signals keep their handlers)."""
     index = out.index(len(vocab), writable=True)
     done_before = index.done()
     todo = [u for u in urls if shard_id(u) not in done_before]
     run = PoolRun()
     try:
         if todo:
-            stop = stop or StopRequest()
             # The handlers go in after Ray's start: ray.init sets a SIGTERM handler of its own.
-            with connect() as ray, stop.handling():
+            with connect() as ray, (stop.handling() if stop else nullcontext()):
                 run = ShardPool(ray, cfg, vocab, fingerprint, emit, task, stop).run(todo, manifest_counts(todo), index.add)
     finally:
         index.flush()  # what finished is recorded even when the run stops on an error

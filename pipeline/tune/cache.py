@@ -77,7 +77,7 @@ def build_cache(ray, cfg, space: SearchSpace, root: str, vocab, emit) -> JobResu
     urls = expand_shards(cfg.input.shards)
     out = OutputDir(root)
     start = time.perf_counter()
-    result, _ = run_pending(out, urls, lambda: nullcontext(ray), job, vocab, fingerprint, emit,
+    result, _, _ = run_pending(out, urls, lambda: nullcontext(ray), job, vocab, fingerprint, emit,
                             CacheShard(cfg.tune.cache_dtype))
     wanted = {shard_id(u) for u in urls}
     stats = [s for s in out.stats().values() if s.shard in wanted and not s.partial]
