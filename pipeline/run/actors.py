@@ -1,4 +1,5 @@
-"""How many Labeler actors, with what resources and which engine device; and starting them.
+"""How many Labeler actors, with what resources and which engine device; the job they are built
+from; and starting them.
 
 One actor per GPU, pinned by Ray (num_gpus=1, so Ray sets CUDA_VISIBLE_DEVICES and the engine
 sees its GPU as cuda:0). With no GPU in the cluster, or engine.device=cpu, CPU actors with an
@@ -9,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nerve_core.errors import ConfigError
+from nerve_core.registry import registered_builder
+from nerve_core.vocab import Vocabulary
+from pipeline.config import LabelJobConfig
+from pipeline.job import ActorJob
 
 
 @dataclass(frozen=True)
@@ -67,3 +72,16 @@ def start_progress_counter():
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     return ray.remote(ProgressCounter).options(num_cpus=0, scheduling_strategy=here).remote()
+
+
+def actor_job(cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, device: str, torch_threads: int = 0) -> ActorJob:
+    """The frozen job every Labeler actor of this run is built from."""
+    return ActorJob(cfg, tuple(tuple(s) for s in vocab.synonyms), fingerprint["digest"], device, torch_threads,
+                    registered_builder(cfg.engine.name))
+
+
+def cpu_threads(cfg, plan, cluster: dict) -> int:
+    """torch threads for each CPU actor (0 for GPU actors: their CPU work is light)."""
+    if plan.device != "cpu":
+        return 0
+    return cfg.ray.torch_threads or max(1, int(cluster.get("CPU", 1) // plan.num_actors))

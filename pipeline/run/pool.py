@@ -24,13 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nerve_core.errors import NerveError, first_line
-from nerve_core.registry import registered_builder
 from nerve_core.vocab import Vocabulary
 from pipeline.config import LabelJobConfig
-from pipeline.job import ActorJob, EngineBuildError
+from pipeline.job import EngineBuildError
 from pipeline.output.shard_stats import ShardStats
 from pipeline.read.shardlist import shard_id
-from pipeline.run.actors import plan_actors, start_labeler, start_progress_counter
+from pipeline.run.actors import actor_job, cpu_threads, plan_actors, start_labeler, start_progress_counter
 from pipeline.run.figures import RunFigures
 from pipeline.run.progress import JobProgress
 from pipeline.run.telemetry import JobMetrics, job_tag
@@ -64,32 +63,24 @@ class _Attempt:
         return _Attempt(self.url, self.shard, self.attempt + 1, self.charged + charged, first)
 
 
-def actor_job(cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, device: str, torch_threads: int = 0) -> ActorJob:
-    """The frozen job every Labeler actor of this run is built from."""
-    return ActorJob(cfg, tuple(tuple(s) for s in vocab.synonyms), fingerprint["digest"], device, torch_threads,
-                    registered_builder(cfg.engine.name))
-
-
-def cpu_threads(cfg, plan, cluster: dict) -> int:
-    """torch threads for each CPU actor (0 for GPU actors: their CPU work is light)."""
-    if plan.device != "cpu":
-        return 0
-    return cfg.ray.torch_threads or max(1, int(cluster.get("CPU", 1) // plan.num_actors))
-
-
 class ShardPool:
     def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit,
-                 task: Callable[..., ShardStats] | None = None):
+                 task: Callable[..., ShardStats] | None = None, start_actor=None, start_counter=None,
+                 clock: Callable[[], float] = time.monotonic):
         """`task`: None labels each shard (Labeler.label_shard); else a picklable callable the actor
         runs as task(labeler, url, attempt, expected samples) (the tune cache's). `emit(name, **data)`
-        is told of "dispatch", "progress", "done", "retry", "requeue", "failed" and "shrink"."""
+        is told of "dispatch", "progress", "done", "retry", "requeue", "failed" and "shrink".
+        `start_actor`, `start_counter` and `clock` are Ray's and the real clock but for the driver
+        simulation (pipeline/bench/driver_sim.py), which hands in its own with its `ray`."""
         self.ray, self.cfg, self.emit, self.task = ray, cfg, emit, task
+        self.start_actor, self.start_counter = start_actor or start_labeler, start_counter or start_progress_counter
+        self.clock = clock
         self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
         self.job = actor_job(cfg, vocab, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
         self.actors: list = [None] * self.plan.num_actors
         self.held: list[list[_Attempt]] = [[] for _ in range(self.plan.num_actors)]  # each actor's shards, in hand-over order
         self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
-        self.progress = start_progress_counter()
+        self.progress = self.start_counter()
         self.counts: dict[str, int] = {}  # manifest sample counts: progress totals, short tars caught
         self.metrics = JobMetrics(job_tag(cfg.output.dir))
         self.started: set[int] = set()  # slots that have had an actor: a new one there is a restart
@@ -98,7 +89,7 @@ class ShardPool:
 
     def actor(self, slot: int):
         if self.actors[slot] is None:
-            self.actors[slot] = start_labeler(self.plan, self.job, self.progress)
+            self.actors[slot] = self.start_actor(self.plan, self.job, self.progress)
             if slot in self.started:
                 self.metrics.restarted()
             self.started.add(slot)
@@ -145,7 +136,7 @@ class ShardPool:
                     self._dispatch(attempt, slot, running)
 
     def _dispatch(self, attempt: _Attempt, slot: int, running: dict) -> None:
-        attempt.slot, attempt.actor, attempt.started = slot, self.actor(slot), time.monotonic()
+        attempt.slot, attempt.actor, attempt.started = slot, self.actor(slot), self.clock()
         self.held[slot].append(attempt)
         args = (attempt.url, attempt.attempt, self.counts.get(attempt.shard))
         if self.task is None:
@@ -161,7 +152,7 @@ class ShardPool:
         was_first = held[0] is attempt
         held.remove(attempt)
         if was_first and held:
-            held[0].started = time.monotonic()
+            held[0].started = self.clock()
 
     def _outcomes(self, running: dict, timeout: float) -> list[tuple]:
         """(ref, stats or the exception it raised) of every finished attempt, waiting up to `timeout`
@@ -258,7 +249,7 @@ class ShardPool:
         limit = self.cfg.ray.shard_timeout_s
         if limit <= 0:
             return
-        now = time.monotonic()
+        now = self.clock()
         for slot, held in enumerate(self.held):
             if held and now - held[0].started > limit:
                 self._actor_lost(slot, running, queue, result, f"timed out after {limit} s")
@@ -276,17 +267,16 @@ class ShardPool:
                 self.emit("progress", shard=attempt.shard, attempt=attempt.attempt, images=ok + err, actor=attempt.actor)
         bar.update(images, errors, len(result.done), result.retries)
 
-
     def _running_counts(self, running: dict) -> dict:
         from ray.exceptions import RayActorError
 
-        if time.monotonic() - self._progress_at < PROGRESS_EVERY_S:
+        if self.clock() - self._progress_at < PROGRESS_EVERY_S:
             return self._progress_counts
-        self._progress_at = time.monotonic()
+        self._progress_at = self.clock()
         try:
             self._progress_counts = self.ray.get(self.progress.snapshot.remote([(a.shard, a.attempt) for a in running.values()]))
         except RayActorError:  # its node is gone: progress restarts from the finished shards
-            self.progress, self._progress_counts = start_progress_counter(), {}
+            self.progress, self._progress_counts = self.start_counter(), {}
         return self._progress_counts
 
 
