@@ -1,5 +1,5 @@
-"""`nerve bench refine|engine|pipeline|gpu|sweep|shards [--config FILE] [key=value ...]`: the performance harness
-(sweep: the walk's robustness over planted problems).
+"""`nerve bench refine|engine|pipeline|gpu|sweep|shards|driver [--config FILE] [key=value ...]`: the performance
+harness (sweep: the walk's robustness over planted problems; driver: the label job's driver at scale, simulated).
 
 Every sweep dimension is a config key, so the defaults stay small enough for a laptop and the
 full sweeps are one command line away (docs/benchmarks.md). Results go to `output=DIR` as
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "sweep": ("pipeline.bench.sweep", "SweepBenchConfig"),  # robustness of the walk's forms and settings
     "gpu": ("pipeline.bench.gpu", "GpuBenchConfig"),
     "shards": ("pipeline.bench.shards", "ShardsBenchConfig"),  # every shard maker's ms per image against voc's
+    "driver": ("pipeline.bench.driver", "DriverBenchConfig"),  # the driver at scale: simulated actors and store
 }
 USAGE = "usage: nerve bench {" + ",".join(BENCHMARKS) + "} [--config FILE] [key=value ...]"
 
@@ -36,6 +37,7 @@ SUBCOMMANDS = {
     "engine": (partial(config_class, "engine"), "the engine per stage (CLIP, VAE, UNet, refine, upsample) and batch size"),
     "pipeline": (partial(config_class, "pipeline"), "nerve label end to end against its engine alone on the same images"),
     "shards": (partial(config_class, "shards"), "every nerve shards maker's wall and CPU ms per image, against voc's"),
+    "driver": (partial(config_class, "driver"), "the label job's driver at scale: simulated actors, a store with latency"),
 }
 
 
