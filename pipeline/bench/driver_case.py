@@ -131,7 +131,13 @@ def _resume_decision(out: OutputDir, num_classes: int, urls: list[str]) -> list[
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    """This process's peak resident set (Linux's VmHWM: ru_maxrss keeps the peak of the process
+    that started this one across exec, so the bench's own would show through)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":
