@@ -46,7 +46,7 @@ class DriverCase:
     max_retries: int = 3
     shard_timeout_s: float = 600.0
     poll_s: float = 0.5
-    behaviour: SimBehaviour = None
+    behaviour: SimBehaviour | dict | None = None  # a dict: as it comes from JSON
 
     def __post_init__(self):
         if isinstance(self.behaviour, dict) or self.behaviour is None:

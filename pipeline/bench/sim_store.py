@@ -46,11 +46,11 @@ class Bucket:
         if self.latency_s:
             time.sleep(self.latency_s * count)
 
-    def marker_of(self, path: str) -> str | None:
-        """The shard whose stats file `path` is, when its marker exists."""
+    def marker_of(self, path: str, suffix: str = STATS_SUFFIX) -> str | None:
+        """The shard whose stats file (or file with `suffix`) `path` is, when its marker exists."""
         folder, _, name = path.rpartition("/")
-        if folder == self.shards_folder and name.endswith(STATS_SUFFIX) and name[: -len(STATS_SUFFIX)] in self.markers:
-            return name[: -len(STATS_SUFFIX)]
+        if folder == self.shards_folder and name.endswith(suffix) and name[: -len(suffix)] in self.markers:
+            return name[: -len(suffix)]
         return None
 
     def children(self, folder: str) -> list[str]:
@@ -105,7 +105,7 @@ class SimStore(AbstractFileSystem):
     def _entry(self, bucket: Bucket, path: str) -> dict:
         if path in bucket.files:
             return {"name": path, "size": len(bucket.files[path]), "type": "file"}
-        if bucket.marker_of(path) is not None:
+        if bucket.marker_of(path) is not None or bucket.marker_of(path, PARQUET_SUFFIX) is not None:
             return {"name": path, "size": 0, "type": "file"}
         if self._is_dir(bucket, path):
             return {"name": path, "size": 0, "type": "directory"}
