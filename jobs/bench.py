@@ -1,5 +1,6 @@
-"""`nerve bench refine|engine|pipeline|gpu|sweep|shards|store [--config FILE] [key=value ...]`: the performance harness
-(sweep: the walk's robustness over planted problems).
+"""`nerve bench refine|engine|pipeline|gpu|sweep|shards|store|driver [--config FILE] [key=value ...]`: the
+performance harness (sweep: the walk's robustness over planted problems; store: a label job on a slow
+object store; driver: the label job's driver at scale, simulated).
 
 Every sweep dimension is a config key, so the defaults stay small enough for a laptop and the
 full sweeps are one command line away (docs/benchmarks.md). Results go to `output=DIR` as
@@ -21,6 +22,7 @@ BENCHMARKS = {
     "gpu": ("pipeline.bench.gpu", "GpuBenchConfig"),
     "shards": ("pipeline.bench.shards", "ShardsBenchConfig"),  # every shard maker's ms per image against voc's
     "store": ("pipeline.bench.store", "StoreBenchConfig"),  # a label job and its reruns on a slow object store
+    "driver": ("pipeline.bench.driver", "DriverBenchConfig"),  # the driver at scale: simulated actors and store
 }
 USAGE = "usage: nerve bench {" + ",".join(BENCHMARKS) + "} [--config FILE] [key=value ...]"
 
@@ -38,6 +40,7 @@ SUBCOMMANDS = {
     "pipeline": (partial(config_class, "pipeline"), "nerve label end to end against its engine alone on the same images"),
     "shards": (partial(config_class, "shards"), "every nerve shards maker's wall and CPU ms per image, against voc's"),
     "store": (partial(config_class, "store"), "a label job on a slow object store (moto + a delaying proxy), then its reruns"),
+    "driver": (partial(config_class, "driver"), "the label job's driver at scale: simulated actors, a store with latency"),
 }
 
 

@@ -149,9 +149,9 @@ def test_a_shard_that_finished_before_its_actor_died_is_done_not_charged(pool):
     assert [(a.shard, a.charged) for a in queue] == [("s2", 1)] and result.retries == 1 and pool.held[0] == []
 
 
-def test_only_the_first_shard_of_an_actor_is_timed_from_when_it_became_first(pool, monkeypatch):
+def test_only_the_first_shard_of_an_actor_is_timed_from_when_it_became_first(pool):
     clock = [1000.0]
-    monkeypatch.setattr(pool_module.time, "monotonic", lambda: clock[0])
+    pool.clock = lambda: clock[0]
     queue, running, result = _queue("s0", "s1", "s2"), {}, PoolRun()
     pool._hand_out(queue, running)  # s2 is handed to actor 0 at t, ahead of s0
     assert [[a.shard for a in held] for held in pool.held] == [["s0", "s2"], ["s1"]]

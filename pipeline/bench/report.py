@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.bench.report_driver import driver_plot, driver_table
 from pipeline.bench.report_host import pipeline_plot, pipeline_table, shards_plot, shards_table
 from pipeline.bench.report_models import (
     engine_plot,
@@ -30,6 +31,7 @@ REPORTS = {
     "gpu": (gpu_table, gpu_plot),
     "shards": (shards_table, shards_plot),
     "store": (store_table, store_plot),
+    "driver": (driver_table, driver_plot),
 }
 TABLE_SUFFIX = {"gpu": ".md"}  # the others are plain-text tables
 

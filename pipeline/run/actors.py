@@ -1,4 +1,4 @@
-"""How many Labeler actors, with what resources and which engine device; what they are built
+"""How many Labeler actors, with what resources and which engine device; the job they are built
 from; and starting them.
 
 One actor per GPU, pinned by Ray (num_gpus=1, so Ray sets CUDA_VISIBLE_DEVICES and the engine

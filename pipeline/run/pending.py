@@ -33,10 +33,13 @@ class JobResult:
 
 
 def run_pending(out: OutputDir, urls: list[str], connect: Callable[[], AbstractContextManager], cfg, vocab,
-                fingerprint: dict, emit, task=None, stop: StopRequest | None = None) -> tuple[JobResult, RunFigures, RunIndex]:
+                fingerprint: dict, emit, task=None, stop: StopRequest | None = None,
+                pool=ShardPool) -> tuple[JobResult, RunFigures, RunIndex]:
     """Run every shard of `urls` not done in `out` (ShardPool's `task`, on the Ray that `connect()`
     yields, entered only when there is work), record the failures; (how it went, this run's
-    figures, the run index with every done shard). The caller writes the summary.
+    figures, the run index with every done shard). The caller writes the summary. `pool`: what
+    makes the pool from (ray, cfg, vocab, fingerprint, emit, task); the driver simulation's
+    (pipeline/bench/driver_bench.py) hands it its stand-in actors and clock.
 
     What is done comes from the run index, not from reading every stats file; each shard done here
     joins the index as its stats arrive, and the index is brought in line with the stats files once
@@ -51,7 +54,7 @@ def run_pending(out: OutputDir, urls: list[str], connect: Callable[[], AbstractC
         if todo:
             # The handlers go in after Ray's start: ray.init sets a SIGTERM handler of its own.
             with connect() as ray, (stop.handling() if stop else nullcontext()):
-                run = ShardPool(ray, cfg, vocab, fingerprint, emit, task, stop).run(todo, manifest_counts(todo), index.add)
+                run = pool(ray, cfg, vocab, fingerprint, emit, task, stop=stop).run(todo, manifest_counts(todo), index.add)
     finally:
         index.flush()  # what finished is recorded even when the run stops on an error
     out.record_failures(run.failed)

@@ -51,19 +51,24 @@ class PoolRun:
 
 class ShardPool:
     def __init__(self, ray, cfg: LabelJobConfig, vocab: Vocabulary, fingerprint: dict, emit,
-                 task: Callable[..., ShardStats] | None = None, stop: StopRequest | None = None):
+                 task: Callable[..., ShardStats] | None = None, stop: StopRequest | None = None, start_actor=None,
+                 start_counter=None, clock: Callable[[], float] = time.monotonic):
         """`task`: None labels each shard (Labeler.label_shard); else a picklable callable the actor
         runs as task(labeler, url, attempt, expected samples) (the tune cache's). `emit(name, **data)`
         is told of "dispatch", "progress", "done", "retry", "requeue", "failed" and "shrink". `stop`: a
-        signal's request to wind down (pipeline.run.stopping)."""
+        signal's request to wind down (pipeline.run.stopping). `start_actor`, `start_counter` and
+        `clock` are Ray's and the real clock but for the driver simulation (pipeline/bench/driver_sim.py),
+        which hands in its own with its `ray`."""
         self.ray, self.cfg, self.emit, self.task = ray, cfg, emit, task
         self.stop = stop or StopRequest()
+        self.start_actor, self.start_counter = start_actor or start_labeler, start_counter or start_progress_counter
+        self.clock = clock
         self.plan = plan_actors(cfg.ray.num_actors, cfg.ray.cpus_per_actor, cfg.engine.device, ray.cluster_resources())
         self.job = actor_job(cfg, vocab, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
         self.actors: list = [None] * self.plan.num_actors
         self.held: list[list[Attempt]] = [[] for _ in range(self.plan.num_actors)]  # each actor's shards, in hand-over order
         self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
-        self.progress = start_progress_counter()
+        self.progress = self.start_counter()
         self.counts: dict[str, int] = {}  # manifest sample counts: progress totals, short tars caught
         self.metrics = JobMetrics(job_tag(cfg.output.dir))
         self.started: set[int] = set()  # slots that have had an actor: a new one there is a restart
@@ -72,7 +77,7 @@ class ShardPool:
 
     def actor(self, slot: int):
         if self.actors[slot] is None:
-            self.actors[slot] = start_labeler(self.plan, self.job, self.progress)
+            self.actors[slot] = self.start_actor(self.plan, self.job, self.progress)
             if slot in self.started:
                 self.metrics.restarted()
             self.started.add(slot)
@@ -133,7 +138,7 @@ class ShardPool:
         self.stop.announce(len(running), len(result.done))
 
     def _dispatch(self, attempt: Attempt, slot: int, running: dict) -> None:
-        attempt.slot, attempt.actor, attempt.started = slot, self.actor(slot), time.monotonic()
+        attempt.slot, attempt.actor, attempt.started = slot, self.actor(slot), self.clock()
         self.held[slot].append(attempt)
         args = (attempt.url, attempt.attempt, self.counts.get(attempt.shard))
         if self.task is None:
@@ -149,7 +154,7 @@ class ShardPool:
         was_first = held[0] is attempt
         held.remove(attempt)
         if was_first and held:
-            held[0].started = time.monotonic()
+            held[0].started = self.clock()
 
     def _outcomes(self, running: dict, timeout: float) -> list[tuple]:
         """(ref, stats or the exception it raised) of every finished attempt, waiting up to `timeout`
@@ -246,7 +251,7 @@ class ShardPool:
         limit = self.cfg.ray.shard_timeout_s
         if limit <= 0:
             return
-        now = time.monotonic()
+        now = self.clock()
         for slot, held in enumerate(self.held):
             if held and now - held[0].started > limit:
                 self._actor_lost(slot, running, queue, result, f"timed out after {limit} s")
@@ -268,13 +273,13 @@ class ShardPool:
     def _running_counts(self, running: dict) -> dict:
         from ray.exceptions import RayActorError
 
-        if time.monotonic() - self._progress_at < PROGRESS_EVERY_S:
+        if self.clock() - self._progress_at < PROGRESS_EVERY_S:
             return self._progress_counts
-        self._progress_at = time.monotonic()
+        self._progress_at = self.clock()
         try:
             self._progress_counts = self.ray.get(self.progress.snapshot.remote([(a.shard, a.attempt) for a in running.values()]))
         except RayActorError:  # its node is gone: progress restarts from the finished shards
-            self.progress, self._progress_counts = start_progress_counter(), {}
+            self.progress, self._progress_counts = self.start_counter(), {}
         return self._progress_counts
 
 
