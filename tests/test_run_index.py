@@ -134,3 +134,17 @@ def test_reconcile_drops_shards_whose_marker_is_gone_and_indexes_markers_it_lack
     kept = [s for s in done if s.shard not in removed]
     reloaded = RunIndex(fs, root, 21, read_stats).load()
     assert reloaded.totals().summary(names, {"digest": "f"}, []) == merge_stats(kept, names, {"digest": "f"})
+
+
+def test_dropping_a_shard_not_yet_in_a_part_refolds_the_others():
+    fs, root = memory_store("pending")
+    stats = [s for s in random_stats(np.random.default_rng(4), 21, 12) if not s.partial][:5]
+    by_name = {s.shard: s for s in stats}
+    index = RunIndex(fs, root, 21, lambda shards: {s: by_name[s] for s in shards if s in by_name})
+    for s in stats:
+        index.add(s)
+    index.drop({stats[1].shard})
+    names = [f"c{i}" for i in range(21)]
+    kept = [s for s in stats if s is not stats[1]]
+    assert index.done() == {s.shard for s in kept}
+    assert index.totals().summary(names, {"digest": "f"}, []) == merge_stats(kept, names, {"digest": "f"})

@@ -56,8 +56,11 @@ class RunIndex:
         self.part_of: dict[str, int] = {}  # done shard -> the part that holds it
         self.parts: dict[int, RunTotals] = {}
         self.rows: dict[int, pa.Table] = {}  # kept only until a part must be rewritten (see drop)
-        self._pending: list[ShardStats] = []
+        # Shards done since the last part: their rows, and their totals folded as they arrive (a
+        # shard's stats, with a confusion matrix of 200 KB at 171 classes, are not kept).
+        self._pending: list[dict] = []
         self._pending_names: set[str] = set()
+        self._pending_totals = RunTotals(num_classes)
         self._flushed_at = time.monotonic()
 
     # ---- reading -------------------------------------------------------------------------------
@@ -101,9 +104,9 @@ class RunIndex:
         """The totals of every indexed shard, pending ones included, and of the partial shards
         found by `reconcile` (their rows are counted, as summary.json always did)."""
         totals = RunTotals(self.num_classes)
-        for part in self.parts.values():
+        for part in [*self.parts.values(), self._pending_totals]:
             totals.merge(part)
-        for stats in [*self._pending, *(self.partial.values() if with_partial else ())]:
+        for stats in self.partial.values() if with_partial else ():
             totals.add(stats)
         return totals
 
@@ -114,8 +117,9 @@ class RunIndex:
             raise ValueError(f"shard {stats.shard} is partial: only done shards are indexed")
         if stats.shard in self.part_of:
             self.drop({stats.shard})  # relabeled: its old figures leave the index
-        self._pending.append(stats)
+        self._pending.append(_row(stats))
         self._pending_names.add(stats.shard)
+        self._pending_totals.add(stats)
         self.partial.pop(stats.shard, None)
         if self.writable and (len(self._pending) >= PART_SHARDS or time.monotonic() - self._flushed_at >= FLUSH_EVERY_S):
             self.flush()
@@ -126,13 +130,10 @@ class RunIndex:
         if not self._pending:
             return
         number = max(self.parts, default=-1) + 1
-        totals = RunTotals(self.num_classes)
-        for stats in self._pending:
-            totals.add(stats)
-        self._write(number, self._pending, totals)
-        for stats in self._pending:
-            self.part_of[stats.shard] = number
-        self._pending, self._pending_names = [], set()
+        self._write(number, self._pending, self._pending_totals)
+        for row in self._pending:
+            self.part_of[row["shard"]] = number
+        self._pending, self._pending_names, self._pending_totals = [], set(), RunTotals(self.num_classes)
 
     def drop(self, shards: set[str]) -> None:
         """Take `shards` out of the index: each part that held one is rewritten from the stats of
@@ -145,24 +146,35 @@ class RunIndex:
             for shard in [s for s in self.rows[number].column("shard").to_pylist() if s in shards or s in lost]:
                 del self.part_of[shard]
             if kept:
-                totals = RunTotals(self.num_classes)
-                for s in kept:
-                    totals.add(s)
-                self._write(number, kept, totals)
+                self._write(number, [_row(s) for s in kept], _fold(kept, self.num_classes))
             else:
                 if self.writable:
                     self.fs.rm(join(self.folder, _part_name(number)))
                 del self.parts[number], self.rows[number]
-        self._pending = [s for s in self._pending if s.shard not in shards]
-        self._pending_names -= shards
+        if shards & self._pending_names:  # pending totals cannot be taken apart: fold the others again
+            self._pending = [row for row in self._pending if row["shard"] not in shards]
+            self._pending_names -= shards
+            stats = self.read_stats([row["shard"] for row in self._pending])
+            self._pending_totals = _fold(stats.values(), self.num_classes)
 
-    def _write(self, number: int, stats: list[ShardStats], totals: RunTotals) -> None:
-        table = pa.Table.from_pylist([{"shard": s.shard, "url": s.url, "attempt": s.attempt, "samples": s.samples,
-                                       "ok": s.ok, "errors": s.errors, "finished_at": s.finished_at} for s in stats],
-                                     schema=_SCHEMA.with_metadata({_TOTALS_KEY: json.dumps(totals.to_json())}))
+    def _write(self, number: int, rows: list[dict], totals: RunTotals) -> None:
+        table = pa.Table.from_pylist(rows, schema=_SCHEMA.with_metadata({_TOTALS_KEY: json.dumps(totals.to_json())}))
         if self.writable:
             buffer = io.BytesIO()
             pq.write_table(table, buffer, compression="zstd")
             self.fs.makedirs(self.folder, exist_ok=True)
             atomic_write(self.fs, join(self.folder, _part_name(number)), buffer.getvalue())
         self.parts[number], self.rows[number] = totals, table.select(["shard"])
+
+
+def _row(stats: ShardStats) -> dict:
+    """A done shard's row in its part."""
+    return {"shard": stats.shard, "url": stats.url, "attempt": stats.attempt, "samples": stats.samples, "ok": stats.ok,
+            "errors": stats.errors, "finished_at": stats.finished_at}
+
+
+def _fold(stats, num_classes: int | None) -> RunTotals:
+    totals = RunTotals(num_classes)
+    for s in stats:
+        totals.add(s)
+    return totals
