@@ -12,6 +12,13 @@ def make_demo_shards(path, num_samples: int, per_shard: int, seed: int = 0, **kw
     return write_shards(demo_samples(num_samples, seed=seed, **kwargs), path, per_shard=per_shard, progress=False)
 
 
+def demo_shards_dir(tmp_path_factory, name: str, shards: int, max_size: int):
+    """A module's folder of `shards` demo shards of two samples each."""
+    path = tmp_path_factory.mktemp(name)
+    make_demo_shards(path, 2 * shards, per_shard=2, max_size=max_size)
+    return path
+
+
 def write_raw_tar(path, members: list[tuple[str, bytes]]) -> None:
     """A tar with exactly these (member name, bytes), in order."""
     with tarfile.open(path, "w") as tar:

@@ -17,7 +17,7 @@ from jobs.cli import main as nerve
 from nerve_core.models.tiny import dotlist
 from pipeline.output.pngcodec import decode_index_png as decode_png
 from pipeline.score.verify import verify_output
-from tests.shards import make_demo_shards
+from tests.shards import demo_shards_dir, make_demo_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_SHARDS = 6
@@ -25,9 +25,7 @@ NUM_SHARDS = 6
 
 @pytest.fixture(scope="module")
 def shards_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cluster_shards")
-    make_demo_shards(path, 2 * NUM_SHARDS, per_shard=2, max_size=72)
-    return path
+    return demo_shards_dir(tmp_path_factory, "cluster_shards", NUM_SHARDS, max_size=72)
 
 
 def _label_args(tiny_models, shards_dir, out):

@@ -25,7 +25,7 @@ from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
 from pipeline.run.driver import run_label_job
 from pipeline.score.verify import verify_output
-from tests.shards import make_demo_shards
+from tests.shards import demo_shards_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARDS = 4
@@ -33,9 +33,7 @@ SHARDS = 4
 
 @pytest.fixture(scope="module")
 def shards_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("stop-shards")
-    make_demo_shards(path, 2 * SHARDS, per_shard=2, max_size=64)
-    return path
+    return demo_shards_dir(tmp_path_factory, "stop-shards", SHARDS, max_size=64)
 
 
 def _args(tiny_models, shards_dir, out, *extra) -> list[str]:
