@@ -55,7 +55,6 @@ class RunIndex:
         self.partial: dict[str, ShardStats] = {}  # shards whose stats say partial (from reconcile)
         self.part_of: dict[str, int] = {}  # done shard -> the part that holds it
         self.parts: dict[int, RunTotals] = {}
-        self.rows: dict[int, pa.Table] = {}  # kept only until a part must be rewritten (see drop)
         # Shards done since the last part: their rows, and their totals folded as they arrive (a
         # shard's stats, with a confusion matrix of 200 KB at 171 classes, are not kept).
         self._pending: list[dict] = []
@@ -73,15 +72,11 @@ class RunIndex:
                        and p.endswith(".parquet"))
         for path, data in self.fs.cat(paths, on_error="raise").items() if paths else ():
             number = int(path.rsplit("/", 1)[-1][len("part-"):-len(".parquet")])
-            table = pq.read_table(io.BytesIO(data))
+            table = pq.read_table(io.BytesIO(data), columns=["shard"])  # the totals are in its metadata
             self.parts[number] = RunTotals.from_json(json.loads(table.schema.metadata[_TOTALS_KEY]))
-            self.rows[number] = table.select(["shard"])
             for shard in table.column("shard").to_pylist():
                 self.part_of[shard] = number
         return self
-
-    def __contains__(self, shard: str) -> bool:
-        return shard in self.part_of or shard in self._pending_names
 
     def reconcile(self, markers: set[str]) -> None:
         """Bring the index in line with the shards that have a stats file (`markers`, from one
@@ -139,18 +134,19 @@ class RunIndex:
         """Take `shards` out of the index: each part that held one is rewritten from the stats of
         its other shards (or removed when none is left)."""
         for number in sorted({self.part_of[s] for s in shards if s in self.part_of}):
-            keep = [s for s in self.rows[number].column("shard").to_pylist() if s not in shards]
+            held = [s for s, n in self.part_of.items() if n == number]  # rare: a walk over the index is fine
+            keep = [s for s in held if s not in shards]
             stats = self.read_stats(keep)
             lost = [s for s in keep if s not in stats or stats[s].partial]
             kept = [stats[s] for s in keep if s not in lost]
-            for shard in [s for s in self.rows[number].column("shard").to_pylist() if s in shards or s in lost]:
+            for shard in [s for s in held if s in shards or s in lost]:
                 del self.part_of[shard]
             if kept:
                 self._write(number, [_row(s) for s in kept], _fold(kept, self.num_classes))
             else:
                 if self.writable:
                     self.fs.rm(join(self.folder, _part_name(number)))
-                del self.parts[number], self.rows[number]
+                del self.parts[number]
         if shards & self._pending_names:  # pending totals cannot be taken apart: fold the others again
             self._pending = [row for row in self._pending if row["shard"] not in shards]
             self._pending_names -= shards
@@ -164,7 +160,7 @@ class RunIndex:
             pq.write_table(table, buffer, compression="zstd")
             self.fs.makedirs(self.folder, exist_ok=True)
             atomic_write(self.fs, join(self.folder, _part_name(number)), buffer.getvalue())
-        self.parts[number], self.rows[number] = totals, table.select(["shard"])
+        self.parts[number] = totals
 
 
 def _row(stats: ShardStats) -> dict:
