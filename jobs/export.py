@@ -33,6 +33,7 @@ from jobs.config import ConfigError, command, load_object, parse_argv
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png, encode_index_png
 from pipeline.output.writers import coco_results
+from pipeline.read.prefetch import read_ahead
 from pipeline.read.shardlist import expand_shards, read_manifests
 from pipeline.report.palette import voc_palette
 from pipeline.sources.naming import safe_key
@@ -87,15 +88,17 @@ class RunShards:
         return cls(out, sorted(done), [s for s in out.labeled_shards() if s not in done])
 
     def num_rows(self) -> int:
-        return sum(self.out.num_rows(s) for s in self.done)
+        return sum(read_ahead(self.out.num_rows, self.done))
 
     def rows(self, extra_columns: tuple[str, ...] = ()) -> Iterator[dict]:
-        """Every row of the done shards, in shard order; columns a shard lacks are absent."""
-        for shard in self.done:
-            yield from self.out.rows(shard, [*ROW_COLUMNS, *extra_columns])
+        """Every row of the done shards, in shard order, the next shards read while one is exported;
+        columns a shard lacks are absent."""
+        columns = [*ROW_COLUMNS, *extra_columns]
+        for rows in read_ahead(lambda shard: list(self.out.rows(shard, columns)), self.done):
+            yield from rows
 
     def has_column(self, column: str) -> bool:
-        return all(column in self.out.columns(s) for s in self.done)
+        return all(column in names for names in read_ahead(self.out.columns, self.done))
 
     def has_confidence(self) -> bool:
         """Whether the run stored confidence maps: output.confidence as OUT/config.yaml records it (the

@@ -31,7 +31,7 @@ def random_stats(rng, k: int, n: int, heads: int = 3) -> list[ShardStats]:
             shard=f"s-{i:06d}", url=f"/in/s-{i:06d}.tar", samples=5 + errors, ok=5, errors=errors,
             errors_by_reason={"decode_image": errors} if errors == 1 else {"seg_size": 1, "engine": errors - 1} if errors else {},
             partial=bool(rng.random() < 0.1), gt_images=5 if scored else 0, finished_at=float(i),
-            confusion=rng.integers(0, 10**6, (k, k + 1)).tolist() if scored else None, walk=walk.to_json()))
+            confusion=rng.integers(0, 10**6, (k, k + 1)) if scored else None, walk=walk.to_json()))
     return out
 
 

@@ -53,7 +53,7 @@ def test_dataset_level_is_not_the_mean_of_image_level():
 def test_merge_sums_confusions_before_ratios():
     rng = np.random.default_rng(1)
     pairs = [_random_pair(rng, (12, 9), 3) for _ in range(3)]
-    stats = [ShardStats(f"s{i}", samples=1, ok=1, gt_images=1, confusion=confusion_matrix(p, g, 3).tolist())
+    stats = [ShardStats(f"s{i}", samples=1, ok=1, gt_images=1, confusion=confusion_matrix(p, g, 3))
              for i, (p, g) in enumerate(pairs)]
     stats.append(ShardStats("s3", samples=2, errors=2, errors_by_reason={"decode_image": 2}))
     merged = merge_stats(stats, ["bg", "x", "y"], {"digest": "abc"})

@@ -12,6 +12,7 @@ driver at scale").
 """
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from dataclasses import dataclass
@@ -36,20 +37,21 @@ class SimBehaviour:
 
 
 class _Ref:
-    __slots__ = ("actor", "url", "attempt", "started_at", "done_at", "failed")
+    __slots__ = ("actor", "url", "attempt", "started_at", "done_at", "failed", "dropped")
 
     def __init__(self, actor, url: str, attempt: int, started_at: float, done_at: float, failed: bool):
         self.actor, self.url, self.attempt = actor, url, attempt
         self.started_at, self.done_at, self.failed = started_at, done_at, failed
+        self.dropped = False  # its actor was killed: it never ends
 
 
 class _Value:
     """A ref already holding its value (the progress counter's answers)."""
 
-    __slots__ = ("value", "done_at")
+    __slots__ = ("value",)
 
     def __init__(self, value):
-        self.value, self.done_at = value, -math.inf
+        self.value = value
 
 
 class _Method:
@@ -62,6 +64,7 @@ class SimActor:
         self.sim, self.number = sim, number
         self.free_at = sim.now  # when its last shard ends
         self.died_at = math.inf
+        self.refs: list[_Ref] = []
         self.label_shard = _Method(self._label)
 
     def _label(self, url: str, attempt: int, expected: int | None) -> _Ref:
@@ -79,6 +82,8 @@ class SimActor:
         else:
             ref = _Ref(self, url, attempt, begin, begin + duration, False)
         self.free_at = ref.done_at
+        self.refs.append(ref)
+        sim.schedule(ref)
         sim.cpu_seconds += sim.clock_cpu() - start
         return ref
 
@@ -99,6 +104,27 @@ class SimRay:
         self.started = self.deaths = self.kills = 0
         self.cpu_seconds = 0.0
         self.clock_cpu = time.thread_time
+        self._ends: list[tuple[float, int, _Ref]] = []  # heap of the refs yet to end
+        self._ended: dict[_Ref, None] = {}  # ended, not yet fetched by `get` (in the order they ended)
+        self._scheduled = 0
+
+    def schedule(self, ref: _Ref) -> None:
+        if ref.done_at < math.inf:  # a hung shard ends only when its actor is killed
+            self._scheduled += 1
+            heapq.heappush(self._ends, (ref.done_at, self._scheduled, ref))
+
+    def _advance(self, to: float) -> None:
+        """Time moves on to `to` (never back: a dead actor's late shards end at its death, now)."""
+        self.now = max(self.now, to)
+        while self._ends and self._ends[0][0] <= self.now:
+            ref = heapq.heappop(self._ends)[2]
+            if not ref.dropped:
+                self._ended[ref] = None
+
+    def _next_end(self) -> float:
+        while self._ends and self._ends[0][2].dropped:
+            heapq.heappop(self._ends)
+        return self._ends[0][0] if self._ends else math.inf
 
     def clock(self) -> float:
         return self.now
@@ -117,23 +143,30 @@ class SimRay:
         if isinstance(actor, SimActor):
             self.kills += 1
             actor.died_at = min(actor.died_at, self.now)
+            for ref in actor.refs:
+                ref.dropped = True
+                self._ended.pop(ref, None)
+            actor.refs = []
 
     def wait(self, refs: list, num_returns: int = 1, timeout: float | None = None) -> tuple[list, list]:
         """The refs ended by now; when fewer than `num_returns`, time moves to the next end or by `timeout`."""
         start = self.clock_cpu()
-        ready = [r for r in refs if r.done_at <= self.now]
+        wanted = set(refs)
+        self._advance(self.now)
+        ready = [r for r in self._ended if r in wanted]
         if len(ready) < num_returns and timeout != 0:
-            upcoming = min((r.done_at for r in refs), default=math.inf)
-            self.now = upcoming if timeout is None else min(upcoming, self.now + timeout)
-            ready = [r for r in refs if r.done_at <= self.now]
+            upcoming = self._next_end()
+            self._advance(upcoming if timeout is None else min(upcoming, self.now + timeout))
+            ready = [r for r in self._ended if r in wanted]
         ready = ready[:num_returns]
-        chosen = set(map(id, ready))
+        chosen = set(ready)
         self.cpu_seconds += self.clock_cpu() - start
-        return ready, [r for r in refs if id(r) not in chosen]
+        return ready, [r for r in refs if r not in chosen]
 
     def get(self, ref):
         if isinstance(ref, _Value):
             return ref.value
+        self._ended.pop(ref, None)
         if ref.failed:
             raise ActorDiedError()
         shard = shard_id(ref.url)

@@ -3,14 +3,12 @@
 A shard's figures (samples, errors, its confusion matrix over the run's classes) are fixed by its
 name, so the stats an actor "returns", the stats file the store makes on read and a test's expected
 summary all agree. The confusion matrix is one of a few sparse templates, as a VOC-like image holds
-a few classes: the driver gets it as Ray would hand it over, a fresh nested list decoded from bytes
-per shard (marshal: our own bytes, never a pickle; about 0.75x the cost of the unpickling that Ray
-does; docs/benchmarks.md, "The driver at scale").
+a few classes: the driver gets it as Ray hands an array over, a read-only array over the bytes it
+received (docs/benchmarks.md, "The driver at scale").
 """
 from __future__ import annotations
 
 import json
-import marshal
 import zlib
 
 import numpy as np
@@ -25,7 +23,7 @@ class SimShards:
     def __init__(self, num_classes: int, samples: int, fingerprint: str, seed: int = 0):
         self.num_classes, self.samples, self.fingerprint = num_classes, samples, fingerprint
         rng = np.random.default_rng(seed)
-        self._confusions = [marshal.dumps(_sparse_confusion(rng, num_classes, samples).tolist()) for _ in range(TEMPLATES)]
+        self._confusions = [_sparse_confusion(rng, num_classes, samples).tobytes() for _ in range(TEMPLATES)]
 
     def stats(self, shard: str, url: str = "", attempt: int = 0, actor: dict | None = None,
               started_at: float = 0.0, finished_at: float = 0.0) -> ShardStats:
@@ -37,7 +35,11 @@ class SimShards:
             errors_by_reason={"decode": errors} if errors else {}, fingerprint=self.fingerprint,
             seconds={"engine": finished_at - started_at, "total": finished_at - started_at}, finished_at=finished_at,
             expected_samples=self.samples, gt_images=self.samples - errors,
-            confusion=marshal.loads(self._confusions[key % TEMPLATES]), actor=actor, started_at=started_at)
+            confusion=self._confusion(key % TEMPLATES), actor=actor, started_at=started_at)
+
+    def _confusion(self, template: int) -> np.ndarray:
+        received = bytes(self._confusions[template])  # the buffer a shard's result arrives in
+        return np.frombuffer(received, dtype=np.int64).reshape(self.num_classes, self.num_classes + 1)
 
     def stats_file(self, shard: str) -> bytes:
         """The shard's stats file as its actor wrote it."""

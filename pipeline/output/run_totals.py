@@ -27,7 +27,7 @@ class RunTotals:
 
     def add(self, stats: ShardStats) -> None:
         self._count(1, stats.samples, stats.ok, stats.errors, stats.gt_images, stats.errors_by_reason,
-                    None if stats.confusion is None else np.asarray(stats.confusion, dtype=np.int64))
+                    stats.confusion)
         self.walk.add(stats.walk)
 
     def merge(self, other: RunTotals) -> None:
@@ -48,7 +48,10 @@ class RunTotals:
             self.num_classes = confusion.shape[0]
         if confusion.shape != (self.num_classes, self.num_classes + 1):
             raise ValueError(f"confusion matrix {confusion.shape} does not fit {self.num_classes} classes")
-        self.confusion = confusion.copy() if self.confusion is None else self.confusion + confusion
+        if self.confusion is None:
+            self.confusion = confusion.astype(np.int64)  # a copy: the totals own their matrix
+        else:
+            self.confusion += confusion
 
     def summary(self, class_names: list[str], fingerprint: dict, partial_shards: list[str]) -> dict:
         """summary.json's figures (its `last_run` is the driver's); `partial_shards`: the folded shards

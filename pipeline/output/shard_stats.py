@@ -6,10 +6,16 @@ and the tune cache (pipeline.tune.cache_writer) build a ShardStats, `OutputDir.w
 it, and every reader (the pool, the driver, the summary, telemetry, verify, the reports) gets it
 back from `OutputDir.stats()` and reads attributes, never keys. The JSON keys are those of the
 README's "Output schema"; a file written before a key existed reads with that key's default.
+
+In memory the confusion matrix is an int64 array, not the file's nested list: it crosses Ray as
+one buffer and folds into the run's totals without a conversion (a 171-class matrix is 29,000
+numbers, a millisecond as a list at every shard event of the driver).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+
+import numpy as np
 
 # Keys a label job's stats file always holds besides the common ones (null when not measured).
 _LABEL_KEYS = ("expected_samples", "gt_images", "confusion", "cpu_seconds", "images_per_second",
@@ -51,7 +57,7 @@ class ShardStats:
     # The label job's (None, and not written, for the tune cache's shards):
     expected_samples: int | None = None  # from the shards' manifest.json
     gt_images: int = 0
-    confusion: list[list[int]] | None = None  # None when no image was scored
+    confusion: np.ndarray | None = None  # (K, K+1) int64; None when no image was scored
     cpu_seconds: dict[str, float] | None = None  # per stage, and the actor process's ("process")
     images_per_second: float | None = None
     engine_images_per_second: float | None = None
@@ -60,6 +66,9 @@ class ShardStats:
     started_at: float | None = None  # wall clock; None in stats written before it was recorded
     walk: dict | None = None  # WalkStats.to_json
     cache: CacheIndex | None = None  # the tune cache's index (None for a label job's shard)
+
+    def __eq__(self, other) -> bool:  # the generated one cannot compare arrays
+        return isinstance(other, ShardStats) and self.to_json() == other.to_json()
 
     @property
     def actor_pid(self) -> int | None:
@@ -80,6 +89,7 @@ class ShardStats:
             data.update({f.name: getattr(self.cache, f.name) for f in fields(CacheIndex)})
         else:
             data.update({key: getattr(self, key) for key in _LABEL_KEYS})
+            data["confusion"] = None if self.confusion is None else self.confusion.tolist()
         return data
 
     @classmethod
@@ -88,4 +98,6 @@ class ShardStats:
         known = {f.name for f in fields(cls)} - {"shard", "cache"}
         cache = CacheIndex.from_json(data) if "qk_dtype" in data else None
         values = {k: v for k, v in data.items() if k in known and v is not None}
+        if "confusion" in values:
+            values["confusion"] = np.asarray(values["confusion"], dtype=np.int64)
         return cls(shard=data.get("shard", shard), cache=cache, **values)

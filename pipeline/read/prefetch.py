@@ -1,7 +1,9 @@
 """Ordered, bounded read-ahead: map a function over an iterator in background threads.
 
 The labeler uses it so that tar reading, image decoding and the engine's CPU resizes run while the
-engine works on the previous batch. Results come back in input order; at most `lookahead` items are
+engine works on the previous batch; the readers of a whole run (verify, score, export, the report)
+read SHARD_READERS shards at a time through `read_ahead`, since an object store answers requests
+in parallel and one serial request per shard is hours at a million shards. Results come back in input order; at most `lookahead` items are
 decoded ahead, which bounds memory on shards of large images. An exception raised by the source
 iterator itself reaches the consumer, after every item before it, as `SourceError` (so that a
 failing input is told apart from a failing `fn`).
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 _END = object()
+SHARD_READERS = 8  # shards a reader of a whole run has in flight (each whole in memory: a few, not hundreds)
 
 
 class SourceError(RuntimeError):
@@ -76,3 +79,7 @@ class PrefetchMap:
             reader.join(timeout=5)
             executor.shutdown(wait=False, cancel_futures=True)
 
+
+def read_ahead(read: Callable, shards: Iterable) -> PrefetchMap:
+    """read(shard) for each of `shards`, in order, SHARD_READERS at a time."""
+    return PrefetchMap(read, shards, threads=SHARD_READERS, lookahead=SHARD_READERS)

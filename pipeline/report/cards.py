@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.output.outputdir import OutputDir
+from pipeline.read.prefetch import read_ahead
 
 COLUMNS = ["key", "shard", "occurrence", "status", "error", "classes", "image_scores"]
 # The score cards are sorted by, in order of preference: the first that some row has wins.
@@ -47,8 +48,8 @@ class RunRows:
 def read_rows(out: OutputDir, shards: list[str]) -> RunRows:
     """Every row of `shards` (done ones: partial shards' rows would be shown twice after a retry)."""
     cards, errors = [], []
-    for shard in shards:
-        for row in out.rows(shard, columns=COLUMNS):
+    for shard, rows in read_ahead(lambda shard: (shard, list(out.rows(shard, columns=COLUMNS))), shards):
+        for row in rows:
             occurrence = row.get("occurrence") or 0
             if row["status"] == "ok":
                 cards.append(Card(shard, row["key"], occurrence, list(row["classes"] or []), row.get("image_scores") or {}))

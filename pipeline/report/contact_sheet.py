@@ -16,6 +16,7 @@ from PIL import Image
 
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
+from pipeline.read.prefetch import read_ahead
 from pipeline.read.reader import raw_samples
 from pipeline.read.shardlist import expand_shards, shard_id
 from pipeline.report.palette import class_palette, colorize
@@ -68,8 +69,13 @@ def write_contact_sheet(out_dir: str, report_dir, num_samples: int, notes: list[
     record = out.existing_record()
     num_classes, palette = len(record.class_names), class_palette(record.class_names)
     done = out.done_shards()
-    urls = [u for u in expand_shards(record.config.input.shards) if shard_id(u) in done]
-    preds = [_predictions(out, shard_id(u), num_samples) for u in urls]
+    urls, preds, with_rows = [u for u in expand_shards(record.config.input.shards) if shard_id(u) in done], [], 0
+    for shard_preds in read_ahead(lambda url: _predictions(out, shard_id(url), num_samples), urls):
+        preds.append(shard_preds)
+        with_rows += bool(shard_preds)
+        if with_rows >= num_samples:  # the round-robin takes none from the shards after these
+            break
+    urls = urls[:len(preds)]
     take = _pick([len(p) for p in preds], num_samples)
     images = Path(report_dir) / "images"
     images.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ timeout, so a death anywhere is seen at the next tick.
 """
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
 from collections.abc import Callable
@@ -67,13 +68,15 @@ class ShardPool:
         self.job = actor_job(cfg, vocab, fingerprint, self.plan.device, cpu_threads(cfg, self.plan, ray.cluster_resources()))
         self.actors: list = [None] * self.plan.num_actors
         self.held: list[list[Attempt]] = [[] for _ in range(self.plan.num_actors)]  # each actor's shards, in hand-over order
+        self.room: set[int] = set(range(self.plan.num_actors))  # slots holding fewer than 1 + shards_ahead
+        self.deadlines: list[tuple[float, int, Attempt]] = []  # heap: when each actor's first shard times out
         self.retired: set[int] = set()  # slots given up because the cluster lost the room for them
         self.progress = self.start_counter()
         self.counts: dict[str, int] = {}  # manifest sample counts: progress totals, short tars caught
         self.metrics = JobMetrics(job_tag(cfg.output.dir))
         self.started: set[int] = set()  # slots that have had an actor: a new one there is a restart
         self.on_stats: Callable[[ShardStats], None] = lambda stats: None
-        self._progress_at, self._progress_counts = float("-inf"), {}
+        self._reported_at = float("-inf")
 
     def actor(self, slot: int):
         if self.actors[slot] is None:
@@ -109,6 +112,7 @@ class ShardPool:
                     self._fail_all(queue.popleft(), queue, result, "no room left in the Ray cluster for a labeler")
                 self._timeouts(running, queue, result)
                 self._report(bar, running, result)
+            self._report(bar, running, result, final=True)
         finally:
             bar.close()
             for actor in self.actors + [self.progress]:
@@ -117,10 +121,13 @@ class ShardPool:
         return result
 
     def _hand_out(self, queue: deque, running: dict) -> None:
-        """Queued shards to actors: first to those with none, then ahead of running ones."""
-        live = [slot for slot in range(self.plan.num_actors) if slot not in self.retired]
+        """Queued shards to actors: first to those with none, then ahead of running ones (only the
+        slots with room are looked at: a tick costs the same with a thousand busy actors as with one)."""
+        if not queue:
+            return
+        waiting = sorted(self.room - self.retired)
         for depth in range(1 + self.cfg.ray.shards_ahead):
-            for slot in live:
+            for slot in waiting:
                 if len(self.held[slot]) == depth:
                     attempt = take_next(queue, ahead=depth > 0)
                     if attempt is None:
@@ -138,8 +145,12 @@ class ShardPool:
         self.stop.announce(len(running), len(result.done))
 
     def _dispatch(self, attempt: Attempt, slot: int, running: dict) -> None:
-        attempt.slot, attempt.actor, attempt.started = slot, self.actor(slot), self.clock()
+        attempt.slot, attempt.actor = slot, self.actor(slot)
         self.held[slot].append(attempt)
+        if len(self.held[slot]) == 1:
+            self._now_first(attempt)
+        if len(self.held[slot]) > self.cfg.ray.shards_ahead:
+            self.room.discard(slot)
         args = (attempt.url, attempt.attempt, self.counts.get(attempt.shard))
         if self.task is None:
             attempt.ref = attempt.actor.label_shard.remote(*args)
@@ -153,8 +164,19 @@ class ShardPool:
         held = self.held[attempt.slot]
         was_first = held[0] is attempt
         held.remove(attempt)
+        self.room.add(attempt.slot)
         if was_first and held:
-            held[0].started = self.clock()
+            self._now_first(held[0])
+
+    def _now_first(self, attempt: Attempt) -> None:
+        """`attempt` is now its actor's first shard: ray.shard_timeout_s counts from here."""
+        attempt.started, limit = self.clock(), self.cfg.ray.shard_timeout_s
+        if limit <= 0:
+            return
+        heapq.heappush(self.deadlines, (attempt.started + limit, id(attempt), attempt))
+        if len(self.deadlines) > 2 * len(self.held) + 64:  # mostly ended shards' entries (they hold their refs): rebuild
+            self.deadlines = [(held[0].started + limit, id(held[0]), held[0]) for held in self.held if held]
+            heapq.heapify(self.deadlines)
 
     def _outcomes(self, running: dict, timeout: float) -> list[tuple]:
         """(ref, stats or the exception it raised) of every finished attempt, waiting up to `timeout`
@@ -203,6 +225,7 @@ class ShardPool:
         """The slot's actor died or was killed: its first shard is retried (charged); those ahead of it
         go back to the front of the queue, uncharged, to be first on their next actor."""
         held, self.held[slot] = self.held[slot], []
+        self.room.add(slot)
         self.ray.kill(held[0].actor)  # dead or unreachable: never reuse it
         self.actors[slot] = None  # a fresh actor takes the slot on next dispatch
         for attempt in held:
@@ -248,19 +271,23 @@ class ShardPool:
         queue.clear()
 
     def _timeouts(self, running: dict, queue: deque, result: PoolRun) -> None:
-        limit = self.cfg.ray.shard_timeout_s
-        if limit <= 0:
-            return
-        now = self.clock()
-        for slot, held in enumerate(self.held):
-            if held and now - held[0].started > limit:
-                self._actor_lost(slot, running, queue, result, f"timed out after {limit} s")
+        """Actors whose first shard has run past ray.shard_timeout_s: the deadlines heap's due entries
+        alone are looked at (an entry whose shard ended, or is no longer first, is stale)."""
+        limit, now = self.cfg.ray.shard_timeout_s, self.clock()
+        while self.deadlines and self.deadlines[0][0] < now:
+            _, _, attempt = heapq.heappop(self.deadlines)
+            held = self.held[attempt.slot]
+            if held and held[0] is attempt and attempt.ref in running:
+                self._actor_lost(attempt.slot, running, queue, result, f"timed out after {limit} s")
 
-    def _report(self, bar: JobProgress, running: dict, result: PoolRun) -> None:
-        """The bar: finished shards' images from this run's figures, running ones' from the progress
-        counter, asked at most every PROGRESS_EVERY_S about the running attempts alone (it forgets
-        the others), so that a tick costs the same at the millionth shard as at the first."""
-        counts = self._running_counts(running)
+    def _report(self, bar: JobProgress, running: dict, result: PoolRun, final: bool = False) -> None:
+        """The bar, at most every PROGRESS_EVERY_S (and once at the end): finished shards' images from
+        this run's figures, running ones' from the progress counter, asked about the running attempts
+        alone (it forgets the others), so that a tick costs the same at the millionth shard as at the first."""
+        if not final and self.clock() - self._reported_at < PROGRESS_EVERY_S:
+            return
+        self._reported_at = self.clock()
+        counts = self._running_counts(running) if running else {}
         images, errors = result.figures.images, result.figures.errors
         for attempt in running.values():
             ok, err = counts.get((attempt.shard, attempt.attempt), (0, 0))
@@ -269,18 +296,14 @@ class ShardPool:
                 self.emit("progress", shard=attempt.shard, attempt=attempt.attempt, images=ok + err, actor=attempt.actor)
         bar.update(images, errors, len(result.done), result.retries)
 
-
     def _running_counts(self, running: dict) -> dict:
         from ray.exceptions import RayActorError
 
-        if self.clock() - self._progress_at < PROGRESS_EVERY_S:
-            return self._progress_counts
-        self._progress_at = self.clock()
         try:
-            self._progress_counts = self.ray.get(self.progress.snapshot.remote([(a.shard, a.attempt) for a in running.values()]))
+            return self.ray.get(self.progress.snapshot.remote([(a.shard, a.attempt) for a in running.values()]))
         except RayActorError:  # its node is gone: progress restarts from the finished shards
-            self.progress, self._progress_counts = self.start_counter(), {}
-        return self._progress_counts
+            self.progress = self.start_counter()
+            return {}
 
 
 def _task_error(exc) -> str:

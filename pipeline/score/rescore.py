@@ -15,6 +15,7 @@ from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
 from pipeline.output.run_record import RunRecord
 from pipeline.output.summary import write_summary
+from pipeline.read.prefetch import read_ahead
 from pipeline.read.reader import raw_samples
 from pipeline.read.shardlist import expand_shards, shard_id
 from pipeline.score.ground_truth import UnreadableGroundTruth, run_ground_truth
@@ -53,27 +54,31 @@ def rescore(out_dir: str, shards=None) -> Rescored:
     could not be scored. Error rows are never scored: the labeler already recorded why."""
     out = OutputDir(out_dir)
     record = out.existing_record()
-    k = len(record.class_names)
     urls = expand_shards(shards if shards is not None else record.config.input.shards)
     done = out.done_shards()
     unscored = []
-    for url in urls:
-        shard = shard_id(url)
-        if shard not in done:
-            continue
-        truth = shard_ground_truth(url, record)
-        confusion, scored = np.zeros((k, k + 1), dtype=np.int64), 0
-        for row in out.rows(shard):
-            ident = (row["key"], row.get("occurrence") or 0)  # outputs older than the column: 0
-            if row["status"] != "ok":
-                continue
-            if ident in truth.gts:
-                confusion += confusion_matrix(decode_index_png(row["mask_png"]), truth.gts[ident], k,
-                                              record.config.dataset.ignore_index)
-                scored += 1
-            elif ident in truth.unreadable:
-                unscored.append({"shard": shard, "key": ident[0], "occurrence": ident[1], "reason": truth.unreadable[ident]})
-        stats = out.read_stats([shard])[shard]
-        out.write_stats(replace(stats, confusion=confusion.tolist() if scored else None, gt_images=scored))
+    for unreadable in read_ahead(lambda url: _rescore_shard(out, url, record), [u for u in urls if shard_id(u) in done]):
+        unscored += unreadable
     out.clear_index()  # its totals hold the old matrices: the summary rebuilds it from the stats files
     return Rescored(write_summary(out, record.class_names, record.fingerprint), unscored)
+
+
+def _rescore_shard(out: OutputDir, url: str, record: RunRecord) -> list[dict]:
+    """Score one done shard's masks and rewrite its stats with the new matrix; returns its ok rows
+    whose GT does not decode. Shards are rescored in parallel (pipeline.read.prefetch.read_ahead)."""
+    shard, k = shard_id(url), len(record.class_names)
+    truth = shard_ground_truth(url, record)
+    confusion, scored, unscored = np.zeros((k, k + 1), dtype=np.int64), 0, []
+    for row in out.rows(shard):
+        ident = (row["key"], row.get("occurrence") or 0)  # outputs older than the column: 0
+        if row["status"] != "ok":
+            continue
+        if ident in truth.gts:
+            confusion += confusion_matrix(decode_index_png(row["mask_png"]), truth.gts[ident], k,
+                                          record.config.dataset.ignore_index)
+            scored += 1
+        elif ident in truth.unreadable:
+            unscored.append({"shard": shard, "key": ident[0], "occurrence": ident[1], "reason": truth.unreadable[ident]})
+    stats = out.read_stats([shard])[shard]
+    out.write_stats(replace(stats, confusion=confusion if scored else None, gt_images=scored))
+    return unscored

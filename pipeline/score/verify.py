@@ -21,6 +21,7 @@ from pycocotools.coco import COCO
 
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
+from pipeline.read.prefetch import read_ahead
 from pipeline.read.reader import IMAGE_EXTS, raw_samples
 from pipeline.read.shardlist import expand_shards, manifest_counts, shard_id
 from pipeline.reasons import reason_of
@@ -99,15 +100,16 @@ def _oriented_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def _input_sizes(url: str, report: VerifyReport) -> dict[tuple[str, int], tuple[int, int] | None]:
-    """(key, occurrence) -> oriented image size (None: no readable image) for every sample of the shard."""
+def _input_sizes(url: str, unreadable: list[str]) -> dict[tuple[str, int], tuple[int, int] | None]:
+    """(key, occurrence) -> oriented image size (None: no readable image) for every sample of the
+    shard; why the tar cannot be read to its end goes to `unreadable`."""
     sizes: dict = {}
     try:
         for raw in raw_samples(url):
             image = next((raw[e] for e in IMAGE_EXTS if e in raw), None)
             sizes[raw["__key__"], raw["__occurrence__"]] = None if image is None else _oriented_size(image)
     except Exception as exc:
-        report.unreadable_inputs.append(f"{shard_id(url)}: {type(exc).__name__}: {exc}")
+        unreadable.append(f"{shard_id(url)}: {type(exc).__name__}: {exc}")
     return sizes
 
 
@@ -194,9 +196,16 @@ def verify_output(out_dir: str, shards=None) -> VerifyReport:
     done, labeled = index.done(), set(out.labeled_shards())
     counts = manifest_counts(urls)
     inputs = {}
-    for url in urls:
+
+    def read(url: str) -> tuple:  # a shard's input tar, rows and COCO results, read in parallel with others
         shard = shard_id(url)
-        sizes = inputs[shard] = _input_sizes(url, report)
+        unreadable: list[str] = []
+        sizes = _input_sizes(url, unreadable)
+        return shard, sizes, unreadable, list(out.rows(shard)) if shard in labeled else [], out.coco_results(shard)
+
+    for shard, sizes, unreadable, rows, results in read_ahead(read, urls):
+        inputs[shard] = sizes
+        report.unreadable_inputs += unreadable
         report.inputs += len(sizes)
         if shard in counts and len(sizes) < counts[shard]:
             report.short_shards.append(f"{shard}: {len(sizes)} samples in the tar, {counts[shard]} in manifest.json")
@@ -204,9 +213,7 @@ def verify_output(out_dir: str, shards=None) -> VerifyReport:
             report.shards_not_done.append(shard)
             if shard in index.partial:
                 report.partial_shards.append(f"{shard}: {index.partial[shard].read_error}")
-        rows = list(out.rows(shard)) if shard in labeled else []
         masks = _check_rows(shard, rows, sizes, report)
-        results = out.coco_results(shard)
         if results is not None:
             _check_coco(shard, results, masks, report)
         elif masks:

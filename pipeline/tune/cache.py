@@ -79,8 +79,8 @@ def build_cache(ray, cfg, space: SearchSpace, root: str, vocab, emit) -> JobResu
     start = time.perf_counter()
     result, _, _ = run_pending(out, urls, lambda: nullcontext(ray), job, vocab, fingerprint, emit,
                             CacheShard(cfg.tune.cache_dtype))
-    wanted = {shard_id(u) for u in urls}
-    stats = [s for s in out.stats().values() if s.shard in wanted and not s.partial]
+    wanted = out.markers() & {shard_id(u) for u in urls}
+    stats = [s for s in out.read_stats(sorted(wanted)).values() if not s.partial]
     result.summary = cache_summary(stats, fingerprint["digest"], time.perf_counter() - start)
     out.write_summary(result.summary)
     return result
