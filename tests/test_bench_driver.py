@@ -70,7 +70,7 @@ def test_the_driver_labels_every_shard_once_through_deaths_and_hangs_and_sums_th
     assert {k: v for k, v in summary.items() if k != "last_run"} == expected
 
 
-def _calls_per_event(shards: int, name: str, monkeypatch) -> float:
+def _calls_per_event(shards: int, name: str, monkeypatch, actors: int = 10) -> float:
     """Function calls made in the pool's run (its loop, the index's adds, the simulated Ray) per shard event."""
     profile, run = cProfile.Profile(), ShardPool.run
 
@@ -83,7 +83,7 @@ def _calls_per_event(shards: int, name: str, monkeypatch) -> float:
 
     with monkeypatch.context() as patched:
         patched.setattr(ShardPool, "run", profiled_run)
-        figures = measure(DriverCase(shards=shards, actors=10, latency_ms=0, classes="voc21", samples=4), name)
+        figures = measure(DriverCase(shards=shards, actors=actors, latency_ms=0, classes="voc21", samples=4), name)
     return pstats.Stats(profile).total_calls / figures["shard_events"]
 
 
@@ -92,3 +92,12 @@ def test_the_drivers_work_per_shard_event_does_not_grow_with_the_shards_done(mon
     # the shards done (a Python-level pass over the done ones each event) would grow 8x here.
     few, many = _calls_per_event(400, "t-few", monkeypatch), _calls_per_event(3200, "t-many", monkeypatch)
     assert many < 1.1 * few, (few, many)
+
+
+def test_the_drivers_work_per_shard_event_does_not_grow_with_the_actors(monkeypatch):
+    # 200 and 1000 actors both finish shards faster than the bar is drawn (once a second), so what
+    # is left per event is the event's own work; a pass over every actor or running shard at each
+    # tick would grow 5x.
+    few = _calls_per_event(3000, "t-200", monkeypatch, actors=200)
+    many = _calls_per_event(3000, "t-1000", monkeypatch, actors=1000)
+    assert many < 1.25 * few, (few, many)
