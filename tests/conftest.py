@@ -1,10 +1,19 @@
-"""Shared fixtures: tiny models written once per session, one local Ray per session."""
+"""Shared fixtures: tiny models written once per session, one local Ray per session, one S3 store."""
 from __future__ import annotations
 
+import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 ROOT = Path(__file__).resolve().parents[1]
 # Ray workers inherit the environment of the process that starts Ray: let them import the
@@ -12,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# The session's S3 store (`s3_store`): its address is fixed before the session's Ray starts, whose
+# workers reach s3:// through fsspec's environment config.
+S3_OPTIONS = {"endpoint_url": f"http://127.0.0.1:{free_port()}", "key": "testing", "secret": "testing"}
+os.environ["FSSPEC_S3"] = json.dumps(S3_OPTIONS)
 
 
 @pytest.fixture(scope="session")
@@ -49,11 +62,28 @@ def eager_dynamo(monkeypatch):
 @pytest.fixture(scope="session")
 def ray_metrics_port():
     """The Prometheus port of the session's Ray (its metrics agent serves the nerve_* metrics there)."""
-    import socket
+    return free_port()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+@pytest.fixture(scope="session")
+def s3_store():
+    """moto's S3 server on loopback, reached through the proxy of pipeline/bench/slow_proxy.py at
+    S3_OPTIONS' address: no delay, no faults, unless a test sets the proxy's refuse and drop rates."""
+    pytest.importorskip("s3fs", reason="s3fs is not installed (pip install -e '.[test]')")
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[test]')")
+    import fsspec
+
+    from pipeline.bench.slow_proxy import SlowProxy
+
+    fsspec.config.conf.setdefault("s3", {}).update(S3_OPTIONS)  # fsspec read the environment at import
+    backend = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=backend, verbose=False)
+    server.start()
+    try:
+        with SlowProxy(backend, 0.0, port=int(S3_OPTIONS["endpoint_url"].rsplit(":", 1)[1])) as proxy:
+            yield proxy
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,44 +2,24 @@
 
 Covers what the README promises for `s3://` URLs: shard making, labeling, a killed actor's retry,
 resume, verify and export. Ray workers reach the server through fsspec's environment config,
-which must be in place before the session's Ray starts: it is set when this module is collected.
+which must be in place before the session's Ray starts: tests/conftest.py sets it (`s3_store`).
 """
 import json
 import os
 import signal
-import socket
 
 import pytest
 
 from jobs.cli import main as nerve
 from nerve_core.models.tiny import dotlist
 
-pytest.importorskip("s3fs", reason="s3fs is not installed (pip install -e '.[test]')")
-moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[test]')")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-PORT = _free_port()
-S3_OPTIONS = {"endpoint_url": f"http://127.0.0.1:{PORT}", "key": "testing", "secret": "testing"}
-os.environ["FSSPEC_S3"] = json.dumps(S3_OPTIONS)  # this process's Ray workers inherit it
-
 
 @pytest.fixture(scope="module")
-def bucket():
+def bucket(s3_store):
     import fsspec
 
-    fsspec.config.conf.setdefault("s3", {}).update(S3_OPTIONS)  # fsspec read the environment at import
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=PORT, verbose=False)
-    server.start()
-    fs = fsspec.filesystem("s3")
-    fs.mkdir("nerve-test")
-    yield "s3://nerve-test"
-    server.stop()
+    fsspec.filesystem("s3").mkdir("nerve-test")
+    return "s3://nerve-test"
 
 
 @pytest.mark.timeout(1500)  # two label jobs and an actor restart: minutes on a busy 2-core machine

@@ -96,7 +96,7 @@ def measure(case: DriverCase, bucket_name: str = "bench") -> dict:
     urls = [f"/sim/in/shard-{i:07d}.tar" for i in range(case.shards)]
     sim = SimRay(bucket, shards, case.actors, case.behaviour)
     pool, events = TimedPool(start_actor=sim.start_actor, start_counter=sim.start_counter, clock=sim.clock), Counter()
-    rss_before = _peak_rss_mb()
+    rss_before = peak_rss_mb()
 
     def phase(fn):
         bucket.requests.clear()
@@ -116,7 +116,7 @@ def measure(case: DriverCase, bucket_name: str = "bench") -> dict:
         "case": asdict(case), "shard_events": attempts, "events": dict(events),
         "driver_cpu_ms_per_event": 1000 * (pool.cpu_seconds - sim.cpu_seconds) / attempts,
         "simulation_cpu_ms_per_event": 1000 * sim.cpu_seconds / attempts,
-        "peak_rss_mb": _peak_rss_mb(), "rss_before_run_mb": rss_before,
+        "peak_rss_mb": peak_rss_mb(), "rss_before_run_mb": rss_before,
         "simulated_seconds": sim.now, "actors_started": sim.started, "deaths": sim.deaths, "kills": sim.kills,
         "done": len(result.done), "failed": len(result.failed), "indexed": len(index.done()), "left_on_resume": len(todo),
         "summary_shards": summary["num_shards"],
@@ -130,7 +130,7 @@ def _resume_decision(out: OutputDir, num_classes: int, urls: list[str]) -> list[
     return [u for u in urls if shard_id(u) not in done]
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     """This process's peak resident set (Linux's VmHWM: ru_maxrss keeps the peak of the process
     that started this one across exec, so the bench's own would show through)."""
     try:

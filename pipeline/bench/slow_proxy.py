@@ -4,16 +4,24 @@ Put in front of a local S3 server (moto), it makes the store behave like a dista
 request costs `delay_s` more, as one to an object store across a network does, so that a run's
 cost in requests shows as time (`docs/benchmarks.md`, "The driver at scale"). Bodies are passed
 through whole; responses are re-sent with their length, never chunked.
+
+It can also misbehave as a loaded store does (the fault soak, tests/test_faults_soak.py): a
+`refuse_rate` share of requests is answered 503 SlowDown without reaching the store, and a
+`drop_rate` share reaches the store but its answer is lost (the connection closes unanswered), so
+a client that retries finds a write already done.
 """
 from __future__ import annotations
 
 import http.client
+import random
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "content-length"}
+_SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+              b"<Message>Please reduce your request rate.</Message></Error>")
 
 
 def request_kind(method: str, path: str) -> str:
@@ -24,13 +32,27 @@ def request_kind(method: str, path: str) -> str:
 
 
 class SlowProxy:
-    """`with SlowProxy(upstream_port, delay_s) as proxy:` serves on 127.0.0.1:proxy.port."""
+    """`with SlowProxy(upstream_port, delay_s) as proxy:` serves on 127.0.0.1:proxy.port; with
+    `refuse_rate` and `drop_rate` it refuses and drops those shares of requests (drawn from `seed`)."""
 
-    def __init__(self, upstream_port: int, delay_s: float):
+    def __init__(self, upstream_port: int, delay_s: float, refuse_rate: float = 0.0, drop_rate: float = 0.0,
+                 seed: int = 0, port: int = 0):
+        """`port`: where to serve (0: any free one); the rates may be changed while it serves."""
+        self.refuse_rate, self.drop_rate = refuse_rate, drop_rate
         self.requests: Counter = Counter()  # by kind: LIST, GET, HEAD, PUT, POST, DELETE
+        self.faults: Counter = Counter()  # "refused", "dropped"
         self.paths: list[str] = []  # every request, in order
         self._lock = threading.Lock()
+        self._rng = random.Random(seed)
         proxy = self
+
+        def fault() -> str | None:
+            with proxy._lock:
+                draw, refuse = proxy._rng.random(), proxy.refuse_rate
+                found = "refused" if draw < refuse else "dropped" if draw < refuse + proxy.drop_rate else None
+                if found:
+                    proxy.faults[found] += 1
+                return found
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -42,6 +64,10 @@ class SlowProxy:
                 with proxy._lock:
                     proxy.requests[request_kind(self.command, self.path)] += 1
                     proxy.paths.append(f"{self.command} {self.path}")
+                failure = fault()
+                if failure == "refused":
+                    self._answer(503, "Slow Down", [("Content-Type", "application/xml")], _SLOW_DOWN)
+                    return
                 upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
@@ -50,13 +76,19 @@ class SlowProxy:
                     data = reply.read()
                 finally:
                     upstream.close()
-                self.send_response(reply.status, reply.reason)
-                for key, value in reply.getheaders():
-                    if key.lower() not in _HOP_HEADERS:
-                        self.send_header(key, value)
+                if failure == "dropped":  # done in the store, never answered
+                    self.close_connection = True
+                    return
                 # HEAD answers carry the object's length, with no body
-                length = reply.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
-                self.send_header("Content-Length", length)
+                length = reply.getheader("Content-Length", "0") if self.command == "HEAD" else None
+                self._answer(reply.status, reply.reason,
+                             [(k, v) for k, v in reply.getheaders() if k.lower() not in _HOP_HEADERS], data, length)
+
+            def _answer(self, status: int, reason: str, headers: list, data: bytes, length: str | None = None):
+                self.send_response(status, reason)
+                for key, value in headers:
+                    self.send_header(key, value)
+                self.send_header("Content-Length", length if length is not None else str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
@@ -66,7 +98,7 @@ class SlowProxy:
             def log_message(self, *args):  # quiet: thousands of requests
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
 
