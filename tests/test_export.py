@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,22 @@ def test_export_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert "not an output directory" in capsys.readouterr().err
     assert export.main(["coco", f"to={tmp_path / 'r.json'}"]) == 2
     assert "output.dir is required" in capsys.readouterr().err
+
+
+def test_export_and_the_report_read_the_done_shards_at_once(run_dir, tmp_path, monkeypatch):
+    # Each shard's rows wait at a barrier for the other done shard's: read one after another, as
+    # they were (one request per shard in turn on an object store), the barrier breaks.
+    from pipeline.output.outputdir import OutputDir
+    from pipeline.report.cards import read_rows
+
+    out, _ = run_dir
+    barrier, rows = threading.Barrier(2, timeout=10), OutputDir.rows
+
+    def rows_together(self, shard, columns=None):
+        barrier.wait()
+        yield from rows(self, shard, columns)
+
+    monkeypatch.setattr(OutputDir, "rows", rows_together)
+    assert export.main(["png", f"output.dir={out}", f"to={tmp_path / 'labels'}", "progress=false"]) == 0
+    assert len(list((tmp_path / "labels").glob("*.png"))) == 3
+    assert len(read_rows(OutputDir(str(out)), ["shard-000000", "shard-000001"]).cards) == 3

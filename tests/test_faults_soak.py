@@ -88,6 +88,7 @@ def faulty_store(s3_store):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(max(600, 15 * NUM_SHARDS))  # seconds: about 8 per shard on this 2-core machine
 def test_soak_random_faults_balance_the_books(ray_session, tiny_models, tmp_path, faulty_store):
     rng = np.random.default_rng(1234)
     inputs, out = tmp_path / "in", "s3://nerve-soak/out"

@@ -26,6 +26,7 @@ from nerve_core.imageprep import to_rgb
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
 from pipeline.output.run_record import RunRecord
+from pipeline.read.prefetch import read_ahead
 from pipeline.read.reader import IMAGE_EXTS, open_checked, raw_samples
 from pipeline.report.cards import Card
 from pipeline.report.palette import colorize
@@ -134,8 +135,8 @@ def make_thumbnails(job: ThumbJob, cards: list[Card], folder: Path, workers: int
                     f.result()
             pending.add(pool.submit(_write, card, root / card.thumb, mask_png, image, seg, job, bar))
 
-        for shard, wanted in by_shard.items():
-            todo = _missing(job, shard, wanted, root, bar)
+        missing = read_ahead(lambda item: (item[0], _missing(job, *item, root, bar)), by_shard.items())
+        for shard, todo in missing:  # the next shards' rows are read while this one's tar is
             made += len(todo)
             for raw in _samples(job.sources.get(shard)) if todo else ():
                 item = todo.pop((raw["__key__"], raw.get("__occurrence__", 0)), None)
