@@ -5,7 +5,10 @@ and drops requests — then a resumed rerun; the books must balance exactly, sam
 
 Its size is a parameter: NERVE_SOAK_SHARDS shards of 100 samples (default 24; 1000 gives the
 100,000-sample soak of docs/benchmarks.md: `NERVE_SOAK_SHARDS=1000 python -m pytest -m slow -s
-tests/test_faults_soak.py`, which prints its time and the driver's peak memory)."""
+tests/test_faults_soak.py`, which prints its time and the driver's peak memory). What is soaked is
+the pipeline's bookkeeping, so the engine is the bench's stand-in (pipeline/bench/standin.py: a
+label map per image at a set rate, every other stage real): the tiny models' 30 ms of CPU per
+image would make the 100,000 samples hours of this machine."""
 import os
 import signal
 import time
@@ -15,8 +18,8 @@ import numpy as np
 import pytest
 
 from jobs.config import load_config
-from nerve_core.models.tiny import dotlist
 from pipeline.bench.driver_case import peak_rss_mb
+from pipeline.bench.standin import standin_name
 from pipeline.config import LabelJobConfig
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import encode_index_png as encode_label_png
@@ -88,8 +91,8 @@ def faulty_store(s3_store):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(max(600, 15 * NUM_SHARDS))  # seconds: about 8 per shard on this 2-core machine
-def test_soak_random_faults_balance_the_books(ray_session, tiny_models, tmp_path, faulty_store):
+@pytest.mark.timeout(max(600, 5 * NUM_SHARDS))  # seconds
+def test_soak_random_faults_balance_the_books(ray_session, tmp_path, faulty_store):
     rng = np.random.default_rng(1234)
     inputs, out = tmp_path / "in", "s3://nerve-soak/out"
     inputs.mkdir()
@@ -103,8 +106,8 @@ def test_soak_random_faults_balance_the_books(ray_session, tiny_models, tmp_path
             kills.append((data["shard"], pid))
 
     cfg = load_config(LabelJobConfig, [
-        "dataset=demo", *dotlist(tiny_models), "engine.device=cpu", "engine.batch_size=16",
-        f"input.shards={inputs}", f"output.dir={out}", "progress=false", "ray.num_actors=1", "ray.poll_s=0.2",
+        "dataset=demo", f"engine.name={standin_name(2000)}", "engine.device=cpu", "engine.batch_size=16",
+        f"input.shards={inputs}", f"output.dir={out}", "progress=false", "ray.num_actors=2", "ray.poll_s=0.2",
         "ray.max_retries=4"])
     start = time.perf_counter()
     first = run_label_job(cfg, on_event=chaos)
