@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import sys
 import threading
 import time
 from collections import Counter
@@ -29,6 +30,15 @@ def request_kind(method: str, path: str) -> str:
     query = path.partition("?")[2]
     listing = any(key in query for key in ("list-type=", "prefix=", "delimiter="))
     return "LIST" if method == "GET" and listing else method
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client gone mid-request (a killed actor, a client's own time-out) is no error of the proxy's."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 class SlowProxy:
@@ -98,8 +108,7 @@ class SlowProxy:
             def log_message(self, *args):  # quiet: thousands of requests
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
 
     def __enter__(self) -> SlowProxy:
