@@ -179,21 +179,24 @@ class ShardPool:
             heapq.heapify(self.deadlines)
 
     def _outcomes(self, running: dict, timeout: float) -> list[tuple]:
-        """(ref, stats or the exception it raised) of every finished attempt, waiting up to `timeout`
-        for the first; results before failures, so that a shard whose actor died just after it
-        finished counts as done, not as a victim of the death."""
+        """(ref, stats or the exception it raised) of the next finished attempt, waiting up to `timeout`;
+        one `ray.wait` per event, since a wait costs as many refs as are running. When that attempt
+        failed, every other finished one is collected too and the results go first, so that a shard
+        whose actor died just after it finished counts as done, not as a victim of the death."""
+        ready, _ = self.ray.wait(list(running), num_returns=1, timeout=timeout)
+        outcomes = [(ref, self._get(ref)) for ref in ready]
+        if any(isinstance(outcome, Exception) for _, outcome in outcomes):
+            more, _ = self.ray.wait(list(running), num_returns=len(running), timeout=0)
+            outcomes += [(ref, self._get(ref)) for ref in more if ref not in ready]
+        return sorted(outcomes, key=lambda o: isinstance(o[1], Exception))
+
+    def _get(self, ref):
         from ray.exceptions import RayActorError, RayTaskError
 
-        ready, _ = self.ray.wait(list(running), num_returns=1, timeout=timeout)
-        if ready:
-            ready, _ = self.ray.wait(list(running), num_returns=len(running), timeout=0)
-        outcomes = []
-        for ref in ready:
-            try:
-                outcomes.append((ref, self.ray.get(ref)))
-            except (RayActorError, RayTaskError) as exc:
-                outcomes.append((ref, exc))
-        return sorted(outcomes, key=lambda o: isinstance(o[1], Exception))
+        try:
+            return self.ray.get(ref)
+        except (RayActorError, RayTaskError) as exc:
+            return exc
 
     def _finish(self, outcome, attempt: Attempt, running: dict, queue: deque, result: PoolRun) -> None:
         from ray.exceptions import RayActorError
