@@ -64,3 +64,16 @@ def test_a_record_that_does_not_fit_the_job_schema_is_one_line(tmp_path, capsys)
     (tmp_path / "config.yaml").write_text("config: {}\n")
     assert nerve(["score", f"output.dir={tmp_path}"]) == 2
     assert "is not a run record" in capsys.readouterr().err
+
+
+def test_the_preflight_skips_indexed_shards_with_a_stats_file_and_reads_none(tmp_path, monkeypatch):
+    out = OutputDir(str(tmp_path))
+    out.prepare({"input": {"shards": []}}, {"digest": "d"}, "resume")
+    for shard in ("a", "b", "c"):
+        _shard(out, shard, ShardStats(shard, samples=1))
+    out.index(writable=True).flush()  # the index holds a, b and c
+    _shard(out, "late", ShardStats("late", samples=1))  # done after the index was last written
+    (tmp_path / "shards" / "b.stats.json").unlink()  # removed by hand: relabeled by the next run
+    monkeypatch.setattr(OutputDir, "read_stats", lambda self, shards: pytest.fail(f"read {shards}"))
+    assert out.done_for({"digest": "d"}, "resume") == {"a", "c"}
+    assert out.done_for({"digest": "other"}, "resume") == out.done_for({"digest": "d"}, "overwrite") == set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 
@@ -30,9 +31,10 @@ def inputs(tmp_path_factory) -> list[str]:
     return [*demo, str(base / "bad-000000.tar"), str(base / "trunc-000000.tar")]
 
 
-def label(tiny_models, shards: list[str], out, *extra: str):
+def label(engine: list[str], shards: list[str], out, *extra: str):
+    """`engine`: the tiny models' overrides (dotlist) or the stand-in's (the `standin_engine` fixture)."""
     cfg = load_config(LabelJobConfig, [
-        "dataset=demo", *dotlist(tiny_models), "engine.device=cpu", "engine.batch_size=2",
+        "dataset=demo", *engine, "engine.device=cpu", "engine.batch_size=2",
         f"input.shards=[{','.join(shards)}]", f"output.dir={out}", "progress=false", "ray.num_actors=1",
         "ray.poll_s=0.05", "ray.max_retries=1", *extra])
     return run_label_job(cfg)
@@ -48,11 +50,24 @@ def marker_times(out) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.stats.json")}
 
 
+def settled_markers(out, quiet_s: float = 1.0, within_s: float = 30.0) -> dict[str, int]:
+    """The markers once none has changed for `quiet_s`: the actors of a driver that stopped are
+    killed asynchronously, and one may still finish the shard it was writing."""
+    deadline, seen = time.monotonic() + within_s, marker_times(out)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = marker_times(out)
+        if now == seen:
+            return now
+        seen = now
+    raise AssertionError(f"the markers in {out} kept changing for {within_s} s")
+
+
 @pytest.mark.parametrize("classes", ["voc21", "coco_stuff"])
 def test_the_summary_from_the_index_equals_the_merge_of_every_stats_file(ray_session, tiny_models, inputs, tmp_path,
                                                                          classes):
     out = tmp_path / "out"
-    result = label(tiny_models, inputs, out, f"dataset.classes={classes}")
+    result = label(dotlist(tiny_models), inputs, out, f"dataset.classes={classes}")  # the real engine: walk stats too
     summary = json.loads((out / "summary.json").read_text())
     summary.pop("last_run")
     assert result.retries and summary["partial_shards"] == ["trunc-000000"] and summary["errors_by_reason"]
@@ -60,22 +75,22 @@ def test_the_summary_from_the_index_equals_the_merge_of_every_stats_file(ray_ses
     assert list((out / "index").glob("part-*.parquet")) and len(summary["class_names"]) in (21, 171)
 
 
-def test_a_rerun_with_every_shard_done_reads_no_stats_file(ray_session, tiny_models, inputs, tmp_path, monkeypatch):
+def test_a_rerun_with_every_shard_done_reads_no_stats_file(ray_session, standin_engine, inputs, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    label(tiny_models, inputs[:5], out)
+    label(standin_engine, inputs[:5], out)
     reads: list[list[str]] = []
     read_stats = OutputDir.read_stats
     monkeypatch.setattr(OutputDir, "read_stats", lambda self, shards: reads.append(list(shards)) or read_stats(self, shards))
-    again = label(tiny_models, inputs[:5], out)
+    again = label(standin_engine, inputs[:5], out)
     assert again.ok and again.skipped == 5 and again.done == []
     assert [r for r in reads if r] == []  # what is done came from the index and one listing
     (out / "shards" / "shard-000002.stats.json").unlink()  # relabel exactly this one
-    third = label(tiny_models, inputs[:5], out)
+    third = label(standin_engine, inputs[:5], out)
     assert third.done == ["shard-000002"] and third.summary["num_shards"] == 5
 
 
 @pytest.mark.parametrize("where", ["before the index write", "inside the index write"])
-def test_a_driver_killed_at_the_index_write_loses_nothing_and_labels_nothing_twice(ray_session, tiny_models, inputs,
+def test_a_driver_killed_at_the_index_write_loses_nothing_and_labels_nothing_twice(ray_session, standin_engine, inputs,
                                                                                     tmp_path, monkeypatch, where):
     """Parts of two shards: the first part is written, then the driver dies at the second, either
     before anything of it reaches the store or with its temporary file half written."""
@@ -94,12 +109,12 @@ def test_a_driver_killed_at_the_index_write_loses_nothing_and_labels_nothing_twi
 
     monkeypatch.setattr(run_index, "atomic_write", dies_at_the_second_part)
     with pytest.raises(KeyboardInterrupt):
-        label(tiny_models, inputs[:5], out)
+        label(standin_engine, inputs[:5], out)
     monkeypatch.setattr(run_index, "atomic_write", atomic_write)
     parts = sorted(p.name for p in (out / "index").iterdir())
     assert parts[0] == "part-000000.parquet" and "part-000001.parquet" not in parts
-    before = marker_times(out)
-    again = label(tiny_models, inputs[:5], out)
+    before = settled_markers(out)
+    again = label(standin_engine, inputs[:5], out)
     done_first = {name.removesuffix(".stats.json") for name in before}
     assert again.ok and sorted(again.done) == sorted({f"shard-00000{i}" for i in range(5)} - done_first)
     assert {k: v for k, v in marker_times(out).items() if k in before} == before  # no done shard relabeled
@@ -108,10 +123,10 @@ def test_a_driver_killed_at_the_index_write_loses_nothing_and_labels_nothing_twi
     assert summary == merged_from_every_stats_file(out) and summary["num_shards"] == 5
 
 
-def test_a_run_written_before_the_index_builds_it_on_its_first_resume(ray_session, tiny_models, inputs, tmp_path):
+def test_a_run_written_before_the_index_builds_it_on_its_first_resume(ray_session, standin_engine, inputs, tmp_path):
     out = tmp_path / "out"
-    label(tiny_models, inputs[:5], out)
+    label(standin_engine, inputs[:5], out)
     shutil.rmtree(out / "index")  # as the previous release left it: stats files, no index
     before = marker_times(out)
-    again = label(tiny_models, inputs[:5], out)
+    again = label(standin_engine, inputs[:5], out)
     assert again.skipped == 5 and marker_times(out) == before and list((out / "index").glob("part-*.parquet"))

@@ -133,12 +133,15 @@ class OutputDir:
         return index
 
     def done_for(self, fingerprint: dict, mode: str) -> set[str]:
-        """The shards a run with `fingerprint` will skip here: those done by a run of the same
-        fingerprint, when it resumes (none for a fresh directory, another job's, or overwrite)."""
+        """The shards a run with `fingerprint` will skip here, for its input checks: those in the
+        run index whose stats file is still there, when it resumes (none for a fresh directory,
+        another job's, or overwrite). The index's parts and one listing, no stats file read: the
+        run itself brings the index in line with the stats files (a shard done after the index
+        was last written is checked, and skipped by the run)."""
         previous = self._record_data()  # its digest only, as `prepare` reads it
         if mode != "resume" or previous is None or (previous.get("fingerprint") or {}).get("digest") != fingerprint["digest"]:
             return set()
-        return self.done_shards()
+        return RunIndex(self.fs, self.root, None, self.read_stats, writable=False).load().done() & self.markers()
 
     def clear_index(self) -> None:
         """Remove the run index (after the stats files were rewritten): the next `index` rebuilds it."""
