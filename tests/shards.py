@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
+from pathlib import Path
 
 from pipeline.sources.shard_writer import write_shards
 from pipeline.sources.synthetic import demo_samples
@@ -53,3 +55,20 @@ def set_iou(preds, gts, num_classes: int, ignore: int = 255):
             inter[c] += np.sum((p == c) & (g == c) & valid)
             union[c] += np.sum(((p == c) | (g == c)) & valid)
     return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+
+
+def settled_markers(out, quiet_s: float = 1.0, within_s: float = 30.0) -> dict[str, int]:
+    """{stats file name: mtime_ns} of OUT's done-markers once none has changed for `quiet_s`: the
+    actors of a driver that stopped are killed asynchronously, and one may still finish the shard
+    it was writing."""
+    def markers() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in (Path(out) / "shards").glob("*.stats.json")}
+
+    deadline, seen = time.monotonic() + within_s, markers()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = markers()
+        if now == seen:
+            return now
+        seen = now
+    raise AssertionError(f"the markers in {out} kept changing for {within_s} s")

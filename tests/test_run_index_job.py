@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import pytest
 
@@ -17,7 +16,7 @@ from pipeline.output.outputdir import OutputDir
 from pipeline.output.run_totals import merge_stats
 from pipeline.run.driver import run_label_job
 from tests import faults as F
-from tests.shards import make_demo_shards, write_raw_tar
+from tests.shards import make_demo_shards, settled_markers, write_raw_tar
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +47,6 @@ def merged_from_every_stats_file(out) -> dict:
 
 def marker_times(out) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.stats.json")}
-
-
-def settled_markers(out, quiet_s: float = 1.0, within_s: float = 30.0) -> dict[str, int]:
-    """The markers once none has changed for `quiet_s`: the actors of a driver that stopped are
-    killed asynchronously, and one may still finish the shard it was writing."""
-    deadline, seen = time.monotonic() + within_s, marker_times(out)
-    while time.monotonic() < deadline:
-        time.sleep(quiet_s)
-        now = marker_times(out)
-        if now == seen:
-            return now
-        seen = now
-    raise AssertionError(f"the markers in {out} kept changing for {within_s} s")
 
 
 @pytest.mark.parametrize("classes", ["voc21", "coco_stuff"])
