@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
         for i, (name, job) in enumerate(jobs.items(), 1):
             print(f"[{i}/{len(jobs)}] {name} -> {job.output.dir}")
             result = run_label_job(job, session=session)
-            stop_if_fatal(result, job.output.dir)
+            stop_if_fatal(result, job.output.dir, more_follow=i < len(jobs))
             report_failures(result)
             if not result.ok:
                 not_done.append(name)

@@ -25,10 +25,11 @@ class JobInterrupted(Exception):
     Not a NerveError: it is no failure of the user's, and it has its own exit status."""
 
 
-def stop_if_fatal(result, out_dir: str) -> None:
-    """Raise JobInterrupted when a signal stopped the job before the end, JobStopped when the driver
-    gave up on it (its failures are marked fatal)."""
-    if result.stopped and not result.ok:
+def stop_if_fatal(result, out_dir: str, more_follow: bool = False) -> None:
+    """Raise JobInterrupted when a signal stopped the job before the end (or stopped it at all when
+    `more_follow`: other jobs of the command would start after it), JobStopped when the driver gave
+    up on it (its failures are marked fatal)."""
+    if result.stopped and (more_follow or not result.ok):
         raise JobInterrupted(f"stopped by {result.stopped}: {len(result.not_done)} of {result.shards} shards are not "
                              f"done in {out_dir}; rerun the same command to resume")
     fatal = [f for f in result.failed if f.get("fatal")]

@@ -3,17 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from pipeline.bench.slow_proxy import SlowProxy, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 # Ray workers inherit the environment of the process that starts Ray: let them import the
@@ -23,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # The session's S3 store (`s3_store`): its address is fixed before the session's Ray starts, whose
 # workers reach s3:// through fsspec's environment config.
-S3_OPTIONS = {"endpoint_url": f"http://127.0.0.1:{free_port()}", "key": "testing", "secret": "testing"}
+S3_OPTIONS = {"endpoint_url": f"http://127.0.0.1:{free_ports()[0]}", "key": "testing", "secret": "testing"}
 os.environ["FSSPEC_S3"] = json.dumps(S3_OPTIONS)
 
 
@@ -62,7 +56,7 @@ def eager_dynamo(monkeypatch):
 @pytest.fixture(scope="session")
 def ray_metrics_port():
     """The Prometheus port of the session's Ray (its metrics agent serves the nerve_* metrics there)."""
-    return free_port()
+    return free_ports()[0]
 
 
 @pytest.fixture(scope="session")
@@ -73,10 +67,8 @@ def s3_store():
     moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[test]')")
     import fsspec
 
-    from pipeline.bench.slow_proxy import SlowProxy
-
     fsspec.config.conf.setdefault("s3", {}).update(S3_OPTIONS)  # fsspec read the environment at import
-    backend = free_port()
+    backend, = free_ports()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=backend, verbose=False)
     server.start()
     try:

@@ -18,8 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline.bench.slow_proxy import free_ports
+
 NODES = ("n1", "n2")
-BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scontrol", "squeue", "scancel")
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scontrol", "squeue", "scancel", "sinfo")
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 
 
@@ -33,18 +35,8 @@ def unavailable() -> str | None:
     return None
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def slurm_conf(root: Path, host: str, cpus: int) -> str:
-    ctld, *node_ports = _free_ports(1 + len(NODES))
+    ctld, *node_ports = free_ports(1 + len(NODES))
     nodes = "\n".join(f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={port} CPUs={cpus} "
                       f"RealMemory=2000 State=UNKNOWN" for name, port in zip(NODES, node_ports))
     # Random job ids: the sbatch script derives Ray's port from the job id, so two test sessions on one

@@ -1,12 +1,11 @@
 """The delaying proxy of `nerve bench store`: every request to the store pays the delay once, is
 passed through whole (bodies, lengths, listings) and is counted by kind; asked to, it refuses and
 drops requests as a loaded store does, and a retrying client still gets its answers."""
-import socket
 import time
 
 import pytest
 
-from pipeline.bench.slow_proxy import SlowProxy, request_kind
+from pipeline.bench.slow_proxy import SlowProxy, free_ports, request_kind
 
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install -e '.[test]')")
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[test]')")
@@ -20,9 +19,7 @@ def test_requests_are_classified_as_s3_kinds():
 
 @pytest.fixture
 def store_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port, = free_ports()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield port

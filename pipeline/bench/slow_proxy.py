@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import socket
 import sys
 import threading
 import time
@@ -23,6 +24,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "content-length"}
 _SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
               b"<Message>Please reduce your request rate.</Message></Error>")
+
+
+def free_ports(count: int = 1) -> list[int]:
+    """`count` distinct free ports on loopback (all held open until every one is chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def request_kind(method: str, path: str) -> str:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 
 from omegaconf import OmegaConf
 
 from nerve_core.config import EngineConfig
-from pipeline.bench.slow_proxy import SlowProxy
+from pipeline.bench.slow_proxy import SlowProxy, free_ports
 from pipeline.bench.standin import standin_name, standin_ray
 from pipeline.config import LabelJobConfig, RayConfig
 from pipeline.sources.shard_writer import write_shards
@@ -37,12 +36,6 @@ class StoreBenchConfig:
     removed: int = 5  # done-markers deleted before the last rerun: exactly these are relabeled
     images_per_second: float = 200.0  # the stand-in engine's rate
     ray: RayConfig = field(default_factory=lambda: RayConfig(num_actors=2, shards_ahead=1))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _label(cfg: StoreBenchConfig, shards: str, out: str):
@@ -82,7 +75,7 @@ def run(cfg: StoreBenchConfig) -> dict:
     measured, and would take an hour at 20 ms a request); the reruns go through the delay."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port, = free_ports()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     shards, out, steps = f"s3://{BUCKET}/shards", f"s3://{BUCKET}/out", {}

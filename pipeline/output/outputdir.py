@@ -125,11 +125,13 @@ class OutputDir:
         index); the run's totals and its done shards are in the run index (`index`)."""
         return self.read_stats(sorted(self.markers()))
 
-    def index(self, num_classes: int | None = None, writable: bool = False) -> RunIndex:
+    def index(self, num_classes: int | None = None, writable: bool = False, reconcile: bool = True) -> RunIndex:
         """The run index (pipeline/output/run_index.py), loaded and brought in line with the stats
-        files there; `writable`: the label job's, which writes what it finds missing."""
+        files there; `writable`: the label job's, which writes what it finds missing; not
+        `reconcile`: as its parts hold it, nothing else read."""
         index = RunIndex(self.fs, self.root, num_classes, self.read_stats, writable).load()
-        index.reconcile(self.markers())
+        if reconcile:
+            index.reconcile(self.markers())
         return index
 
     def done_for(self, fingerprint: dict, mode: str) -> set[str]:
@@ -141,7 +143,7 @@ class OutputDir:
         previous = self._record_data()  # its digest only, as `prepare` reads it
         if mode != "resume" or previous is None or (previous.get("fingerprint") or {}).get("digest") != fingerprint["digest"]:
             return set()
-        return RunIndex(self.fs, self.root, None, self.read_stats, writable=False).load().done() & self.markers()
+        return self.index(reconcile=False).done() & self.markers()
 
     def clear_index(self) -> None:
         """Remove the run index (after the stats files were rewritten): the next `index` rebuilds it."""

@@ -133,8 +133,12 @@ class RunIndex:
     def drop(self, shards: set[str]) -> None:
         """Take `shards` out of the index: each part that held one is rewritten from the stats of
         its other shards (or removed when none is left)."""
-        for number in sorted({self.part_of[s] for s in shards if s in self.part_of}):
-            held = [s for s, n in self.part_of.items() if n == number]  # rare: a walk over the index is fine
+        touched = {self.part_of[s] for s in shards if s in self.part_of}
+        held_by: dict[int, list[str]] = {number: [] for number in touched}
+        for shard, number in self.part_of.items() if touched else ():  # one walk over the index, whatever the parts
+            if number in held_by:
+                held_by[number].append(shard)
+        for number, held in sorted(held_by.items()):
             keep = [s for s in held if s not in shards]
             stats = self.read_stats(keep)
             lost = [s for s in keep if s not in stats or stats[s].partial]

@@ -39,7 +39,7 @@ def run_pending(out: OutputDir, urls: list[str], connect: Callable[[], AbstractC
     yields, entered only when there is work), record the failures; (how it went, this run's
     figures, the run index with every done shard). The caller writes the summary. `pool`: what
     makes the pool from (ray, cfg, vocab, fingerprint, emit, task); the driver simulation's
-    (pipeline/bench/driver_bench.py) hands it its stand-in actors and clock.
+    (pipeline/bench/driver_case.py) hands it its stand-in actors and clock.
 
     What is done comes from the run index, not from reading every stats file; each shard done here
     joins the index as its stats arrive, and the index is brought in line with the stats files once

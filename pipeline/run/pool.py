@@ -240,7 +240,10 @@ class ShardPool:
         self._keep_slot(slot)
 
     def _retry_or_fail(self, attempt: Attempt, queue: deque, result: PoolRun, reason: str, **extra) -> bool:
-        """Requeue the shard while retries remain; else record it as failed and return True."""
+        """Requeue the shard while retries remain; else record it as failed and return True. After a
+        stop signal nothing is requeued or counted: the shard is let go, and a rerun labels it."""
+        if self.stop.requested:
+            return False
         if attempt.charged < self.cfg.ray.max_retries:
             result.retries += 1
             self.metrics.retried()

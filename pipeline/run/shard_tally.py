@@ -84,7 +84,7 @@ class ShardTally:
             read_error=None if read_error is None else f"unreadable after {self.samples} samples: {read_error}",
             fingerprint=self.fingerprint, seconds=dict(self.seconds), finished_at=time.time(),
             expected_samples=expected_samples, gt_images=self.gt_images,
-            confusion=self.confusion.copy() if self.gt_images else None,
+            confusion=self.confusion if self.gt_images else None,  # the tally ends with the shard
             cpu_seconds=self.cpu.seconds(process=process_cpu),
             images_per_second=self.samples / busy if busy > 0 else None,
             engine_images_per_second=self.ok / self.seconds["engine"] if self.seconds["engine"] > 0 else None,

@@ -77,10 +77,9 @@ def build_cache(ray, cfg, space: SearchSpace, root: str, vocab, emit) -> JobResu
     urls = expand_shards(cfg.input.shards)
     out = OutputDir(root)
     start = time.perf_counter()
-    result, _, _ = run_pending(out, urls, lambda: nullcontext(ray), job, vocab, fingerprint, emit,
-                            CacheShard(cfg.tune.cache_dtype))
-    wanted = out.markers() & {shard_id(u) for u in urls}
-    stats = [s for s in out.read_stats(sorted(wanted)).values() if not s.partial]
+    result, _, index = run_pending(out, urls, lambda: nullcontext(ray), job, vocab, fingerprint, emit,
+                                   CacheShard(cfg.tune.cache_dtype))
+    stats = list(out.read_stats(sorted(index.done() & {shard_id(u) for u in urls})).values())
     result.summary = cache_summary(stats, fingerprint["digest"], time.perf_counter() - start)
     out.write_summary(result.summary)
     return result
