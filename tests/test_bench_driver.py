@@ -13,6 +13,7 @@ from pipeline.bench.driver_case import DriverCase, case_job, measure
 from pipeline.bench.sim_shards import SimShards
 from pipeline.bench.sim_store import CONCURRENCY, create_bucket
 from pipeline.output.outputdir import OutputDir
+from pipeline.output.run_index import INDEX_DIR
 from pipeline.output.run_totals import merge_stats
 from pipeline.run.driver import job_description
 from pipeline.run.pool import ShardPool
@@ -52,13 +53,14 @@ def test_the_driver_labels_every_shard_once_through_deaths_and_hangs_and_sums_th
     case = DriverCase(shards=1000, actors=10, latency_ms=0, classes="voc21", samples=4,
                       behaviour={"death_rate": 0.01, "hang_rate": 0.003, "seed": 1})
     figures = measure(case, "t-run")
-    assert figures["deaths"] > 0 and figures["kills"] > figures["deaths"]  # hung actors were killed too
+    assert figures["deaths"] > 0 and figures["hangs"] > 0
+    assert figures["kills"] >= figures["deaths"] + figures["hangs"]  # every dead and every hung actor was killed
     assert figures["events"]["retry"] > 0 and figures["failed"] == 0
     assert figures["done"] == figures["indexed"] == 1000 and figures["left_on_resume"] == 0
     assert figures["shard_events"] == 1000 + figures["events"]["retry"]
 
     out = OutputDir("simstore://t-run/out")
-    parts = out.fs.cat(sorted(out.fs.ls(f"{out.root}/index")))
+    parts = out.fs.cat(sorted(out.fs.ls(f"{out.root}/{INDEX_DIR}")))
     indexed = [s for data in parts.values() for s in pq.read_table(io.BytesIO(data)).column("shard").to_pylist()]
     assert len(indexed) == len(set(indexed)) == 1000
 

@@ -96,7 +96,6 @@ def measure(case: DriverCase, bucket_name: str = "bench") -> dict:
     urls = [f"/sim/in/shard-{i:07d}.tar" for i in range(case.shards)]
     sim = SimRay(bucket, shards, case.actors, case.behaviour)
     pool, events = TimedPool(start_actor=sim.start_actor, start_counter=sim.start_counter, clock=sim.clock), Counter()
-    rss_before = peak_rss_mb()
 
     def phase(fn):
         bucket.requests.clear()
@@ -110,16 +109,15 @@ def measure(case: DriverCase, bucket_name: str = "bench") -> dict:
         pool=pool))
     attempts = sum(events[name] for name in SHARD_EVENTS)
     todo, resume = phase(lambda: _resume_decision(out, len(vocab), urls))
-    summary, summary_phase = phase(lambda: write_summary(
+    _, summary_phase = phase(lambda: write_summary(
         out, vocab.names, fingerprint, figures.last_run(sim.now, result.skipped, len(result.failed), result.retries), index))
     return {
         "case": asdict(case), "shard_events": attempts, "events": dict(events),
         "driver_cpu_ms_per_event": 1000 * (pool.cpu_seconds - sim.cpu_seconds) / attempts,
         "simulation_cpu_ms_per_event": 1000 * sim.cpu_seconds / attempts,
-        "peak_rss_mb": peak_rss_mb(), "rss_before_run_mb": rss_before,
-        "simulated_seconds": sim.now, "actors_started": sim.started, "deaths": sim.deaths, "kills": sim.kills,
+        "peak_rss_mb": peak_rss_mb(),
+        "simulated_seconds": sim.now, "actors_started": sim.started, "deaths": sim.deaths, "hangs": sim.hangs, "kills": sim.kills,
         "done": len(result.done), "failed": len(result.failed), "indexed": len(index.done()), "left_on_resume": len(todo),
-        "summary_shards": summary["num_shards"],
         "run": run, "resume": resume, "summary": summary_phase,
     }
 

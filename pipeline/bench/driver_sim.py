@@ -78,6 +78,7 @@ class SimActor:
             self.died_at = min(self.died_at, begin + duration * sim.rng.random())
             ref = _Ref(self, url, attempt, begin, self.died_at, True)
         elif fate < sim.behaviour.death_rate + sim.behaviour.hang_rate:
+            sim.hangs += self.free_at < math.inf  # actors that hang (later shards wait behind the first)
             ref = _Ref(self, url, attempt, begin, math.inf, False)
         else:
             ref = _Ref(self, url, attempt, begin, begin + duration, False)
@@ -101,7 +102,7 @@ class SimRay:
         self.rng = np.random.default_rng(behaviour.seed)
         self.now = 0.0
         self.cpus = float(actors + 1)  # one CPU per actor and one for the driver's side (ActorPlan)
-        self.started = self.deaths = self.kills = 0
+        self.started = self.deaths = self.hangs = self.kills = 0
         self.cpu_seconds = 0.0
         self.clock_cpu = time.thread_time
         self._ends: list[tuple[float, int, _Ref]] = []  # heap of the refs yet to end

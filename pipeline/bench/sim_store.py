@@ -21,20 +21,21 @@ from concurrent.futures import ThreadPoolExecutor
 import fsspec
 from fsspec.spec import AbstractFileSystem
 
+from pipeline.output.outputdir import PARQUET_SUFFIX, STATS_SUFFIX
+
 PROTOCOL = "simstore"
 LIST_PAGE = 1000  # names per listing request (S3's ListObjectsV2 page)
 CONCURRENCY = 32  # requests in flight for a batched cat
-STATS_SUFFIX, PARQUET_SUFFIX = ".stats.json", ".parquet"
 _BUCKETS: dict[str, Bucket] = {}
 
 
 class Bucket:
     """One simulated store: the driver's files, the shards with a done-marker, the request counts."""
 
-    def __init__(self, name: str, latency_s: float, shards_folder: str, stats_file: Callable[[str], bytes]):
+    def __init__(self, latency_s: float, shards_folder: str, stats_file: Callable[[str], bytes]):
         """`shards_folder`: where the markers live (OUT/shards, without the protocol);
         `stats_file(shard)`: a marker's content."""
-        self.name, self.latency_s, self.shards_folder, self.stats_file = name, latency_s, shards_folder, stats_file
+        self.latency_s, self.shards_folder, self.stats_file = latency_s, shards_folder, stats_file
         self.files: dict[str, bytes] = {}
         self.markers: set[str] = set()
         self.requests: Counter = Counter()
@@ -64,7 +65,7 @@ class Bucket:
 def create_bucket(name: str, latency_s: float, shards_folder: str, stats_file: Callable[[str], bytes]) -> Bucket:
     """A fresh bucket `simstore://name` (one of that name before is forgotten)."""
     fsspec.register_implementation(PROTOCOL, SimStore, clobber=True)
-    _BUCKETS[name] = bucket = Bucket(name, latency_s, shards_folder, stats_file)
+    _BUCKETS[name] = bucket = Bucket(latency_s, shards_folder, stats_file)
     return bucket
 
 

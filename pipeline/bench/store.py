@@ -22,6 +22,7 @@ from nerve_core.config import EngineConfig
 from pipeline.bench.slow_proxy import SlowProxy, free_ports
 from pipeline.bench.standin import standin_name, standin_ray
 from pipeline.config import LabelJobConfig, RayConfig
+from pipeline.output.outputdir import OutputDir
 from pipeline.sources.shard_writer import write_shards
 from pipeline.sources.synthetic import demo_samples
 
@@ -93,13 +94,13 @@ def run(cfg: StoreBenchConfig) -> dict:
             fs = _use_store(slow)
             with standin_ray(cfg.ray):
                 steps["rerun, every shard done"], second = _timed(slow, lambda: _label(cfg, shards, out))
-                markers = sorted(p for p in fs.ls(f"{out}/shards", detail=False) if p.endswith(".stats.json"))
-                removed = markers[:: max(1, len(markers) // cfg.removed)][: cfg.removed]
-                fs.rm(removed)
+                markers = sorted(OutputDir(out).markers())
+                removed = markers[:: max(1, len(markers) // max(1, cfg.removed))][: cfg.removed]
+                fs.rm([OutputDir(out).paths(shard)["stats"] for shard in removed])
                 steps[f"rerun, {len(removed)} markers removed"], third = _timed(slow, lambda: _label(cfg, shards, out))
     finally:
         server.stop()
-    gone = sorted(p.rsplit("/", 1)[-1].removesuffix(".stats.json") for p in removed)
+    gone = sorted(removed)
     return dict(benchmark="store", config=asdict(cfg), steps=steps, rerun_skipped=second.skipped,
                 rerun_labeled=len(second.done), relabeled=sorted(third.done), removed=gone,
                 relabeled_exactly_removed=sorted(third.done) == gone, load_average=os.getloadavg())
