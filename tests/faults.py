@@ -243,3 +243,14 @@ def labeling_peak_growth(engine_overrides: dict, sizes: list[tuple[int, int]]) -
         del data, sample, prepared, seg
         growth.append(peak() - base)
     return growth
+
+
+def at_once(read, parties: int, timeout_s: float = 10.0):
+    """`read`, made to wait at a barrier until `parties` calls are under way: readers that read one
+    shard after another break it (threading.BrokenBarrierError)."""
+    barrier = threading.Barrier(parties, timeout=timeout_s)
+
+    def wrapped(*args, **kwargs):
+        barrier.wait()
+        return read(*args, **kwargs)
+    return wrapped

@@ -57,17 +57,18 @@ def set_iou(preds, gts, num_classes: int, ignore: int = 255):
     return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
 
 
-def settled_markers(out, quiet_s: float = 1.0, within_s: float = 30.0) -> dict[str, int]:
-    """{stats file name: mtime_ns} of OUT's done-markers once none has changed for `quiet_s`: the
-    actors of a driver that stopped are killed asynchronously, and one may still finish the shard
-    it was writing."""
-    def markers() -> dict[str, int]:
-        return {p.name: p.stat().st_mtime_ns for p in (Path(out) / "shards").glob("*.stats.json")}
+def marker_times(out) -> dict[str, int]:
+    """{shard: its stats file's mtime_ns} of OUT's done-markers (complete or partial)."""
+    return {p.name.removesuffix(".stats.json"): p.stat().st_mtime_ns for p in (Path(out) / "shards").glob("*.stats.json")}
 
-    deadline, seen = time.monotonic() + within_s, markers()
+
+def settled_markers(out, quiet_s: float = 1.0, within_s: float = 30.0) -> dict[str, int]:
+    """`marker_times` once none has changed for `quiet_s`: the actors of a driver that stopped are
+    killed asynchronously, and one may still finish the shard it was writing."""
+    deadline, seen = time.monotonic() + within_s, marker_times(out)
     while time.monotonic() < deadline:
         time.sleep(quiet_s)
-        now = markers()
+        now = marker_times(out)
         if now == seen:
             return now
         seen = now

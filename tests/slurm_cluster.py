@@ -123,18 +123,20 @@ class SlurmCluster:
 
     def stop(self) -> None:
         """Cancel what still runs (its processes end with their job), then stop each daemon by its PID."""
-        if self.daemons and all(d.poll() is None for d in self.daemons):
-            self.client("scancel", "--user", str(os.getuid()), check=False)
-            self._until(lambda: not self.client("squeue", "--noheader", check=False).strip(), 60,
-                        "jobs did not end")
-        for daemon in reversed(self.daemons):
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            if self.daemons and all(d.poll() is None for d in self.daemons):
+                self.client("scancel", "--user", str(os.getuid()), check=False)
+                self._until(lambda: not self.client("squeue", "--noheader", check=False).strip(), 60,
+                            "jobs did not end")
+        finally:  # the daemons run as root: never leave them behind
+            for daemon in reversed(self.daemons):
+                daemon.send_signal(signal.SIGTERM)
+                try:
+                    daemon.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
+                    daemon.wait()
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def client(self, *args: str, check: bool = True) -> str:
         run = subprocess.run(args, env=self.env, capture_output=True, text=True)

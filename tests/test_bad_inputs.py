@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import threading
 
 import numpy as np
 import pytest
@@ -195,23 +194,13 @@ def test_nothing_from_a_tar_names_a_file(bad_run):
     assert not any("escape" in p or "deep" in p for p in _files(bad_run["base"].parent))
 
 
-
-
 def test_verify_and_score_read_the_shards_at_once(bad_run, tmp_path, monkeypatch):
     # Every shard's read waits at a barrier for all the others': one shard after another, the barrier breaks.
     from pipeline.score import rescore, verify
 
     out = tmp_path / "copy"
     shutil.copytree(bad_run["out"], out)
-    together = {}
-
-    def at_once(read, parties):
-        def wrapped(*args, **kwargs):
-            together.setdefault(read, threading.Barrier(parties, timeout=10)).wait()
-            return read(*args, **kwargs)
-        return wrapped
-
-    monkeypatch.setattr(verify, "_input_sizes", at_once(verify._input_sizes, len(bad_run["shards"])))
+    monkeypatch.setattr(verify, "_input_sizes", F.at_once(verify._input_sizes, len(bad_run["shards"])))
     assert verify.verify_output(str(out)).inputs > 0
-    monkeypatch.setattr(rescore, "shard_ground_truth", at_once(rescore.shard_ground_truth, 3))  # bad, good, empty: done
+    monkeypatch.setattr(rescore, "shard_ground_truth", F.at_once(rescore.shard_ground_truth, 3))  # bad, good, empty: done
     assert rescore.rescore(str(out)).summary["num_shards"] == 4

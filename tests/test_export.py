@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from pycocotools.coco import COCO
 from configs import classes_path
 from jobs import export
 from nerve_core.vocab import Vocabulary
+from tests.faults import at_once
 
 ROW_SCHEMA = pa.schema([
     ("key", pa.string()), ("shard", pa.string()), ("image_id", pa.int64()),
@@ -223,13 +223,7 @@ def test_export_and_the_report_read_the_done_shards_at_once(run_dir, tmp_path, m
     from pipeline.report.cards import read_rows
 
     out, _ = run_dir
-    barrier, rows = threading.Barrier(2, timeout=10), OutputDir.rows
-
-    def rows_together(self, shard, columns=None):
-        barrier.wait()
-        yield from rows(self, shard, columns)
-
-    monkeypatch.setattr(OutputDir, "rows", rows_together)
+    monkeypatch.setattr(OutputDir, "rows", at_once(OutputDir.rows, 2))
     assert export.main(["png", f"output.dir={out}", f"to={tmp_path / 'labels'}", "progress=false"]) == 0
     assert len(list((tmp_path / "labels").glob("*.png"))) == 3
     assert len(read_rows(OutputDir(str(out)), ["shard-000000", "shard-000001"]).cards) == 3

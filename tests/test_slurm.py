@@ -10,7 +10,6 @@ docs/operations.md quotes.
 """
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
@@ -20,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from nerve_core.models.tiny import dotlist
+from pipeline.output.outputdir import OutputDir
 from pipeline.score.verify import verify_output
-from tests.shards import make_demo_shards
+from tests.shards import make_demo_shards, marker_times
 from tests.slurm_cluster import FINAL_STATES, SlurmCluster, unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,11 +58,6 @@ def _submit(slurm, tmp_path: Path, options: list[str], args: list[str]) -> tuple
     return job_id, tmp_path / f"job-{job_id}.out"
 
 
-def _done(out: Path) -> dict[str, int]:
-    """shard -> its stats file's modification time (ns): the done shards."""
-    return {p.name.removesuffix(".stats.json"): p.stat().st_mtime_ns for p in (out / "shards").glob("*.stats.json")}
-
-
 def _ray_processes(job_id: int, slurm) -> list[str]:
     """Command lines of live processes that use this job's Ray temp dirs."""
     mark, found = f"{slurm.root}/ray/ray-{job_id}-".encode(), []
@@ -87,7 +82,7 @@ def test_label_job_on_two_nodes_completes_with_every_row_and_stops_ray(slurm, ti
     assert "Ray is up on 2 node(s)" in output and "labeled 8 images in 4 shards" in output
     assert verify_output(str(out)).ok
     # One actor per node (each takes all of a node's CPUs): the worker that srun started did half the work.
-    actors = {json.loads((out / "shards" / f"{s}.stats.json").read_text())["actor"]["node_id"] for s in _done(out)}
+    actors = {stats.actor["node_id"] for stats in OutputDir(str(out)).stats().values()}
     assert len(actors) == 2
     assert _ray_processes(job_id, slurm) == []
 
@@ -108,8 +103,8 @@ def test_term_mid_run_stops_within_the_grace_and_the_requeued_job_finishes(slurm
     submitted = time.time()
     job_id, log = _submit(slurm, tmp_path, [f"--cpus-per-task={slurm.cpus}"],
                           _label(tiny_models, tmp_path / "shards", out, "ray.num_actors=1", f"ray.stop_grace_s={grace}"))
-    _until(lambda: _done(out) or slurm.job(job_id)["JobState"] in FINAL_STATES, 180, "no shard labeled in 180 s")
-    assert _done(out), log.read_text()
+    _until(lambda: marker_times(out) or slurm.job(job_id)["JobState"] in FINAL_STATES, 180, "no shard labeled in 180 s")
+    assert marker_times(out), log.read_text()
     termed = time.time()
     slurm.client("scancel", "--batch", "--signal=TERM", str(job_id))  # what --signal=B:TERM@90 sends before the time limit
     requeued = {"Restarts": "1", "JobState": "PENDING"}  # pending again once the first run has ended
@@ -119,19 +114,21 @@ def test_term_mid_run_stops_within_the_grace_and_the_requeued_job_finishes(slurm
     ray_stopped = float(re.search(r"Ray stopped at (\S+)", first)[1])
     assert "nerve: stopped by SIGTERM: " in first and "rerun the same command to resume" in first, first
     labeling, before = map(int, re.search(r"for the (\d+) being labeled \((\d+) labeled by this run", first).groups())
-    done = _done(out)
+    _until(lambda: not _ray_processes(job_id, slurm), 60, "the first run's Ray did not stop")
+    done = marker_times(out)  # the first run's, its actors gone with its Ray
     assert 0 < len(done) < shards and exited - termed < grace
-    relabeled = max(0, labeling - (len(done) - before))  # being labeled at TERM, not done when the run ended
+    finished = len(done) - before  # after TERM: the shard being labeled, and the one handed ahead if it was quick
+    assert finished <= labeling + 1, "shards were handed out after TERM"
+    relabeled = max(0, labeling - finished)  # being labeled at TERM, not done when the run ended
     # SLURM holds a requeued job for two minutes before it may start again. Release it now, but not
     # within the second of the requeue: slurmd refuses a job whose credential was revoked that second.
-    _until(lambda: not _ray_processes(job_id, slurm), 60, "the first run's Ray did not stop")
     time.sleep(2)
     slurm.client("scontrol", "update", f"JobId={job_id}", "StartTime=now")
     job = slurm.wait(job_id, timeout=300)
     assert (job["JobState"], job["ExitCode"], job["Restarts"]) == ("COMPLETED", "0:0", "1"), log.read_text()
-    after = _done(out)
+    after = marker_times(out)
     assert len(after) == shards and {s: after[s] for s in done} == done  # no done shard was labeled again
-    last_run = json.loads((out / "summary.json").read_text())["last_run"]
+    last_run = OutputDir(str(out)).summary()["last_run"]
     assert (last_run["shards_skipped"], last_run["shards_labeled"]) == (len(done), shards - len(done))
     assert verify_output(str(out)).ok and relabeled == 0
     first_shard = min(done.values()) / 1e9 - submitted

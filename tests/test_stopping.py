@@ -25,7 +25,7 @@ from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
 from pipeline.run.driver import run_label_job
 from pipeline.score.verify import verify_output
-from tests.shards import demo_shards_dir, settled_markers
+from tests.shards import demo_shards_dir, marker_times, settled_markers
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARDS = 4
@@ -52,21 +52,14 @@ def _signal_at_hand_over(*signums):
     return on_event
 
 
-def _done(out: Path) -> list[str]:
-    return sorted(p.name.removesuffix(".stats.json") for p in (out / "shards").glob("*.stats.json"))
-
-
-def _stats_mtimes(out: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.stats.json")}
-
-
-def _resume_labels_only_the_rest(engine: list[str], shards_dir, out, done: list[str]) -> None:
-    kept = _stats_mtimes(out)
-    assert sorted(kept) == [f"{s}.stats.json" for s in done]
+def _resume_labels_only_the_rest(engine: list[str], shards_dir, out) -> None:
+    """A rerun skips exactly the shards done when the stopped run's actors were gone, and labels the rest."""
+    kept = settled_markers(out)
+    done = sorted(kept)
     result = run_label_job(load_config(LabelJobConfig, _args(engine, shards_dir, out)))
     assert result.ok and not result.stopped and result.skipped == len(done)
     assert len(result.done) == SHARDS - len(done) and not set(result.done) & set(done)
-    assert {k: v for k, v in _stats_mtimes(out).items() if k in kept} == kept  # nothing labeled twice
+    assert {k: v for k, v in marker_times(out).items() if k in kept} == kept  # nothing labeled twice
     assert verify_output(str(out)).ok
 
 
@@ -79,13 +72,13 @@ def test_first_signal_lets_the_shard_being_labeled_finish_then_a_rerun_resumes(
     assert result.stopped == signal.Signals(signum).name and not result.ok
     assert result.done == ["shard-000000"]  # the one being labeled finished in the grace
     # Shard 1 was let go; its actor may have labeled it in the moment before the pool stopped it.
-    done = sorted(name.removesuffix(".stats.json") for name in settled_markers(tmp_path))
+    done = sorted(settled_markers(tmp_path))
     assert done in (["shard-000000"], ["shard-000000", "shard-000001"])
     assert len(result.not_done) == SHARDS - len(done) and not result.failed and result.retries == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["num_shards"] == len(done) and summary["last_run"]["shards_labeled"] == 1
     assert signal.getsignal(signum) is before  # the job's handler is gone
-    _resume_labels_only_the_rest(standin_engine, shards_dir, tmp_path, done)
+    _resume_labels_only_the_rest(standin_engine, shards_dir, tmp_path)
 
 
 @pytest.mark.parametrize("grace,signals", [(0, 1), (60, 2)], ids=["grace-0", "second-signal"])
@@ -98,7 +91,7 @@ def test_no_grace_or_a_second_signal_stops_at_once(grace, signals, ray_session, 
     assert time.monotonic() - start < 60
     assert signal.getsignal(signal.SIGTERM) is before
     # Its actor, killed as the job ended, may have written it in that moment: then it is done.
-    written = {name.removesuffix(".stats.json") for name in settled_markers(tmp_path)}
+    written = set(settled_markers(tmp_path))
     assert written <= {"shard-000000"}
     assert verify_output(str(tmp_path)).shards_not_done == [f"shard-{i:06d}" for i in range(SHARDS) if f"shard-{i:06d}" not in written]
 
@@ -114,7 +107,7 @@ def test_the_command_exits_75_with_one_line_that_says_a_rerun_resumes(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("nerve: SIGTERM received: no more shards are handed out; waiting up to 60 s "
                              "for the 1 being labeled (0 labeled by this run so far")
-    assert err[1:] == [f"nerve: stopped by SIGTERM: {SHARDS - len(_done(tmp_path))} of {SHARDS} shards are not done in {tmp_path}; "
+    assert err[1:] == [f"nerve: stopped by SIGTERM: {SHARDS - len(marker_times(tmp_path))} of {SHARDS} shards are not done in {tmp_path}; "
                        "rerun the same command to resume"]
 
 
@@ -132,6 +125,5 @@ def test_ctrl_c_on_a_subprocess_job_then_a_rerun_resumes(ray_session, tiny_model
     _, err = job.communicate(timeout=90)
     assert job.returncode == 75, err
     assert err.strip().splitlines()[-1].startswith("nerve: stopped by SIGINT: ")
-    done = _done(tmp_path)
-    assert 0 < len(done) < SHARDS
-    _resume_labels_only_the_rest(dotlist(tiny_models), shards_dir, tmp_path, done)
+    assert 0 < len(settled_markers(tmp_path)) < SHARDS
+    _resume_labels_only_the_rest(dotlist(tiny_models), shards_dir, tmp_path)
