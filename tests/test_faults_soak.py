@@ -85,6 +85,7 @@ def faulty_store(s3_store):
     import fsspec
 
     fsspec.filesystem("s3").mkdir("nerve-soak")
+    s3_store.requests.clear(), s3_store.faults.clear()  # this test's, not the session's
     s3_store.refuse_rate, s3_store.drop_rate = REFUSE_RATE, DROP_RATE
     yield s3_store
     s3_store.refuse_rate = s3_store.drop_rate = 0.0
@@ -119,8 +120,8 @@ def test_soak_random_faults_balance_the_books(ray_session, tmp_path, faulty_stor
     report = verify_output(out)
     print(f"\nsoak: {report.inputs} inputs, {report.ok_rows} ok, {dict(report.error_rows)}, kills {len(kills)}, "
           f"retries {first.retries}+{second.retries}, store faults {dict(faulty_store.faults)} of "
-          f"{sum(faulty_store.requests.values())} requests; both runs {seconds:.0f} s, driver peak RSS "
-          f"{peak_rss_mb():.0f} MB")
+          f"{sum(faulty_store.requests.values())} requests; both runs {seconds:.0f} s, peak RSS of the test "
+          f"process (the driver, with the moto server and the proxy) {peak_rss_mb():.0f} MB")
     assert len(kills) > 0 and faulty_store.faults["refused"] > 0 and faulty_store.faults["dropped"] > 0
     assert report.error_rows == expected
     assert report.ok_rows + sum(report.error_rows.values()) == report.inputs

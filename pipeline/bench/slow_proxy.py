@@ -58,12 +58,13 @@ class SlowProxy:
     `refuse_rate` and `drop_rate` it refuses and drops those shares of requests (drawn from `seed`)."""
 
     def __init__(self, upstream_port: int, delay_s: float, refuse_rate: float = 0.0, drop_rate: float = 0.0,
-                 seed: int = 0, port: int = 0):
-        """`port`: where to serve (0: any free one); the rates may be changed while it serves."""
+                 seed: int = 0, port: int = 0, log_paths: bool = False):
+        """`port`: where to serve (0: any free one); the rates may be changed while it serves;
+        `log_paths`: keep every request's method and path in `paths`."""
         self.refuse_rate, self.drop_rate = refuse_rate, drop_rate
         self.requests: Counter = Counter()  # by kind: LIST, GET, HEAD, PUT, POST, DELETE
         self.faults: Counter = Counter()  # "refused", "dropped"
-        self.paths: list[str] = []  # every request, in order
+        self.paths: list[str] = []  # every request, in order (with log_paths)
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         proxy = self
@@ -85,7 +86,8 @@ class SlowProxy:
                 time.sleep(delay_s)
                 with proxy._lock:
                     proxy.requests[request_kind(self.command, self.path)] += 1
-                    proxy.paths.append(f"{self.command} {self.path}")
+                    if log_paths:
+                        proxy.paths.append(f"{self.command} {self.path}")
                 failure = fault()
                 if failure == "refused":
                     self._answer(503, "Slow Down", [("Content-Type", "application/xml")], _SLOW_DOWN)

@@ -55,7 +55,7 @@ def _timed(proxy: SlowProxy, step) -> tuple[dict, object]:
     before, seen = dict(proxy.requests), len(proxy.paths)
     start = time.perf_counter()
     value = step()
-    if os.environ.get("NERVE_BENCH_STORE_LOG"):
+    if proxy.paths:
         print("\n".join(proxy.paths[seen:]))
     requests = {k: v - before.get(k, 0) for k, v in proxy.requests.items() if v - before.get(k, 0)}
     return {"seconds": round(time.perf_counter() - start, 2), "requests": requests}, value
@@ -81,7 +81,8 @@ def run(cfg: StoreBenchConfig) -> dict:
     server.start()
     shards, out, steps = f"s3://{BUCKET}/shards", f"s3://{BUCKET}/out", {}
     try:
-        with SlowProxy(port, 0.0) as direct:
+        log = bool(os.environ.get("NERVE_BENCH_STORE_LOG"))  # every request's path, printed after each step
+        with SlowProxy(port, 0.0, log_paths=log) as direct:
             fs = _use_store(direct)
             fs.mkdir(BUCKET)
             steps["write shards (no delay)"], _ = _timed(direct, lambda: write_shards(
@@ -90,7 +91,7 @@ def run(cfg: StoreBenchConfig) -> dict:
                 steps["label (no delay)"], first = _timed(direct, lambda: _label(cfg, shards, out))
             if not first.ok:
                 raise RuntimeError(f"the label job failed: {first.failed[:3]}, not done {first.not_done[:3]}")
-        with SlowProxy(port, cfg.delay_ms / 1000.0) as slow:
+        with SlowProxy(port, cfg.delay_ms / 1000.0, log_paths=log) as slow:
             fs = _use_store(slow)
             with standin_ray(cfg.ray):
                 steps["rerun, every shard done"], second = _timed(slow, lambda: _label(cfg, shards, out))
