@@ -37,8 +37,8 @@ def shards_dir(tmp_path_factory):
 
 
 def _args(engine: list[str], shards_dir, out, *extra) -> list[str]:
-    """`engine`: the stand-in's overrides (`standin_engine`), or the tiny models' for a job started
-    from the command line in a process of its own."""
+    """`engine`: the tiny models' overrides (dotlist): an engine slow enough that a shard handed
+    ahead is still unlabeled when the stopped job's actors are killed."""
     return ["dataset=demo", *engine, "engine.device=cpu", f"input.shards={shards_dir}",
             f"output.dir={out}", "progress=false", "ray.num_actors=1", "ray.poll_s=0.1", *extra]
 
@@ -64,10 +64,10 @@ def _resume_labels_only_the_rest(engine: list[str], shards_dir, out) -> None:
 
 
 def test_first_signal_lets_the_shard_being_labeled_finish_then_a_rerun_resumes(
-        ray_session, standin_engine, shards_dir, tmp_path):
+        ray_session, tiny_models, shards_dir, tmp_path):
     signum = signal.SIGTERM  # SIGINT: test_ctrl_c_on_a_subprocess_job_then_a_rerun_resumes
     before = signal.getsignal(signum)
-    cfg = load_config(LabelJobConfig, _args(standin_engine, shards_dir, tmp_path, "ray.stop_grace_s=60"))
+    cfg = load_config(LabelJobConfig, _args(dotlist(tiny_models), shards_dir, tmp_path, "ray.stop_grace_s=60"))
     result = run_label_job(cfg, on_event=_signal_at_hand_over(signum))
     assert result.stopped == signal.Signals(signum).name and not result.ok
     assert result.done == ["shard-000000"]  # the one being labeled finished in the grace
@@ -78,13 +78,13 @@ def test_first_signal_lets_the_shard_being_labeled_finish_then_a_rerun_resumes(
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["num_shards"] == len(done) and summary["last_run"]["shards_labeled"] == 1
     assert signal.getsignal(signum) is before  # the job's handler is gone
-    _resume_labels_only_the_rest(standin_engine, shards_dir, tmp_path)
+    _resume_labels_only_the_rest(dotlist(tiny_models), shards_dir, tmp_path)
 
 
 @pytest.mark.parametrize("grace,signals", [(0, 1), (60, 2)], ids=["grace-0", "second-signal"])
-def test_no_grace_or_a_second_signal_stops_at_once(grace, signals, ray_session, standin_engine, shards_dir, tmp_path):
+def test_no_grace_or_a_second_signal_stops_at_once(grace, signals, ray_session, tiny_models, shards_dir, tmp_path):
     before = signal.getsignal(signal.SIGTERM)
-    cfg = load_config(LabelJobConfig, _args(standin_engine, shards_dir, tmp_path, f"ray.stop_grace_s={grace}"))
+    cfg = load_config(LabelJobConfig, _args(dotlist(tiny_models), shards_dir, tmp_path, f"ray.stop_grace_s={grace}"))
     start = time.monotonic()
     result = run_label_job(cfg, on_event=_signal_at_hand_over(*[signal.SIGTERM] * signals))
     assert result.stopped == "SIGTERM" and result.done == []  # shard 0 was not waited for
@@ -97,13 +97,13 @@ def test_no_grace_or_a_second_signal_stops_at_once(grace, signals, ray_session, 
 
 
 def test_the_command_exits_75_with_one_line_that_says_a_rerun_resumes(
-        ray_session, standin_engine, shards_dir, tmp_path, monkeypatch, capsys):
+        ray_session, tiny_models, shards_dir, tmp_path, monkeypatch, capsys):
     import pipeline.run.driver
 
     job = pipeline.run.driver.run_label_job
     monkeypatch.setattr(pipeline.run.driver, "run_label_job",
                         lambda cfg: job(cfg, on_event=_signal_at_hand_over(signal.SIGTERM)))
-    assert nerve(["label", *_args(standin_engine, shards_dir, tmp_path)]) == 75
+    assert nerve(["label", *_args(dotlist(tiny_models), shards_dir, tmp_path)]) == 75
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("nerve: SIGTERM received: no more shards are handed out; waiting up to 60 s "
                              "for the 1 being labeled (0 labeled by this run so far")
