@@ -169,14 +169,15 @@ def in_process_labeler(tiny_models: dict, out_dir, *overrides: str):
     return Labeler(actor_job(cfg, vocab, fingerprint, "cpu"))
 
 
-def two_node_job(shards: str, out: str, engine_overrides: list[str]) -> dict:
-    """Label `shards` on a fresh two-node local Ray cluster (one CPU each, one labeler on each
-    node) and remove the second node while its labeler is mid-shard. Meant for a subprocess: the
-    test session already has its own Ray."""
+def two_node_job(shards: str, out: str, images_per_second: float) -> dict:
+    """Label `shards` with the stand-in engine at `images_per_second` on a fresh two-node local Ray
+    cluster (one CPU each, one labeler on each node) and remove the second node while its labeler
+    is mid-shard. Meant for a subprocess: the test session already has its own Ray."""
     import ray
     from ray.cluster_utils import Cluster
 
     from jobs.config import load_config
+    from pipeline.bench.standin import standin_name
     from pipeline.config import LabelJobConfig
     from pipeline.run.driver import run_label_job
 
@@ -186,11 +187,13 @@ def two_node_job(shards: str, out: str, engine_overrides: list[str]) -> dict:
         ray.init(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
         cfg = load_config(LabelJobConfig, [
-            "dataset=demo", *engine_overrides, "engine.device=cpu", "engine.batch_size=1", f"input.shards={shards}",
-            f"output.dir={out}", "progress=false", "ray.num_actors=2", "ray.cpus_per_actor=1", "ray.poll_s=0.1"])
-        removed: dict = {}
+            "dataset=demo", f"engine.name={standin_name(images_per_second)}", "engine.device=cpu", "engine.batch_size=1",
+            f"input.shards={shards}", f"output.dir={out}", "progress=false", "ray.num_actors=2", "ray.cpus_per_actor=1", "ray.poll_s=0.1"])
+        removed, again = {}, {"retry": [], "requeue": []}
 
         def remove_worker_node(event, **data):
+            if event in again:
+                again[event].append(data["shard"])
             if event == "progress" and not removed:
                 info = ray.get(data["actor"].info.remote())
                 if info["node_id"] == worker.node_id:
@@ -199,8 +202,7 @@ def two_node_job(shards: str, out: str, engine_overrides: list[str]) -> dict:
 
         result = run_label_job(cfg, on_event=remove_worker_node)
         stats = {s: json.loads((Path(out) / "shards" / f"{s}.stats.json").read_text()) for s in result.done}
-        retried = sorted(s for s, st in stats.items() if st["attempt"] > 0)
-        return {"removed": removed, "ok": result.ok, "retried": retried, "failed": result.failed,
+        return {"removed": removed, "ok": result.ok, **again, "failed": result.failed,
                 "done_on": {s: st["actor"]["node_id"] for s, st in stats.items()},
                 "head": ray.get_runtime_context().get_node_id()}
     finally:

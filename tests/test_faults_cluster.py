@@ -81,11 +81,14 @@ def test_driver_sigkilled_mid_run_then_rerun_resumes_exactly(ray_session, tiny_m
     _same_outputs(out, reference)
 
 
-def test_node_removed_mid_run_its_shards_finish_on_the_other(tiny_models, tmp_path):
+def test_node_removed_mid_run_its_shards_finish_on_the_other(tmp_path):
     shards_dir, out = tmp_path / "in", tmp_path / "out"
-    make_demo_shards(shards_dir, 24, per_shard=8, max_size=72)  # shards long enough to be caught mid-way
+    make_demo_shards(shards_dir, 32, per_shard=8, max_size=72)  # four shards of 8
+    # The stand-in engine at 10 images/s: a shard takes 0.8 s on any machine, so the driver's
+    # once-a-second progress always finds the worker node's labeler mid-shard (with the tiny models
+    # a fast machine finished shards between two progress reports, and nothing was removed).
     code = ("import json; from tests.faults import two_node_job; "
-            f"print('RESULT', json.dumps(two_node_job({str(shards_dir)!r}, {str(out)!r}, {dotlist(tiny_models)!r})))")
+            f"print('RESULT', json.dumps(two_node_job({str(shards_dir)!r}, {str(out)!r}, images_per_second=10)))")
     proc = _python(code, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         output, _ = proc.communicate(timeout=400)
@@ -97,8 +100,11 @@ def test_node_removed_mid_run_its_shards_finish_on_the_other(tiny_models, tmp_pa
     result = json.loads(lines[-1][len("RESULT "):])
     removed = result["removed"]
     assert removed and removed["images"] < 8, f"the worker node was not removed mid-shard: {removed}"
-    assert result["ok"] and result["retried"] == [removed["shard"]] and not result["failed"]
+    assert result["ok"] and not result["failed"]
+    # The lost labeler's first shard is charged a retry; the one handed ahead of it goes back uncharged.
+    # Which of the two was caught mid-way depends on whether the driver had heard the first one finish.
+    assert len(result["retry"]) == 1 and removed["shard"] in result["retry"] + result["requeue"]
     assert result["done_on"][removed["shard"]] == result["head"]  # finished on the other node
     report = verify_output(str(out))
     assert report.ok, report.format()
-    assert report.inputs == report.ok_rows == 24
+    assert report.inputs == report.ok_rows == 32
