@@ -62,7 +62,7 @@ def test_every_class_rle_equals_pycocotools_encoding_of_its_mask(labels):
     for class_id, rle in rles.items():
         theirs = mask_utils.encode(np.asfortranarray(labels == class_id, dtype=np.uint8))
         assert rle == {"size": [int(v) for v in theirs["size"]], "counts": theirs["counts"].decode("ascii")}
-        assert sum(runs.counts(class_id)) == labels.size
+        assert int(runs.counts(class_id).sum(dtype=np.int64)) == labels.size
         decoded = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()})
         np.testing.assert_array_equal(decoded, labels == class_id)
 

@@ -80,6 +80,19 @@ def test_bad_inputs_are_refused():
         confusion_matrix(np.zeros((2, 2)), np.zeros((2, 2)), 256)
 
 
+def test_the_largest_bad_class_is_named_whichever_block_holds_it_and_ignored_gt_checks_nothing():
+    pred, gt = np.array([[7, 0, 0, 9]], dtype=np.uint8), np.zeros((1, 4), dtype=np.uint8)
+    for block in (1, 2, 4):
+        with pytest.raises(ValueError, match="prediction holds class 9 "):
+            confusion_matrix(pred, gt, 2, block=block)
+        with pytest.raises(ValueError, match="ground truth holds class 9 "):
+            confusion_matrix(gt, pred, 2, block=block)
+    gt[0, 3] = 255  # the 9 falls on ignored GT: never scored, so never checked
+    with pytest.raises(ValueError, match="prediction holds class 7 "):
+        confusion_matrix(pred, gt, 2, block=2)
+    np.testing.assert_array_equal(confusion_matrix(np.where(pred == 7, 255, pred), gt, 2), [[2, 0, 1], [0, 0, 0]])
+
+
 def test_confusion_counts_blocks_and_any_integer_type_alike():
     """The one-bincount matrix against a plain count of every (GT, prediction) pair."""
     rng = np.random.default_rng(2)

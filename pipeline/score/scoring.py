@@ -36,11 +36,12 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_
                      block: int = 1 << 20) -> np.ndarray:
     """(K, K+1) int64 counts of (GT class, predicted class or unlabeled) over scored pixels.
 
-    Class ids are uint8 (0..254, 255 = unlabeled), so one histogram of gt * 256 + pred gives the
-    joint count of every (GT, prediction) pair, the matrix and both range checks. Label maps and GT
-    are long runs of one value along a row: the histogram is taken over the runs where neither map
-    changes, each weighted by its length, which costs a fraction of one entry per pixel. Counted
-    `block` pixels at a time, so the temporaries stay a few MB on images of any size.
+    Label maps and GT are long runs of one value along a row: the matrix is counted over the runs
+    where neither map changes, each weighted by its length, which costs a fraction of one entry per
+    pixel. Runs on ignored GT are dropped first, and the rest index the (K, K+1) matrix directly, so
+    that nothing of size 256 x 256 is made, summed or checked per image. Counted `block` pixels at a
+    time, so the temporaries stay a few MB on images of any size; class ids beyond the vocabulary
+    are reported (the largest, once every block is seen) rather than counted.
     """
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
@@ -49,32 +50,40 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_
         raise ValueError(f"{num_classes} classes do not fit uint8 class ids (1..{UNLABELED} classes)")
     p = _class_ids(pred, "prediction", num_classes).reshape(-1)
     g = _class_ids(gt, "ground truth", num_classes).reshape(-1)
-    joint = np.zeros(1 << 16, dtype=np.int64)
+    counts = np.zeros(num_classes * (num_classes + 1), dtype=np.int64)
+    worst_gt = worst_pred = -1
     for start in range(0, g.size, block):
-        joint += _joint_histogram(g[start : start + block], p[start : start + block])
-    joint = joint.reshape(256, 256)  # [GT value, predicted value]
-    if 0 <= ignore_index <= UNLABELED:
-        joint[ignore_index] = 0  # never scored
-    gt_values = np.flatnonzero(joint.sum(axis=1))
-    if gt_values.size and gt_values[-1] >= num_classes:
-        raise ValueError(f"ground truth holds class {gt_values[-1]} but there are {num_classes} classes")
-    pred_values = np.flatnonzero(joint.sum(axis=0))
-    bad = pred_values[(pred_values >= num_classes) & (pred_values != UNLABELED)]
-    if bad.size:
-        raise ValueError(f"prediction holds class {bad[-1]} but there are {num_classes} classes")
-    return np.concatenate([joint[:num_classes, :num_classes], joint[:num_classes, UNLABELED:]], axis=1)
+        g_run, p_run, lengths = _runs(g[start : start + block], p[start : start + block])
+        if 0 <= ignore_index <= UNLABELED:
+            scored = g_run != ignore_index  # never scored
+            g_run, p_run, lengths = g_run[scored], p_run[scored], lengths[scored]
+        if not g_run.size:
+            continue
+        worst_gt = max(worst_gt, int(g_run.max()))
+        unlabeled = p_run == UNLABELED
+        outside = p_run[(p_run >= num_classes) & ~unlabeled]
+        worst_pred = max(worst_pred, int(outside.max())) if outside.size else worst_pred
+        if worst_gt >= num_classes or worst_pred >= 0:
+            continue  # reported below
+        column = np.where(unlabeled, num_classes, p_run)
+        index = g_run.astype(np.intp) * (num_classes + 1) + column
+        counts += np.bincount(index, weights=lengths, minlength=counts.size).astype(np.int64)
+    if worst_gt >= num_classes:
+        raise ValueError(f"ground truth holds class {worst_gt} but there are {num_classes} classes")
+    if worst_pred >= 0:
+        raise ValueError(f"prediction holds class {worst_pred} but there are {num_classes} classes")
+    return counts.reshape(num_classes, num_classes + 1)
 
 
-def _joint_histogram(g: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """65536 int64 counts of g * 256 + p over two flat, non-empty uint8 arrays, taken run by run."""
+def _runs(g: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(GT value, predicted value, length) of each run where neither of two flat, non-empty uint8
+    arrays changes."""
     starts = np.empty(g.size, dtype=bool)
     starts[0] = True
     np.not_equal(g[1:], g[:-1], out=starts[1:])
     starts[1:] |= p[1:] != p[:-1]
     first = np.flatnonzero(starts)
-    lengths = np.diff(first, append=g.size)
-    pairs = (g[first].astype(np.uint16) << 8) | p[first]
-    return np.bincount(pairs, weights=lengths, minlength=1 << 16).astype(np.int64)
+    return g[first], p[first], np.diff(first, append=g.size)
 
 
 def _class_ids(values: np.ndarray, what: str, num_classes: int) -> np.ndarray:
