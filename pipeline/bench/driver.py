@@ -15,10 +15,10 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from pipeline.bench.driver_calibrate import real_run
 from pipeline.bench.driver_sim import SimBehaviour
+from pipeline.source_path import source_pythonpath
 
 
 @dataclass
@@ -47,8 +47,7 @@ def case_settings(cfg: DriverBenchConfig, shards: int, actors: int, **changes) -
 
 def run_case(settings: dict) -> dict:
     """One configuration in a fresh process (its peak RSS its own)."""
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    env = {**os.environ, "PYTHONPATH": source_pythonpath()}
     done = subprocess.run([sys.executable, "-m", "pipeline.bench.driver_case", json.dumps(settings)], env=env,
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -16,10 +16,8 @@ set-up of their own; a `nerve label` command naming one never imports this modul
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +28,7 @@ from nerve_core.imageprep import Prepared, prepare_image
 from nerve_core.registry import engine_family, register_engine
 from nerve_core.timing import StageTimer
 from nerve_core.vocab import Vocabulary
+from pipeline.source_path import source_pythonpath
 
 PREFIX = "standin:"  # engine.name of a stand-in: "standin:<images per second>"
 GRID = 24  # label-map detail: the CLIP ViT-L/14-336 patch grid, upsampled to each image's size
@@ -101,8 +100,7 @@ def standin_ray(ray_cfg):
         raise RuntimeError("models=standin starts a Ray of its own; run it in a process that has not started Ray")
     if ray_cfg.address:
         raise ValueError("models=standin runs on a local Ray of its own: leave ray.address empty")
-    root = str(Path(__file__).resolve().parents[2])  # workers import the project from this tree
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    env = {"PYTHONPATH": source_pythonpath()}  # workers import the project from this tree
     ray.init(num_cpus=ray_cfg.local_num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
              _metrics_export_port=ray_cfg.metrics_export_port or None,
              runtime_env={"env_vars": env})

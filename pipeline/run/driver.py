@@ -13,7 +13,6 @@ from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from functools import partial
-from pathlib import Path
 
 from configs import classes_path
 from nerve_core.errors import NerveError, first_line
@@ -26,8 +25,7 @@ from pipeline.read.shardlist import expand_shards
 from pipeline.run.pending import JobResult, run_pending
 from pipeline.run.preflight import check_job, check_ray_settings, writing_output
 from pipeline.run.stopping import StopRequest
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from pipeline.source_path import source_pythonpath
 
 
 class RayUnreachable(NerveError):
@@ -58,8 +56,7 @@ def ray_session(address: str, local_num_cpus: int | None, verbose: bool = False,
                                      "(leave ray.address empty to run on a local Ray)") from exc
         else:
             # Workers of a local Ray inherit this environment: make the source tree importable there.
-            paths = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
-            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+            os.environ["PYTHONPATH"] = source_pythonpath()
             try:
                 ray.init(address="local", num_cpus=local_num_cpus, include_dashboard=False, log_to_driver=verbose,
                          configure_logging=verbose, _metrics_export_port=metrics_export_port or None)
