@@ -114,9 +114,9 @@ def browser():
 def standin_engine() -> list[str]:
     """Overrides that label with the bench's stand-in engine (pipeline/bench/standin.py: a label map
     per image at 500 images/s, every other stage real), for the tests of what a run does around
-    the engine (resume, the index): no engine to build in each actor. Importing the module
-    registers its builder, which the driver hands its actors with their job; a job started from
-    the command line in another process cannot name it."""
+    the engine (resume, the index, an actor killed, outputs that cannot be written): no engine to
+    build in each actor. Importing the module registers its builder, which the driver hands its
+    actors with their job; a job started from the command line in another process cannot name it."""
     from pipeline.bench.standin import standin_name
 
     return [f"engine.name={standin_name(500)}"]

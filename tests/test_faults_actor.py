@@ -12,7 +12,6 @@ import torch
 
 from jobs.cli import main as nerve
 from jobs.config import load_config
-from nerve_core.models.tiny import dotlist
 from pipeline.config import LabelJobConfig
 from pipeline.output.pngcodec import decode_index_png as decode_png
 from pipeline.run.driver import run_label_job
@@ -29,9 +28,9 @@ def shards_dir(tmp_path_factory):
     return path
 
 
-def _cfg(tiny_models, shards, out, *extra):
+def _cfg(engine, shards, out, *extra):
     return load_config(LabelJobConfig, [
-        "dataset=demo", *dotlist(tiny_models), "engine.device=cpu", "engine.batch_size=1",
+        "dataset=demo", *engine, "engine.device=cpu", "engine.batch_size=1",
         f"input.shards={shards}", f"output.dir={out}", "progress=false", "ray.num_actors=1", "ray.poll_s=0.1",
         *extra])
 
@@ -40,7 +39,7 @@ def _rows(out, shard):
     return pq.read_table(out / "shards" / f"{shard}.parquet").to_pylist()
 
 
-def test_actor_sigkilled_mid_shard_is_retried_without_loss(ray_session, tiny_models, shards_dir, tmp_path):
+def test_actor_sigkilled_mid_shard_is_retried_without_loss(ray_session, standin_engine, shards_dir, tmp_path):
     fifo = StallingFifo(tmp_path / "shard-000001.tar", (shards_dir / "shard-000001.tar").read_bytes())
     shards = f"[{shards_dir / 'shard-000000.tar'},{fifo.path}]"
     killed = []
@@ -54,7 +53,7 @@ def test_actor_sigkilled_mid_shard_is_retried_without_loss(ray_session, tiny_mod
             fifo.release()
 
     out = tmp_path / "out"
-    result = run_label_job(_cfg(tiny_models, shards, out, "ray.shard_timeout_s=300"), on_event=kill_mid_shard)
+    result = run_label_job(_cfg(standin_engine, shards, out, "ray.shard_timeout_s=300"), on_event=kill_mid_shard)
     assert killed and result.ok and result.retries == 1
     stats = json.loads((out / "shards" / "shard-000001.stats.json").read_text())
     assert stats["attempt"] == 1 and stats["samples"] == 4 and stats["actor"]["pid"] != killed[0]
@@ -100,7 +99,7 @@ def test_engine_error_on_a_batch_is_bisected_before_samples_fail(ray_session, ti
         np.testing.assert_array_equal(decode_png(rows[key]["mask_png"]), decode_png(reference[key]["mask_png"]))
 
 
-def test_unwritable_output_is_retried_then_failed_with_a_clear_exit(ray_session, tiny_models, shards_dir, tmp_path,
+def test_unwritable_output_is_retried_then_failed_with_a_clear_exit(ray_session, standin_engine, shards_dir, tmp_path,
                                                                      capsys):
     out = tmp_path / "out"
     blocked = []
@@ -113,7 +112,7 @@ def test_unwritable_output_is_retried_then_failed_with_a_clear_exit(ray_session,
             (out / "shards").write_bytes(b"")
             blocked.append(True)
 
-    result = run_label_job(_cfg(tiny_models, shards_dir, out, "ray.max_retries=1"), on_event=block_writes)
+    result = run_label_job(_cfg(standin_engine, shards_dir, out, "ray.max_retries=1"), on_event=block_writes)
     assert not result.ok and result.retries == 2 and sorted(result.not_done) == ["shard-000000", "shard-000001"]
     failed = json.loads((out / "failed_shards.json").read_text())["failed"]
     assert [f["attempts"] for f in failed] == [2, 2]
@@ -122,7 +121,7 @@ def test_unwritable_output_is_retried_then_failed_with_a_clear_exit(ray_session,
 
     # The same command once the location is writable again: everything is labeled, exit 0.
     (out / "shards").unlink()
-    args = ["label", "dataset=demo", *dotlist(tiny_models), "engine.device=cpu", f"input.shards={shards_dir}",
+    args = ["label", "dataset=demo", *standin_engine, "engine.device=cpu", f"input.shards={shards_dir}",
             f"output.dir={out}", "progress=false", "ray.num_actors=1", "ray.poll_s=0.1"]
     assert nerve(args) == 0
     assert not (out / "failed_shards.json").exists() and nerve(["verify", f"output.dir={out}"]) == 0
