@@ -1,5 +1,5 @@
 """The PYTHONPATH under which processes nerve starts (a local Ray's workers, the benches'
-subprocesses) import the project from this source tree, ahead of what the caller's names."""
+subprocesses) import the project from this source tree, ahead of the caller's own PYTHONPATH."""
 from __future__ import annotations
 
 import os

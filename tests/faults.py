@@ -179,6 +179,7 @@ def two_node_job(shards: str, out: str, images_per_second: float) -> dict:
     from jobs.config import load_config
     from pipeline.bench.standin import standin_name
     from pipeline.config import LabelJobConfig
+    from pipeline.output.outputdir import OutputDir
     from pipeline.run.driver import run_label_job
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -201,9 +202,9 @@ def two_node_job(shards: str, out: str, images_per_second: float) -> dict:
                     cluster.remove_node(worker)
 
         result = run_label_job(cfg, on_event=remove_worker_node)
-        stats = {s: json.loads((Path(out) / "shards" / f"{s}.stats.json").read_text()) for s in result.done}
+        stats = OutputDir(out).read_stats(sorted(result.done))
         return {"removed": removed, "ok": result.ok, **again, "failed": result.failed,
-                "done_on": {s: st["actor"]["node_id"] for s, st in stats.items()},
+                "done_on": {s: st.actor["node_id"] for s, st in stats.items()},
                 "head": ray.get_runtime_context().get_node_id()}
     finally:
         ray.shutdown()

@@ -1,6 +1,5 @@
 """Faults inside one job: an actor SIGKILLed mid-shard, an engine error on one batch, a write
 that fails. Each must end with nothing lost and `nerve verify` agreeing."""
-import json
 import os
 import shutil
 import signal
@@ -13,6 +12,7 @@ import torch
 from jobs.cli import main as nerve
 from jobs.config import load_config
 from pipeline.config import LabelJobConfig
+from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png as decode_png
 from pipeline.run.driver import run_label_job
 from pipeline.score.verify import verify_output
@@ -55,8 +55,8 @@ def test_actor_sigkilled_mid_shard_is_retried_without_loss(ray_session, standin_
     out = tmp_path / "out"
     result = run_label_job(_cfg(standin_engine, shards, out, "ray.shard_timeout_s=300"), on_event=kill_mid_shard)
     assert killed and result.ok and result.retries == 1
-    stats = json.loads((out / "shards" / "shard-000001.stats.json").read_text())
-    assert stats["attempt"] == 1 and stats["samples"] == 4 and stats["actor"]["pid"] != killed[0]
+    stats = OutputDir(str(out)).read_stats(["shard-000001"])["shard-000001"]
+    assert stats.attempt == 1 and stats.samples == 4 and stats.actor_pid != killed[0]
     report = verify_output(str(out), [str(shards_dir / "shard-000000.tar"), str(shards_dir / "shard-000001.tar")])
     assert report.ok, report.format()
     assert report.inputs == report.ok_rows == 8
@@ -114,7 +114,7 @@ def test_unwritable_output_is_retried_then_failed_with_a_clear_exit(ray_session,
 
     result = run_label_job(_cfg(standin_engine, shards_dir, out, "ray.max_retries=1"), on_event=block_writes)
     assert not result.ok and result.retries == 2 and sorted(result.not_done) == ["shard-000000", "shard-000001"]
-    failed = json.loads((out / "failed_shards.json").read_text())["failed"]
+    failed = OutputDir(str(out)).failures()
     assert [f["attempts"] for f in failed] == [2, 2]
     assert all("NotADirectoryError" in f["reason"] or "FileExistsError" in f["reason"] for f in failed)
     assert nerve(["verify", f"output.dir={out}"]) == 1

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.cli import main as nerve
+from nerve_core.models.tiny import dotlist
 from pipeline.output.pngcodec import decode_index_png as decode_png
 from pipeline.score.verify import verify_output
 from tests.shards import demo_shards_dir, make_demo_shards
@@ -27,8 +28,8 @@ def shards_dir(tmp_path_factory):
     return demo_shards_dir(tmp_path_factory, "cluster_shards", NUM_SHARDS, max_size=72)
 
 
-def _label_args(engine, shards_dir, out):
-    return ["label", "dataset=demo", *engine, "engine.device=cpu", "engine.batch_size=1",
+def _label_args(tiny_models, shards_dir, out):
+    return ["label", "dataset=demo", *dotlist(tiny_models), "engine.device=cpu", "engine.batch_size=1",
             f"input.shards={shards_dir}", f"output.dir={out}", "progress=false", "ray.num_actors=1", "ray.poll_s=0.1"]
 
 
@@ -49,19 +50,13 @@ def _same_outputs(out, reference):
         assert summary[key] == expected[key], key
 
 
-def test_driver_sigkilled_mid_run_then_rerun_resumes_exactly(ray_session, shards_dir, tmp_path):
-    from pipeline.bench.standin import standin_name
-
-    # The stand-in at 10 images/s (no models to build in each actor): a shard takes 0.2 s on any
-    # machine, so the five left when the first is done are far from done when the driver is killed.
-    engine = [f"engine.name={standin_name(10)}"]
+def test_driver_sigkilled_mid_run_then_rerun_resumes_exactly(ray_session, tiny_models, shards_dir, tmp_path):
     reference = tmp_path / "reference"
-    assert nerve(_label_args(engine, shards_dir, reference)) == 0
+    assert nerve(_label_args(tiny_models, shards_dir, reference)) == 0
     out = tmp_path / "out"
-    # A second driver on the session's cluster, in its own process so that it can be SIGKILLed;
-    # it imports the stand-in to register it, which the command line cannot.
-    argv = _label_args(engine, shards_dir, out) + [f"ray.address={ray_session.get_runtime_context().gcs_address}"]
-    code = f"import sys; import pipeline.bench.standin; from jobs.cli import main; sys.exit(main({argv!r}))"
+    # A second driver on the session's cluster, in its own process so that it can be SIGKILLed.
+    argv = _label_args(tiny_models, shards_dir, out) + [f"ray.address={ray_session.get_runtime_context().gcs_address}"]
+    code = f"import sys; from jobs.cli import main; sys.exit(main({argv!r}))"
     driver = _python(code)
     try:
         deadline = time.monotonic() + 240

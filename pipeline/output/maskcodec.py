@@ -25,13 +25,11 @@ class ColumnRuns:
         starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
         self.bounds = np.concatenate(([0], starts, [flat.size]))  # run i covers bounds[i]:bounds[i + 1]
         self.values = flat[self.bounds[:-1]]
-        self._classes: list[int] | None = None
+        present = np.flatnonzero(np.bincount(self.values, minlength=UNLABELED + 1))
+        self._classes = [int(c) for c in present if c != UNLABELED]  # the row's and the RLEs': counted once
 
     def classes(self) -> list[int]:
         """Class ids present, ascending, without UNLABELED."""
-        if self._classes is None:  # asked for by the row and by the RLEs: counted once
-            present = np.flatnonzero(np.bincount(self.values, minlength=UNLABELED + 1))
-            self._classes = [int(c) for c in present if c != UNLABELED]
         return self._classes
 
     def counts(self, class_id: int) -> np.ndarray:

@@ -51,26 +51,21 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_
     p = _class_ids(pred, "prediction", num_classes).reshape(-1)
     g = _class_ids(gt, "ground truth", num_classes).reshape(-1)
     counts = np.zeros(num_classes * (num_classes + 1), dtype=np.int64)
-    worst_gt = worst_pred = -1
+    worst_gt = worst_pred = 0  # the largest GT value, and the largest prediction that is no class (0: none)
     for start in range(0, g.size, block):
         g_run, p_run, lengths = _runs(g[start : start + block], p[start : start + block])
         if 0 <= ignore_index <= UNLABELED:
             scored = g_run != ignore_index  # never scored
             g_run, p_run, lengths = g_run[scored], p_run[scored], lengths[scored]
-        if not g_run.size:
-            continue
-        worst_gt = max(worst_gt, int(g_run.max()))
         unlabeled = p_run == UNLABELED
-        outside = p_run[(p_run >= num_classes) & ~unlabeled]
-        worst_pred = max(worst_pred, int(outside.max())) if outside.size else worst_pred
-        if worst_gt >= num_classes or worst_pred >= 0:
-            continue  # reported below
-        column = np.where(unlabeled, num_classes, p_run)
-        index = g_run.astype(np.intp) * (num_classes + 1) + column
-        counts += np.bincount(index, weights=lengths, minlength=counts.size).astype(np.int64)
+        worst_gt = max(worst_gt, int(g_run.max(initial=0)))
+        worst_pred = max(worst_pred, int(p_run[(p_run >= num_classes) & ~unlabeled].max(initial=0)))
+        if worst_gt < num_classes and not worst_pred:  # else nothing is counted: the error below says why
+            index = g_run.astype(np.intp) * (num_classes + 1) + np.where(unlabeled, num_classes, p_run)
+            counts += np.bincount(index, weights=lengths, minlength=counts.size).astype(np.int64)
     if worst_gt >= num_classes:
         raise ValueError(f"ground truth holds class {worst_gt} but there are {num_classes} classes")
-    if worst_pred >= 0:
+    if worst_pred:
         raise ValueError(f"prediction holds class {worst_pred} but there are {num_classes} classes")
     return counts.reshape(num_classes, num_classes + 1)
 
