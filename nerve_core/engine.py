@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from PIL import Image
 
 from nerve_core.background import check_rule, class_ranges, decide, needs_ranges, softmax_classes
 from nerve_core.clip.dense_head import class_probs
@@ -21,7 +20,7 @@ from nerve_core.compiling import check_compile_mode
 from nerve_core.config import EngineConfig, as_engine_config
 from nerve_core.devices import resolve_device, resolve_dtype
 from nerve_core.identity import code_version, digest, engine_identity
-from nerve_core.imageprep import Prepared, host_tensor, prepare_image, resize_on_device
+from nerve_core.imageprep import Prepared, RGBImage, host_tensor, prepare_image, resize_on_device
 from nerve_core.refine import get_refiner
 from nerve_core.registry import registered_builder
 from nerve_core.timing import StageTimer
@@ -96,7 +95,7 @@ class Engine:
         self.head.compile(cfg.compile)
 
     # ---- CPU side: safe to call from decode threads -------------------------------------------
-    def prepare(self, image: Image.Image) -> Prepared:
+    def prepare(self, image: RGBImage) -> Prepared:
         """Resize for the models (on CUDA: the pixels once, resized on the GPU); keep the original
         pixels only if the upsampler needs them."""
         guided = self.cfg.upsample.name != "bilinear" or self.cfg.upsample.pamr

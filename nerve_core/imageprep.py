@@ -1,4 +1,4 @@
-"""Turn any PIL image into the fixed-size RGB inputs the models take.
+"""Turn any PIL image, or an RGB array, into the fixed-size RGB inputs the models take.
 
 `prepare_image` runs on the CPU, in the pipeline's decode thread. A CPU engine gets both model
 inputs resized there (PIL, overlapping its slow models); a GPU engine gets the decoded pixels once,
@@ -17,6 +17,15 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps
 
+# A decoded image: PIL, or an (H, W, 3) uint8 RGB array (what the reader makes of plain JPEGs,
+# pipeline/read/jpeg.py, and what library users may pass).
+RGBImage = Image.Image | np.ndarray
+
+
+def upright(image: Image.Image) -> bool:
+    """Whether the image's EXIF orientation (if any) says its pixels are already the right way up."""
+    return image.getexif().get(ExifTags.Base.Orientation, 1) == 1
+
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """EXIF-oriented RGB for any PIL mode (L, LA, P, RGBA, CMYK, I;16, I, F, 1...).
@@ -24,7 +33,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     Alpha is composited onto black (the transparent parts of a cut-out carry no object).
     High-bit-depth greyscale is rescaled to 8 bits by its own range rather than clipped.
     """
-    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:  # exif_transpose copies even when it need not
+    if not upright(image):  # exif_transpose copies even when it need not
         image = ImageOps.exif_transpose(image)
     if image.mode == "RGB":
         return image
@@ -68,33 +77,54 @@ def clip_input_size(size: tuple[int, int], image_size: int, resize: str) -> tupl
     raise ValueError(f"unknown clip.resize {resize!r}: expected 'square' or 'short_side'")
 
 
+def image_hw(image: RGBImage) -> tuple[int, int]:
+    """(H, W) of a PIL image or an RGB array."""
+    return (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
+
+
+def as_pil(image: RGBImage) -> Image.Image:
+    """A PIL image of `image` (an RGB array is copied into one)."""
+    return Image.fromarray(image, "RGB") if isinstance(image, np.ndarray) else image
+
+
+def rgb_array(pixels: np.ndarray) -> np.ndarray:
+    """`pixels` if it is an (H, W, 3) uint8 RGB array with pixels; ValueError naming what it is otherwise."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.size:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {pixels.dtype} of shape {pixels.shape}")
+    return pixels
+
+
 def resize_rgb(image: Image.Image, size_hw: tuple[int, int]) -> np.ndarray:
     """Bicubic resize to (H, W) as a uint8 array; large reductions go through PIL's box reduce first."""
     h, w = size_hw
     return np.asarray(image.resize((w, h), Image.BICUBIC, reducing_gap=3.0), dtype=np.uint8)
 
 
-def prepare_image(image: Image.Image, clip_size: int, clip_resize: str, sd_size: int | None, guided: bool,
+def prepare_image(image: RGBImage, clip_size: int, clip_resize: str, sd_size: int | None, guided: bool,
                   on_device: bool) -> Prepared:
     """What the engine needs of one image: resized model inputs, or (on_device) the pixels once."""
     start = time.perf_counter()
-    rgb = to_rgb(image)
-    size = (rgb.height, rgb.width)
+    rgb = rgb_array(image) if isinstance(image, np.ndarray) else to_rgb(image)
+    size = image_hw(rgb)
     clip_hw = clip_input_size(size, clip_size, clip_resize)
     pixels = np.array(rgb, dtype=np.uint8) if guided else None
     if on_device:
         return Prepared(clip=None, sd=None, size=size, guide=pixels, pixels=device_pixels(rgb) if pixels is None else pixels,
                         clip_size=clip_hw, seconds=time.perf_counter() - start)
-    sd = resize_rgb(rgb, (sd_size,) * 2) if sd_size else None
-    return Prepared(clip=resize_rgb(rgb, clip_hw), sd=sd, size=size, guide=pixels, clip_size=clip_hw,
+    pil = as_pil(rgb)
+    sd = resize_rgb(pil, (sd_size,) * 2) if sd_size else None
+    return Prepared(clip=resize_rgb(pil, clip_hw), sd=sd, size=size, guide=pixels, clip_size=clip_hw,
                     seconds=time.perf_counter() - start)
 
 
-def device_pixels(rgb: Image.Image) -> np.ndarray:
+def device_pixels(rgb: RGBImage) -> np.ndarray:
     """The pixels of an RGB image for upload, without packing them: PIL keeps RGB as 4 bytes per
     pixel, and np.asarray repacks them to 3 at ~0.4 ms per VOC-sized image, most of what preparing
     costs the host. Where the image's rows are one block of memory (below PIL's block size, about
-    16 MB), an (H, W, 4) read-only view of that memory (Pillow's Arrow export); else an (H, W, 3) copy."""
+    16 MB), an (H, W, 4) read-only view of that memory (Pillow's Arrow export); else an (H, W, 3) copy.
+    An RGB array is already what is uploaded."""
+    if isinstance(rgb, np.ndarray):
+        return rgb
     import pyarrow as pa
 
     try:

@@ -114,3 +114,24 @@ def test_the_png_codec_reads_class_ids_raw_whatever_the_mode():
     Image.new("RGB", (2, 2)).save(buf, format="PNG")
     with pytest.raises(ValueError, match="mode RGB"):
         decode_index_png(buf.getvalue())
+
+
+def test_after_priming_a_shards_first_parquet_write_imports_nothing():
+    """The labeler primes pyarrow while its engine loads (prime_row_conversion): whatever pyarrow
+    imports on its first conversion (pandas, today) must not land in the first shard's write."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from pipeline.output.writers import ShardResult, parquet_bytes, prime_row_conversion\n"
+        "prime_row_conversion()\n"
+        "result = ShardResult('s-000000', 'fp')\n"
+        "result.add_ok('k', 1, np.zeros((6, 8), np.uint8), None)\n"
+        "before = set(sys.modules)\n"
+        "parquet_bytes(result.rows)\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

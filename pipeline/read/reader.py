@@ -27,8 +27,9 @@ from fsspec.implementations.local import LocalFileSystem
 from PIL import Image
 from webdataset.tariterators import base_plus_ext
 
-from nerve_core.imageprep import to_rgb
+from nerve_core.imageprep import RGBImage, image_hw, to_rgb
 from pipeline.output.pngcodec import index_array
+from pipeline.read.jpeg import plain_jpeg_rgb
 from pipeline.reasons import (
     BAD_JSON,
     DECODE_IMAGE,
@@ -56,7 +57,7 @@ class Sample:
     key: str
     image_id: int
     occurrence: int = 0  # how many earlier samples of the shard had this key
-    image: Image.Image | None = None  # RGB, EXIF orientation applied
+    image: RGBImage | None = None  # RGB, EXIF orientation applied: an (H, W, 3) array for plain JPEGs, else PIL
     gt: np.ndarray | None = None  # (H, W) uint8 class ids, 255 = ignore
     meta: dict = field(default_factory=dict)
     error: str | None = None  # "reason: detail" when the sample could not be decoded
@@ -194,9 +195,13 @@ def open_checked(data: bytes, max_pixels: int) -> Image.Image:
     return img
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """EXIF-oriented RGB, with the engine's own rules for unusual modes."""
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBImage:
+    """EXIF-oriented RGB, with the engine's own rules for unusual modes: an (H, W, 3) uint8 array for
+    plain JPEGs (pipeline/read/jpeg.py), a PIL image for everything else."""
     with open_checked(data, max_pixels) as img:
+        pixels = plain_jpeg_rgb(data, img)
+        if pixels is not None:
+            return pixels
         img.load()
         return to_rgb(img)
 
@@ -259,7 +264,8 @@ def decode_sample(raw: dict, max_pixels: int = DEFAULT_MAX_PIXELS) -> Sample:
             gt = decode_label_png(raw["seg.png"], max_pixels)
         except Exception as exc:
             return Sample(key, image_id, occurrence, meta=meta, error=DECODE_SEG.error(f"{type(exc).__name__}: {exc}"))
-        if gt.shape != (image.height, image.width):
+        height, width = image_hw(image)
+        if gt.shape != (height, width):
             return Sample(key, image_id, occurrence, meta=meta,
-                          error=SEG_SIZE.error(f"seg.png is {gt.shape[1]}x{gt.shape[0]}, image {image.width}x{image.height}"))
+                          error=SEG_SIZE.error(f"seg.png is {gt.shape[1]}x{gt.shape[0]}, image {width}x{height}"))
     return Sample(key, image_id, occurrence, image=image, gt=gt, meta=meta)

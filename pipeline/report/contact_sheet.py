@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nerve_core.imageprep import as_pil
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.pngcodec import decode_index_png
 from pipeline.read.prefetch import read_ahead
@@ -102,7 +103,7 @@ def _write_entry(sample, shard: str, pred: np.ndarray, images: Path, num_classes
                  palette: list[int]) -> SheetEntry:
     stem = re.sub(r"[^A-Za-z0-9_-]", "_", f"{shard}.{sample.key}")  # keys may hold "/"
     names = {"image": f"{stem}.image.png", "pred": f"{stem}.pred.png", "gt": f"{stem}.gt.png"}
-    _thumbnail(sample.image, nearest=False).save(images / names["image"])
+    _thumbnail(as_pil(sample.image), nearest=False).save(images / names["image"])
     _thumbnail(colorize(pred, palette), nearest=True).save(images / names["pred"])
     miou = None
     if sample.gt is not None:

@@ -22,6 +22,7 @@ from functools import partial
 from pipeline.job import ActorJob
 from pipeline.output.outputdir import OutputDir
 from pipeline.output.shard_stats import ShardStats
+from pipeline.output.writers import prime_row_conversion
 from pipeline.read.prefetch import PrefetchMap, SourceError
 from pipeline.read.reader import Sample, allow_pixels, raw_samples
 from pipeline.read.samples import SamplePreparer
@@ -87,6 +88,7 @@ class Labeler:
                 import torch
 
                 torch.set_num_threads(self.job.torch_threads)
+            prime_row_conversion()
             self._engine = self.job.build_engine()
         return self._engine
 
