@@ -10,6 +10,7 @@ import time
 import pyarrow.parquet as pq
 
 from pipeline.bench.driver_case import DriverCase, case_job, measure
+from pipeline.bench.driver_sim import SimBehaviour
 from pipeline.bench.sim_shards import SimShards
 from pipeline.bench.sim_store import CONCURRENCY, create_bucket
 from pipeline.output.outputdir import OutputDir
@@ -51,7 +52,7 @@ def test_the_store_counts_each_request_by_kind_and_makes_it_wait():
 
 def test_the_driver_labels_every_shard_once_through_deaths_and_hangs_and_sums_them():
     case = DriverCase(shards=1000, actors=10, latency_ms=0, classes="voc21", samples=4,
-                      behaviour={"death_rate": 0.01, "hang_rate": 0.003, "seed": 1})
+                      behaviour=SimBehaviour(death_rate=0.01, hang_rate=0.003, seed=1))
     figures = measure(case, "t-run")
     assert figures["deaths"] > 0 and figures["hangs"] > 0
     assert figures["kills"] >= figures["deaths"] + figures["hangs"]  # every dead and every hung actor was killed

@@ -9,7 +9,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from pipeline.output.maskcodec import ColumnRuns, coco_rles
-from pipeline.output.pngcodec import encode_index_png, png_gray8
+from pipeline.output.pngcodec import decode_index_png, encode_ground_truth_png, encode_index_png, png_gray8
 from pipeline.output.writers import classes_present, coco_results
 
 
@@ -25,15 +25,30 @@ def label_maps():
             np.arange(256, dtype=np.uint8)[None, :]]
 
 
-@pytest.mark.parametrize("labels", label_maps(), ids=["regions", "noise", "edges", "one_class", "one_pixel", "row"])
-def test_png_is_a_greyscale_png_that_reads_back_exactly(labels):
-    data = png_gray8(labels)
+MAP_IDS = ["regions", "noise", "edges", "one_class", "one_pixel", "row"]
+
+
+@pytest.mark.parametrize("quick_to_read", [False, True], ids=["mask", "ground_truth"])
+@pytest.mark.parametrize("labels", label_maps(), ids=MAP_IDS)
+def test_png_is_a_greyscale_png_that_reads_back_exactly(labels, quick_to_read):
+    data = png_gray8(labels, quick_to_read)
     with Image.open(io.BytesIO(data)) as img:
         img.verify()  # chunk CRCs and structure
     with Image.open(io.BytesIO(data)) as img:
         assert (img.format, img.mode, img.size) == ("PNG", "L", labels.shape[::-1])
         np.testing.assert_array_equal(np.asarray(img), labels)
-    assert encode_index_png(labels) == data
+    assert (encode_ground_truth_png if quick_to_read else encode_index_png)(labels) == data
+    filters = np.frombuffer(zlib.decompress(data[41:-16]), np.uint8).reshape(labels.shape[0], -1)[:, 0]
+    assert (filters == (0 if quick_to_read else 2)).all()  # ground truth: no row filter, so no one-byte-back matches
+
+
+def test_the_shard_makers_write_ground_truth_packed_to_be_read_quickly():
+    from pipeline.bench.photos import photo_samples
+    from pipeline.sources.synthetic import demo_samples
+
+    for sample in next(iter(demo_samples(1, seed=0))), next(iter(photo_samples(1, 21, seed=0))):
+        gt = decode_index_png(sample.seg_png)
+        assert sample.seg_png == encode_ground_truth_png(gt)
 
 
 def test_png_of_a_label_map_is_no_larger_than_pils():

@@ -14,35 +14,28 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from pipeline.bench.driver_calibrate import real_run
+from pipeline.bench.driver_case import DriverSettings
 from pipeline.bench.driver_sim import SimBehaviour
 from pipeline.source_path import source_pythonpath
 
 
 @dataclass
-class DriverBenchConfig:
+class DriverBenchConfig(DriverSettings):
     output: str = "bench-results/driver"
     shards: list[int] = field(default_factory=lambda: [10_000])
     actors: list[int] = field(default_factory=lambda: [10, 1000])
-    latency_ms: float = 25.0  # every store request
-    classes: str = "coco_stuff"  # configs/classes: 171 classes
-    samples: int = 1000  # images per simulated shard
-    shards_ahead: int = 1
-    max_retries: int = 3
-    shard_timeout_s: float = 600.0
     behaviour: SimBehaviour = field(default_factory=lambda: SimBehaviour(death_rate=0.001, hang_rate=0.0002))
     calibrate: int = 0  # > 0: also a real local Ray run of this many one-sample shards (and its simulation)
     calibrate_actors: int = 2
 
 
 def case_settings(cfg: DriverBenchConfig, shards: int, actors: int, **changes) -> dict:
-    """One configuration's settings (pipeline.bench.driver_case.DriverCase's fields)."""
-    settings = {"shards": shards, "actors": actors, "latency_ms": cfg.latency_ms, "classes": cfg.classes,
-                "samples": cfg.samples, "shards_ahead": cfg.shards_ahead, "max_retries": cfg.max_retries,
-                "shard_timeout_s": cfg.shard_timeout_s, "behaviour": asdict(cfg.behaviour)}
-    return {**settings, **changes}
+    """One configuration's settings as JSON (DriverCase.from_json reads them)."""
+    settings = {f.name: getattr(cfg, f.name) for f in fields(DriverSettings)}
+    return {**settings, "behaviour": asdict(cfg.behaviour), "shards": shards, "actors": actors, **changes}
 
 
 def run_case(settings: dict) -> dict:

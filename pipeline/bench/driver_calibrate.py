@@ -8,7 +8,6 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from contextlib import nullcontext
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -17,10 +16,7 @@ from pipeline.bench.driver_case import SHARD_EVENTS, TimedPool
 from pipeline.bench.standin import standin_name, standin_ray
 from pipeline.config import LabelJobConfig
 from pipeline.job import label_job
-from pipeline.output.outputdir import OutputDir
-from pipeline.read.shardlist import expand_shards
-from pipeline.run.driver import job_description
-from pipeline.run.pending import run_pending
+from pipeline.run.driver import run_label_job
 from pipeline.sources.shard_writer import write_shards
 from pipeline.sources.synthetic import demo_samples
 
@@ -37,20 +33,14 @@ def real_run(shards: int, actors: int, classes: str) -> dict:
             "engine": {"name": standin_name(RATE), "device": "cpu"}, "dataset": {"classes": classes},
             "input": {"shards": str(work / "in")}, "output": {"dir": str(work / "out"), "mode": "overwrite"},
             "ray": {"num_actors": actors, "local_num_cpus": actors + 1}, "progress": False}))
-        resolved, vocab, fingerprint = job_description(job)
-        out = OutputDir(job.output.dir)
-        out.prepare(resolved, fingerprint, "overwrite")
-        urls, pool, events = expand_shards(job.input.shards), TimedPool(), Counter()
-        with standin_ray(job.ray):
-            import ray
-
+        pool, events = TimedPool(), Counter()
+        with standin_ray(job.ray):  # run_label_job uses this Ray
             start = time.perf_counter()
-            result, _, _ = run_pending(out, urls, lambda: nullcontext(ray), job, vocab, fingerprint,
-                                       lambda name, **data: events.update([name]), pool=pool)
+            result = run_label_job(job, lambda name, **data: events.update([name]), pool=pool)
             seconds = time.perf_counter() - start
         attempts = sum(events[name] for name in SHARD_EVENTS)
-        return {"shards": len(urls), "actors": actors, "done": len(result.done), "shard_events": attempts,
+        return {"shards": result.shards, "actors": actors, "done": len(result.done), "shard_events": attempts,
                 "driver_cpu_ms_per_event": 1000 * pool.cpu_seconds / attempts, "pool_seconds": pool.seconds,
-                "seconds": seconds, "seconds_per_shard_per_actor": pool.seconds * actors / len(urls)}
+                "seconds": seconds, "seconds_per_shard_per_actor": pool.seconds * actors / result.shards}
     finally:
         shutil.rmtree(work, ignore_errors=True)

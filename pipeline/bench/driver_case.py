@@ -16,7 +16,7 @@ import sys
 import time
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from omegaconf import OmegaConf
 
@@ -36,21 +36,29 @@ SHARD_EVENTS = ("done", "retry", "failed")  # the pool's events that end an atte
 
 
 @dataclass
-class DriverCase:
-    shards: int
-    actors: int
-    latency_ms: float = 25.0
+class DriverSettings:
+    """What every configuration of the bench shares: `nerve bench driver`'s options of these names."""
+
+    latency_ms: float = 25.0  # every store request
     classes: str = "coco_stuff"  # configs/classes: coco_stuff has 171
     samples: int = 1000  # images per shard
     shards_ahead: int = 1
     max_retries: int = 3
     shard_timeout_s: float = 600.0
     poll_s: float = 0.5
-    behaviour: SimBehaviour | dict | None = None  # a dict: as it comes from JSON
+    behaviour: SimBehaviour = field(default_factory=SimBehaviour)
 
-    def __post_init__(self):
-        if isinstance(self.behaviour, dict) or self.behaviour is None:
-            self.behaviour = SimBehaviour(**(self.behaviour or {}))
+
+@dataclass(kw_only=True)
+class DriverCase(DriverSettings):
+    """One configuration: the shared settings at a number of shards and actors."""
+
+    shards: int
+    actors: int
+
+    @classmethod
+    def from_json(cls, data: dict) -> DriverCase:
+        return cls(**{**data, "behaviour": SimBehaviour(**data.get("behaviour", {}))})
 
 
 def case_job(case: DriverCase, url: str):
@@ -139,4 +147,4 @@ def peak_rss_mb() -> float:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(DriverCase(**json.loads(sys.argv[1])))))
+    print(json.dumps(measure(DriverCase.from_json(json.loads(sys.argv[1])))))

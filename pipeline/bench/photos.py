@@ -15,7 +15,7 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
-from pipeline.output.pngcodec import encode_index_png as encode_label_png
+from pipeline.output.pngcodec import encode_ground_truth_png
 from pipeline.sources.shard_writer import ShardSample
 
 # scikit-image data functions that return colour photographs, with the size each one has.
@@ -86,5 +86,5 @@ def photo_samples(count: int, num_classes: int, seed: int = 0) -> Iterator[Shard
     for i in range(count):
         image, gt = bench_photo(seed, i, num_classes)
         labels = sorted(int(c) for c in np.unique(gt))
-        yield ShardSample(key=f"photo{i:06d}", image=jpeg(image), image_ext="jpg", seg_png=encode_label_png(gt),
+        yield ShardSample(key=f"photo{i:06d}", image=jpeg(image), image_ext="jpg", seg_png=encode_ground_truth_png(gt),
                           meta={"image_id": i, "labels": labels, "source": f"skimage.data.{list(PHOTOS)[i % len(PHOTOS)]}"})

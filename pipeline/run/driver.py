@@ -23,6 +23,7 @@ from pipeline.output.outputdir import OutputDir
 from pipeline.output.summary import write_summary
 from pipeline.read.shardlist import expand_shards
 from pipeline.run.pending import JobResult, run_pending
+from pipeline.run.pool import ShardPool
 from pipeline.run.preflight import check_job, check_ray_settings, writing_output
 from pipeline.run.stopping import StopRequest
 from pipeline.source_path import source_pythonpath
@@ -105,12 +106,13 @@ def job_description(cfg) -> tuple[dict, Vocabulary, dict]:
     return asdict(cfg), vocab, job_fingerprint(cfg, vocab.synonyms)
 
 
-def run_label_job(cfg, on_event: Callable[..., None] | None = None, session=ray_session) -> JobResult:
+def run_label_job(cfg, on_event: Callable[..., None] | None = None, session=ray_session, pool=ShardPool) -> JobResult:
     """Label every shard of cfg.input.shards not yet done in cfg.output.dir; write the summary.
 
     `on_event(name, **data)` is told of the pool's events (pipeline.run.pool.ShardPool).
     `cfg`: the loaded config (omegaconf) or the typed job (pipeline.job.label_job).
     `session`: how Ray is started when there is work (`SharedRaySession` keeps one across jobs).
+    `pool`: what makes the shard pool (run_pending's; the driver bench times the real one).
     """
     cfg = label_job(cfg)
     out = OutputDir(cfg.output.dir)
@@ -124,7 +126,7 @@ def run_label_job(cfg, on_event: Callable[..., None] | None = None, session=ray_
     connect = partial(session, cfg.ray.address, cfg.ray.local_num_cpus, cfg.ray.verbose, cfg.ray.metrics_export_port)
     stop = StopRequest(cfg.ray.stop_grace_s)
     result, figures, index = run_pending(out, urls, connect, cfg, vocab, fingerprint, on_event or (lambda *a, **k: None),
-                                         stop=stop)
+                                         stop=stop, pool=pool)
     run = figures.last_run(time.perf_counter() - start, result.skipped, len(result.failed), result.retries)
     result.summary = write_summary(out, vocab.names, fingerprint, run, index)
     return result

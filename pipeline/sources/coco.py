@@ -26,7 +26,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from nerve_core.errors import ConfigError, NotFound
-from pipeline.output.pngcodec import encode_index_png
+from pipeline.output.pngcodec import encode_ground_truth_png
 from pipeline.sources.files import (
     SkipSample,
     check_mask_size,
@@ -104,7 +104,7 @@ def coco_source(root: str | Path, split: str, skips: SkipLog) -> tuple[Iterator[
         check_mask_size(mask, hw, image_path)
         meta = {"image_id": int(image_id), "source": source,
                 "labels": labels_present(mask, exclude=(BACKGROUND, IGNORE))}
-        return ShardSample(safe_key(Path(file_name).stem), image, ext, encode_index_png(mask), meta)
+        return ShardSample(safe_key(Path(file_name).stem), image, ext, encode_ground_truth_png(mask), meta)
 
     def name(image_id: int) -> str:
         return coco.imgs[image_id].get("file_name", str(image_id))

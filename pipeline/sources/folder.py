@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nerve_core.errors import ConfigError, NotFound
-from pipeline.output.pngcodec import encode_index_png
+from pipeline.output.pngcodec import encode_ground_truth_png
 from pipeline.sources.files import (
     check_mask_ids,
     check_mask_size,
@@ -76,7 +76,7 @@ def folder_samples(
             if num_classes > 0:
                 check_mask_ids(mask, num_classes, mask_path, IGNORE)
             meta["labels"] = labels_present(mask, exclude=tuple(sorted(exclude)))
-            seg = encode_index_png(mask)
+            seg = encode_ground_truth_png(mask)
         return ShardSample(safe_key(name), image, ext, seg, meta)
 
     return collect(list_images(images, exclude=mask_dir), build, skips, name=lambda p: p.as_posix())

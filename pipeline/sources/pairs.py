@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nerve_core.errors import ConfigError, NotFound
-from pipeline.output.pngcodec import encode_index_png
+from pipeline.output.pngcodec import encode_ground_truth_png
 from pipeline.sources.files import check_mask_size, read_image, read_mask_file
 from pipeline.sources.idtable import IdTable
 from pipeline.sources.naming import safe_key, stable_image_id
@@ -36,7 +36,7 @@ def pair_samples(pairs: Iterable[Pair], source: str, skips: SkipLog) -> Iterator
         mask, labels = pair.ids.convert(stored.ids, pair.mask)
         kept = stored.gray8_png if pair.ids.identity else None  # already a grey PNG of class ids: stored as it is
         meta = {"image_id": stable_image_id(pair.name), "source": source, "labels": labels}
-        return ShardSample(safe_key(pair.name), image, ext, kept or encode_index_png(mask), meta)
+        return ShardSample(safe_key(pair.name), image, ext, kept or encode_ground_truth_png(mask), meta)
 
     return collect(pairs, build, skips, name=lambda pair: pair.name)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline.output.pngcodec import encode_index_png
+from pipeline.output.pngcodec import encode_ground_truth_png
 from pipeline.sources.shard_writer import ShardSample
 
 # class id -> (shape, RGB colour); ids match the lines of configs/classes/demo.txt.
@@ -104,6 +104,6 @@ def demo_samples(
             key=f"{key_prefix}{i:06d}",
             image=encode_image(image, ext),
             image_ext=ext,
-            seg_png=encode_index_png(seg),
+            seg_png=encode_ground_truth_png(seg),
             meta={"image_id": i, "labels": labels, "source": "demo"},
         )
