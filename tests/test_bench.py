@@ -212,6 +212,8 @@ def test_pipeline_bench_standin_finds_the_host_ceiling(tmp_path):
     assert results["host_ceiling_images_per_second"]["1"] > 0
     cost = results["cpu_ms_per_image"]["1"]
     assert cost["total"] > 0 and cost["decode"] > 0 and cost["encode"] > 0
+    for trial in results["ceilings"][0]["trials"]:  # 16 images, yet every trial had its 0.2 s of work
+        assert trial["images"] >= trial["images_per_second"] * 0.2
     label_cost = results["label_job"]["cpu_ms_per_image"]
     # the stand-in's engine thread draws each label map (CPU) and then waits out 1/40 s per image, the
     # CPU released as a thread waiting on a GPU is: far less CPU than wall time per image
@@ -219,18 +221,20 @@ def test_pipeline_bench_standin_finds_the_host_ceiling(tmp_path):
     assert "host ceiling, 1 decode threads" in (tmp_path / "pipeline.txt").read_text()
 
 
-def test_ceiling_trials_that_ran_out_of_shards_are_flagged():
-    from pipeline.bench.report_host import host_cost, short_trials
+def test_a_ceiling_trial_gets_all_the_shards_it_asks_for_whatever_images_is(tmp_path):
+    from pipeline.bench.pipeline import trial_shards
+    from pipeline.read.reader import raw_samples
+    from pipeline.read.shardlist import expand_shards, shard_id
+    from tests.shards import make_demo_shards
 
-    def trial(rate, images):
-        return {"images_per_second": rate, "sustained": True, "images": images, "cpu_ms_per_image": {"total": 1.0}}
-
-    results = {"label_job": {"cpu_ms_per_image": {"total": 2.0}},
-               "ceilings": [{"decode_threads": 1, "host_ceiling_images_per_second": 400.0,
-                             "cpu_ms_per_image": {"total": 1.0},
-                             "trials": [trial(50, 256), trial(100, 512), trial(200, 512), trial(400, 512)]}]}
-    assert short_trials(results, 5.0) == [400]  # 512 images at 200/s is 2.6 s of work (over half of 5 s); at 400/s, 1.3 s
-    assert "trials at 400 img/s ran out of shards" in host_cost(results, 5.0)
+    make_demo_shards(tmp_path / "shards", 6, per_shard=2, min_size=32, max_size=48)
+    shards = expand_shards(str(tmp_path / "shards"))
+    assert trial_shards(shards, 2, tmp_path / "repeats") == shards[:2]
+    chosen = trial_shards(shards, 7, tmp_path / "repeats")  # the three, twice over, and one more
+    assert len(chosen) == len({shard_id(u) for u in chosen}) == 7 and chosen[:3] == shards
+    for again, first in zip(chosen[3:], shards * 2):
+        assert [r["__key__"] for r in raw_samples(again)] == [r["__key__"] for r in raw_samples(first)]
+    assert trial_shards(shards, 7, tmp_path / "repeats") == chosen  # a later trial reuses the links
 
 
 def test_shards_bench_times_every_maker_on_trees_it_writes(tmp_path):

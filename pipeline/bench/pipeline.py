@@ -183,13 +183,29 @@ def _engine_config(cfg: PipelineBenchConfig, images_per_second: float):
     return OmegaConf.merge(OmegaConf.structured(cfg.engine), model_overrides(cfg.models, cfg.cache_dir, cfg.seed))
 
 
+def trial_shards(shards: list[str], count: int, directory: Path) -> list[str]:
+    """`count` shards for one ceiling trial: the bench's own, then the same tars again under new
+    names (symbolic links in `directory`) as often as it takes. Every trial then has
+    standin.trial_seconds of work whatever images= is: a trial that ran out of shards was measured
+    on a handful of steady shards, and its figures moved by a third from one run to the next."""
+    directory.mkdir(parents=True, exist_ok=True)
+    chosen = list(shards[:count])
+    for i in range(len(chosen), count):
+        source = Path(shards[i % len(shards)]).resolve()
+        link = directory / f"again{i // len(shards)}-{source.name}"
+        if not link.is_symlink():
+            link.symlink_to(source)
+        chosen.append(str(link))
+    return chosen
+
+
 def host_ceilings(cfg: PipelineBenchConfig, shards: list[str], work_dir: Path) -> list[dict]:
     """The host ceiling for each of standin.decode_threads (one label job per rate tried)."""
 
     def label_at(rate: float, threads: int, out_dir: Path) -> list:
         ray_cfg = OmegaConf.merge(OmegaConf.structured(cfg.ray), {"decode_threads": threads})
         count = max(2, math.ceil(rate * cfg.standin.trial_seconds / cfg.per_shard))
-        time_label_job(cfg, _engine_config(cfg, rate), shards[:count], out_dir, ray_cfg)
+        time_label_job(cfg, _engine_config(cfg, rate), trial_shards(shards, count, work_dir / "repeats"), out_dir, ray_cfg)
         stats = list(OutputDir(str(out_dir)).stats().values())
         shutil.rmtree(out_dir, ignore_errors=True)
         return stats

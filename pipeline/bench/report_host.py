@@ -23,12 +23,11 @@ def pipeline_table(results: dict, cfg) -> str:
         f"\nwith the engine's model load counted too: {fmt(results['overhead_ratio_with_model_load'])}"
         f"\nagainst the label job once its actors are up: {fmt(results['overhead_ratio_actors_up'])}"
         f"\nthe label job's own engine batches: {fmt(results['label_job'].get('engine_images_per_second'))} img/s"
-    ) + host_cost(results, cfg.standin.trial_seconds)
+    ) + host_cost(results)
 
 
-def host_cost(results: dict, trial_seconds: float) -> str:
-    """CPU ms per image per labeler stage (the main job, then each host ceiling's) and the ceilings
-    (`trial_seconds`: standin.trial_seconds, what each ceiling trial was sized for)."""
+def host_cost(results: dict) -> str:
+    """CPU ms per image per labeler stage (the main job, then each host ceiling's) and the ceilings."""
     columns = {"label job": results["label_job"].get("cpu_ms_per_image") or {}}
     for ceiling in results.get("ceilings", []):
         columns[f"ceiling, {ceiling['decode_threads']} decode threads"] = ceiling["cpu_ms_per_image"]
@@ -41,17 +40,7 @@ def host_cost(results: dict, trial_seconds: float) -> str:
         tried = ", ".join(f"{t['images_per_second']:.0f}{'+' if t['sustained'] else '-'}" for t in ceiling["trials"])
         text += (f"\nhost ceiling, {ceiling['decode_threads']} decode threads: "
                  f"{fmt(ceiling['host_ceiling_images_per_second'])} img/s per actor (rates tried, + sustained: {tried})")
-    short = short_trials(results, trial_seconds)
-    if short:
-        text += (f"\nnote: the trials at {', '.join(f'{r:.0f}' for r in short)} img/s ran out of shards (under half of "
-                 "standin.trial_seconds of work each); raise images= for a steadier ceiling")
     return text
-
-
-def short_trials(results: dict, seconds: float) -> list[float]:
-    """Rates whose ceiling trial had under half of `seconds` (standin.trial_seconds) of images to label."""
-    return sorted({t["images_per_second"] for c in results.get("ceilings", []) for t in c["trials"]
-                   if t.get("images", 0) < 0.5 * t["images_per_second"] * seconds})
 
 
 def bar_plot(path: Path, labels: list[str], values: list[float], unit: str, title: str, horizontal: bool = False) -> None:
