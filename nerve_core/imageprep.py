@@ -107,7 +107,7 @@ def prepare_image(image: RGBImage, clip_size: int, clip_resize: str, sd_size: in
     rgb = rgb_array(image) if isinstance(image, np.ndarray) else to_rgb(image)
     size = image_hw(rgb)
     clip_hw = clip_input_size(size, clip_size, clip_resize)
-    pixels = np.array(rgb, dtype=np.uint8) if guided else None
+    pixels = np.asarray(rgb, dtype=np.uint8) if guided else None  # an RGB array as it is; upsampling copies the guide
     if on_device:
         return Prepared(clip=None, sd=None, size=size, guide=pixels, pixels=device_pixels(rgb) if pixels is None else pixels,
                         clip_size=clip_hw, seconds=time.perf_counter() - start)

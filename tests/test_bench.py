@@ -207,7 +207,7 @@ def test_pipeline_bench_standin_finds_the_host_ceiling(tmp_path):
                "per_shard=4", "standin.images_per_second=40", "standin.decode_threads=[1]", "standin.trial_seconds=0.2",
                "standin.precision=1.0", "engine_alone=false"]
     subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1], timeout=600)
-    results = json.loads((tmp_path / "pipeline.json").read_text())
+    results = read_results(tmp_path, "pipeline")
     assert "engine alone" not in results["measured"] and results["overhead_ratio"] is None  # engine_alone=false
     assert results["host_ceiling_images_per_second"]["1"] > 0
     cost = results["cpu_ms_per_image"]["1"]

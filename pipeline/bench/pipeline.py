@@ -188,8 +188,9 @@ def trial_shards(shards: list[str], count: int, directory: Path) -> list[str]:
     names (symbolic links in `directory`) as often as it takes. Every trial then has
     standin.trial_seconds of work whatever images= is: a trial that ran out of shards was measured
     on a handful of steady shards, and its figures moved by a third from one run to the next."""
-    directory.mkdir(parents=True, exist_ok=True)
     chosen = list(shards[:count])
+    if count > len(chosen):
+        directory.mkdir(parents=True, exist_ok=True)
     for i in range(len(chosen), count):
         source = Path(shards[i % len(shards)]).resolve()
         link = directory / f"again{i // len(shards)}-{source.name}"
